@@ -1,0 +1,49 @@
+"""Every knob of the simulator, in one dataclass shared by the CLI, the tests and the benchmarks."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+
+@dataclass
+class SimConfig:
+    # Listening addresses; port 0 picks a free port (tests), the CLI defaults are fixed ports.
+    api_host: str = "127.0.0.1"
+    api_port: int = 0
+    gateway_host: str = "127.0.0.1"
+    gateway_port: int = 0
+    admin_host: str = "127.0.0.1"
+    admin_port: int = 0
+    # Where to write a kubeconfig (None: do not write one) and the bearer token the API checks
+    # (None: a random one is generated at start).
+    kubeconfig: str | None = None
+    token: str | None = None
+    # The user name the token authenticates as; Knative's creator/lastModifier annotations carry it.
+    user: str = "system:serviceaccount:relayweb:relayweb"
+
+    # Handler container timings (seconds).
+    image_pull_delay: float = 1.0        # Pulling -> Pulled
+    start_delay: float = 0.5             # Started -> ready (readiness probe passes)
+    # Knative autoscaler / deployment timings (seconds).
+    stable_window: float = 60.0          # no traffic for this long ...
+    scale_to_zero_grace: float = 30.0    # ... plus this -> scale to zero
+    progress_deadline: float = 120.0     # image pull back-off / crash -> revision failed after this
+    activation_timeout: float = 130.0    # activator gives up on a cold start (progress_deadline + 10 in 0.13)
+    queue_depth: int = 10000             # activator breaker queue depth per revision
+    # Ambassador route timeout for Knative mappings (Ambassador >= 1.5 with Knative 1.x: 15 s);
+    # None means wait for the revision's timeoutSeconds only.
+    route_timeout: float | None = None
+
+    # Watch history kept for resume; older resourceVersions get 410 Gone.
+    watch_history: int = 10000
+    # Interval of watch BOOKMARK events when the client asked for them (seconds).
+    bookmark_interval: float = 30.0
+
+    # Domain for non-cluster-local services (config-domain default).
+    domain: str = "example.com"
+
+    extra: dict = field(default_factory=dict)
+
+    @property
+    def api_url(self) -> str:
+        return f"http://{self.api_host}:{self.api_port}"

@@ -1,0 +1,27 @@
+from django.contrib import admin
+from django.urls import include, path
+from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
+from rest_framework.routers import DefaultRouter
+
+from relayweb import health
+from tenants import api as tenants_api
+
+router = DefaultRouter(trailing_slash=True)
+router.register("tenants", tenants_api.TenantViewSet, basename="tenant")
+router.register(
+    r"tenants/(?P<tenant_slug>[^/]+)/members", tenants_api.MembershipViewSet, basename="membership"
+)
+router.register("tokens", tenants_api.ApiTokenViewSet, basename="apitoken")
+
+urlpatterns = [
+    path("admin/", admin.site.urls),
+    path("api/v1/", include(router.urls)),
+    path("api/schema/", SpectacularAPIView.as_view(), name="schema"),
+    path("api/docs/", SpectacularSwaggerView.as_view(url_name="schema"), name="api-docs"),
+    path("healthz", health.healthz, name="healthz"),
+    path("readyz", health.readyz, name="readyz"),
+    path("", include("tenants.urls")),
+]
+
+handler404 = "relayweb.views.not_found"
+handler500 = "relayweb.views.server_error"

@@ -1,0 +1,116 @@
+"""API: /api/v1/tenants/, /api/v1/tenants/<slug>/members/, /api/v1/tokens/."""
+
+from __future__ import annotations
+
+from django.db.models import OuterRef, Subquery
+from django.shortcuts import get_object_or_404
+from drf_spectacular.utils import OpenApiParameter, extend_schema, extend_schema_view
+from rest_framework import mixins, permissions, viewsets
+
+from . import services
+from .filters import MembershipFilter, TenantFilter
+from .models import ApiToken, Membership
+from .permissions import Action, can, tenants_of
+from .serializers import ApiTokenSerializer, MembershipSerializer, TenantSerializer
+
+READ_METHODS = permissions.SAFE_METHODS
+
+
+class TenantAccess(permissions.BasePermission):
+    """Members read; owners change or delete the tenant. Non-members never see it (404)."""
+
+    def has_object_permission(self, request, view, tenant) -> bool:
+        action = Action.VIEW if request.method in READ_METHODS else Action.MANAGE
+        return can(request.user, tenant, action)
+
+
+class TenantViewSet(viewsets.ModelViewSet):
+    serializer_class = TenantSerializer
+    permission_classes = [permissions.IsAuthenticated, TenantAccess]
+    lookup_field = "slug"
+    lookup_value_regex = "[^/]+"
+    filterset_class = TenantFilter
+    search_fields = ["slug", "name"]
+    ordering_fields = ["slug", "name", "created_at"]
+    ordering = ["slug"]
+
+    def get_queryset(self):
+        user = self.request.user
+        my_role = Membership.objects.filter(tenant=OuterRef("pk"), user=user).values("role")[:1]
+        return tenants_of(user).annotate(my_role=Subquery(my_role))
+
+    def perform_destroy(self, tenant) -> None:
+        services.tenant_delete(tenant=tenant)
+
+
+class MemberAccess(permissions.BasePermission):
+    """Members list members; owners add, change and remove them."""
+
+    def has_permission(self, request, view) -> bool:
+        action = Action.VIEW if request.method in READ_METHODS else Action.MANAGE
+        return can(request.user, view.tenant, action)
+
+
+tenant_param = OpenApiParameter("tenant_slug", str, OpenApiParameter.PATH, description="Tenant slug.")
+
+
+@extend_schema_view(
+    **{
+        name: extend_schema(parameters=[tenant_param])
+        for name in ("list", "create", "retrieve", "update", "partial_update", "destroy")
+    }
+)
+class MembershipViewSet(viewsets.ModelViewSet):
+    serializer_class = MembershipSerializer
+    permission_classes = [permissions.IsAuthenticated, MemberAccess]
+    lookup_field = "user__username"
+    lookup_url_kwarg = "username"
+    lookup_value_regex = "[^/]+"
+    filterset_class = MembershipFilter
+    search_fields = ["user__username", "user__email"]
+    ordering_fields = ["user__username", "role", "created_at"]
+    ordering = ["user__username"]
+
+    def initial(self, request, *args, **kwargs) -> None:
+        self.tenant = None
+        super().perform_authentication(request)
+        if request.user.is_authenticated:
+            self.tenant = get_object_or_404(tenants_of(request.user), slug=kwargs.get("tenant_slug"))
+        super().initial(request, *args, **kwargs)
+
+    def get_queryset(self):
+        if getattr(self, "swagger_fake_view", False) or self.tenant is None:
+            return Membership.objects.none()
+        return Membership.objects.filter(tenant=self.tenant).select_related("user")
+
+    def get_serializer_context(self):
+        return {**super().get_serializer_context(), "tenant": getattr(self, "tenant", None)}
+
+    def perform_destroy(self, membership) -> None:
+        services.membership_remove(membership=membership)
+
+
+class ApiTokenViewSet(
+    mixins.ListModelMixin,
+    mixins.CreateModelMixin,
+    mixins.RetrieveModelMixin,
+    mixins.DestroyModelMixin,
+    viewsets.GenericViewSet,
+):
+    """Your personal API tokens. The token value is shown once, in the create response."""
+
+    serializer_class = ApiTokenSerializer
+    ordering_fields = ["created_at", "name", "last_used_at"]
+    search_fields = ["name"]
+    filterset_fields = []
+
+    def get_queryset(self):
+        if getattr(self, "swagger_fake_view", False):
+            return ApiToken.objects.none()
+        return ApiToken.objects.filter(user=self.request.user)
+
+    def perform_destroy(self, token) -> None:
+        services.token_revoke(token=token)
+
+
+

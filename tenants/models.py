@@ -1,0 +1,129 @@
+"""Tenants (teams), their members and roles, and per-user API tokens."""
+
+from __future__ import annotations
+
+import hashlib
+import secrets
+
+from django.conf import settings
+from django.core.validators import RegexValidator
+from django.db import models
+from django.utils import timezone
+
+# A DNS-1123 label: the slug becomes part of the tenant's Kubernetes namespace name.
+SLUG_MAX_LENGTH = 30
+slug_validator = RegexValidator(
+    r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$",
+    "Use lowercase letters, digits and hyphens, starting and ending with a letter or digit "
+    "(it becomes part of a Kubernetes namespace name).",
+    code="invalid_slug",
+)
+
+
+class Role(models.TextChoices):
+    OWNER = "owner", "Owner"
+    EDITOR = "editor", "Editor"
+    VIEWER = "viewer", "Viewer"
+
+
+class Tenant(models.Model):
+    class State(models.TextChoices):
+        PROVISIONING = "provisioning", "Provisioning"
+        READY = "ready", "Ready"
+        DELETING = "deleting", "Deleting"
+        FAILED = "failed", "Failed"
+
+    slug = models.CharField(
+        max_length=SLUG_MAX_LENGTH,
+        unique=True,
+        validators=[slug_validator],
+        help_text="Short name used in URLs and in the Kubernetes namespace; cannot change later.",
+    )
+    name = models.CharField(max_length=100, help_text="Display name.")
+    namespace = models.CharField(max_length=63, unique=True, editable=False)
+    state = models.CharField(max_length=16, choices=State.choices, default=State.PROVISIONING)
+    message = models.TextField(blank=True, default="")
+    created_at = models.DateTimeField(default=timezone.now, editable=False)
+    members = models.ManyToManyField(
+        settings.AUTH_USER_MODEL, through="Membership", related_name="tenants"
+    )
+
+    class Meta:
+        ordering = ["slug"]
+
+    def __str__(self) -> str:
+        return self.slug
+
+    def save(self, *args, **kwargs) -> None:
+        # The namespace is fixed at creation: changing the prefix later must not move tenants.
+        if not self.namespace:
+            self.namespace = f"{settings.RELAY_NAMESPACE_PREFIX}{self.slug}"
+        super().save(*args, **kwargs)
+
+
+class Membership(models.Model):
+    user = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="memberships"
+    )
+    tenant = models.ForeignKey(Tenant, on_delete=models.CASCADE, related_name="memberships")
+    role = models.CharField(max_length=10, choices=Role.choices, default=Role.VIEWER)
+    created_at = models.DateTimeField(default=timezone.now, editable=False)
+
+    class Meta:
+        ordering = ["tenant__slug", "user__username"]
+        constraints = [
+            models.UniqueConstraint(fields=["user", "tenant"], name="one_membership_per_user"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.user} in {self.tenant} ({self.role})"
+
+
+def _hash_token(raw: str) -> str:
+    # Tokens carry 256 random bits, so a fast hash is enough: nothing to brute-force.
+    return hashlib.sha256(raw.encode()).hexdigest()
+
+
+class ApiTokenQuerySet(models.QuerySet):
+    def for_raw(self, raw: str) -> ApiToken | None:
+        return self.select_related("user").filter(digest=_hash_token(raw)).first()
+
+
+class ApiToken(models.Model):
+    """A personal API token: shown once at creation, stored only as a SHA-256 digest."""
+
+    LAST_USED_RESOLUTION_SECONDS = 60
+
+    user = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="api_tokens"
+    )
+    name = models.CharField(max_length=100)
+    prefix = models.CharField(max_length=16, editable=False, help_text="First characters, to tell tokens apart.")
+    digest = models.CharField(max_length=64, unique=True, editable=False)
+    created_at = models.DateTimeField(default=timezone.now, editable=False)
+    last_used_at = models.DateTimeField(null=True, blank=True, editable=False)
+
+    objects = ApiTokenQuerySet.as_manager()
+
+    class Meta:
+        ordering = ["-created_at"]
+        constraints = [
+            models.UniqueConstraint(fields=["user", "name"], name="token_name_unique_per_user"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.name} ({self.prefix}…)"
+
+    @classmethod
+    def generate(cls, *, user, name: str) -> tuple[ApiToken, str]:
+        raw = settings.RELAY_API_TOKEN_PREFIX + secrets.token_urlsafe(32)
+        token = cls.objects.create(user=user, name=name, prefix=raw[:10], digest=_hash_token(raw))
+        return token, raw
+
+    def touch(self) -> None:
+        """Record use, at most once a minute per token (no write on every request)."""
+        now = timezone.now()
+        last = self.last_used_at
+        if last is None or (now - last).total_seconds() >= self.LAST_USED_RESOLUTION_SECONDS:
+            ApiToken.objects.filter(pk=self.pk).update(last_used_at=now)
+            self.last_used_at = now

@@ -1,0 +1,86 @@
+from __future__ import annotations
+
+from rest_framework import serializers
+
+from relayweb.api import StrictFieldsMixin
+
+from . import services
+from .models import SLUG_MAX_LENGTH, ApiToken, Membership, Role, Tenant, slug_validator
+
+
+class TenantSerializer(StrictFieldsMixin, serializers.ModelSerializer):
+    slug = serializers.CharField(
+        max_length=SLUG_MAX_LENGTH,
+        validators=[slug_validator],
+        help_text="DNS label (a-z, 0-9, '-'), at most 30 characters; fixed after creation.",
+    )
+    role = serializers.SerializerMethodField(help_text="Your role in this tenant.")
+
+    class Meta:
+        model = Tenant
+        fields = ["slug", "name", "namespace", "state", "message", "role", "created_at"]
+        read_only_fields = ["namespace", "state", "message", "created_at"]
+
+    def get_role(self, tenant: Tenant) -> str | None:
+        return getattr(tenant, "my_role", None)
+
+    def validate_slug(self, value: str) -> str:
+        if self.instance is not None and value != self.instance.slug:
+            raise serializers.ValidationError("The slug cannot change after creation.")
+        return value
+
+    def create(self, validated_data) -> Tenant:
+        tenant = services.tenant_create(user=self.context["request"].user, **validated_data)
+        tenant.my_role = Role.OWNER
+        return tenant
+
+    def update(self, tenant: Tenant, validated_data) -> Tenant:
+        return services.tenant_update(tenant=tenant, name=validated_data.get("name", tenant.name))
+
+
+class MembershipSerializer(StrictFieldsMixin, serializers.ModelSerializer):
+    username = serializers.CharField(
+        source="user.username", help_text="Username (or e-mail) of an existing user."
+    )
+    role = serializers.ChoiceField(choices=Role.choices)
+
+    class Meta:
+        model = Membership
+        fields = ["username", "role", "created_at"]
+        read_only_fields = ["created_at"]
+
+    def validate_username(self, value: str) -> str:
+        if self.instance is not None and value != self.instance.user.username:
+            raise serializers.ValidationError("The member cannot change; remove and add instead.")
+        return value
+
+    def create(self, validated_data) -> Membership:
+        return services.membership_add(
+            tenant=self.context["tenant"],
+            username=validated_data["user"]["username"],
+            role=validated_data["role"],
+        )
+
+    def update(self, membership: Membership, validated_data) -> Membership:
+        return services.membership_set_role(
+            membership=membership, role=validated_data.get("role", membership.role)
+        )
+
+
+class ApiTokenSerializer(StrictFieldsMixin, serializers.ModelSerializer):
+    token = serializers.SerializerMethodField(
+        help_text="The token itself: returned only in the response that creates it."
+    )
+
+    class Meta:
+        model = ApiToken
+        fields = ["id", "name", "prefix", "created_at", "last_used_at", "token"]
+        read_only_fields = ["id", "prefix", "created_at", "last_used_at"]
+
+    def get_token(self, token: ApiToken) -> str | None:
+        return getattr(token, "raw", None)
+
+    def create(self, validated_data) -> ApiToken:
+        token, raw = services.token_create(user=self.context["request"].user, name=validated_data["name"])
+        token.raw = raw
+        return token

@@ -1,0 +1,125 @@
+"""Tenant, membership and token operations. Views, the API and the admin call these; rules live here.
+
+Errors are `django.core.exceptions.ValidationError` keyed by field, so a form shows them inline and
+the API answers 400 naming the field.
+"""
+
+from __future__ import annotations
+
+from django.conf import settings
+from django.contrib.auth import get_user_model
+from django.core.exceptions import ValidationError
+from django.db import IntegrityError, transaction
+
+from .models import ApiToken, Membership, Role, Tenant
+
+
+def _clean(instance, exclude=None) -> None:
+    instance.full_clean(exclude=exclude)
+
+
+def tenant_create(*, user, slug: str, name: str) -> Tenant:
+    """Create a tenant with `user` as its first owner."""
+    tenant = Tenant(slug=(slug or "").strip(), name=(name or "").strip())
+    _clean(tenant, exclude=["namespace"])
+    tenant.namespace = f"{settings.RELAY_NAMESPACE_PREFIX}{tenant.slug}"
+    if Tenant.objects.filter(namespace=tenant.namespace).exists():
+        raise ValidationError({"slug": f"Namespace {tenant.namespace!r} is already taken."})
+    try:
+        with transaction.atomic():
+            tenant.save()
+            Membership.objects.create(user=user, tenant=tenant, role=Role.OWNER)
+    except IntegrityError:  # a concurrent create won the race for this slug
+        raise ValidationError({"slug": "Tenant with this Slug already exists."}) from None
+    return tenant
+
+
+def tenant_update(*, tenant: Tenant, name: str) -> Tenant:
+    tenant.name = (name or "").strip()
+    _clean(tenant, exclude=["namespace", "slug"])
+    tenant.save(update_fields=["name"])
+    return tenant
+
+
+@transaction.atomic
+def tenant_delete(*, tenant: Tenant) -> None:
+    tenant.delete()
+
+
+def _user_by_name(username: str):
+    User = get_user_model()
+    username = (username or "").strip()
+    if not username:
+        raise ValidationError({"username": "This field is required."})
+    user = User.objects.filter(username=username, is_active=True).first()
+    if user is None:
+        user = User.objects.filter(email__iexact=username, is_active=True).first() if "@" in username else None
+    if user is None:
+        raise ValidationError({"username": f"No active user named {username!r}."})
+    return user
+
+
+def _check_role(role: str) -> str:
+    if role not in Role.values:
+        raise ValidationError({"role": f"Unknown role {role!r}; choose one of: {', '.join(Role.values)}."})
+    return role
+
+
+@transaction.atomic
+def membership_add(*, tenant: Tenant, username: str, role: str) -> Membership:
+    role = _check_role(role)
+    user = _user_by_name(username)
+    try:
+        with transaction.atomic():
+            return Membership.objects.create(tenant=tenant, user=user, role=role)
+    except IntegrityError:
+        raise ValidationError({"username": f"{user.username} is already a member."}) from None
+
+
+def _lock_owners(tenant: Tenant) -> list[int]:
+    # Lock the tenant's memberships so two concurrent demotions cannot both pass the last-owner check.
+    return list(
+        Membership.objects.select_for_update()
+        .filter(tenant=tenant, role=Role.OWNER)
+        .values_list("pk", flat=True)
+    )
+
+
+@transaction.atomic
+def membership_set_role(*, membership: Membership, role: str) -> Membership:
+    role = _check_role(role)
+    owners = _lock_owners(membership.tenant)
+    if membership.role == Role.OWNER and role != Role.OWNER and owners == [membership.pk]:
+        raise ValidationError({"role": "The last owner cannot be demoted; make someone else owner first."})
+    membership.role = role
+    membership.save(update_fields=["role"])
+    return membership
+
+
+@transaction.atomic
+def membership_remove(*, membership: Membership) -> None:
+    owners = _lock_owners(membership.tenant)
+    if membership.role == Role.OWNER and owners == [membership.pk]:
+        raise ValidationError(
+            {"user": "The last owner cannot be removed; make someone else owner, or delete the tenant."}
+        )
+    membership.delete()
+
+
+def token_create(*, user, name: str) -> tuple[ApiToken, str]:
+    name = (name or "").strip()
+    if not name:
+        raise ValidationError({"name": "This field is required."})
+    if len(name) > 100:
+        raise ValidationError({"name": "Ensure this field has no more than 100 characters."})
+    if ApiToken.objects.filter(user=user, name=name).exists():
+        raise ValidationError({"name": f"You already have a token named {name!r}."})
+    try:
+        with transaction.atomic():
+            return ApiToken.generate(user=user, name=name)
+    except IntegrityError:
+        raise ValidationError({"name": f"You already have a token named {name!r}."}) from None
+
+
+def token_revoke(*, token: ApiToken) -> None:
+    token.delete()

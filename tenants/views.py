@@ -1,0 +1,151 @@
+"""Browser UI for tenants, members and API tokens. Thin: forms in, services do the work."""
+
+from __future__ import annotations
+
+from django.contrib import messages
+from django.contrib.auth.decorators import login_required
+from django.core.exceptions import ValidationError
+from django.shortcuts import get_object_or_404, redirect, render
+from django.views.decorators.http import require_POST
+
+from . import services
+from .decorators import tenant_view
+from .forms import MemberAddForm, MemberRoleForm, TenantCreateForm, TenantSettingsForm, TokenCreateForm
+from .models import ApiToken, Membership
+from .permissions import Action, allows, tenants_of
+
+
+def _apply(form, action) -> bool:
+    """Run a service for a valid form; service errors become form errors. True on success."""
+    if not form.is_valid():
+        return False
+    try:
+        action(form.cleaned_data)
+    except ValidationError as e:
+        _add_errors(form, e)
+        return False
+    return True
+
+
+def _add_errors(form, error: ValidationError) -> None:
+    if not hasattr(error, "error_dict"):
+        form.add_error(None, error)
+        return
+    for field, errors in error.error_dict.items():
+        form.add_error(field if field in form.fields else None, errors)
+
+
+@login_required
+def tenant_list(request):
+    tenants = tenants_of(request.user).prefetch_related("memberships")
+    return render(request, "tenants/list.html", {"tenants": tenants})
+
+
+@login_required
+def tenant_create(request):
+    form = TenantCreateForm(request.POST or None)
+    created = {}
+    if request.method == "POST" and _apply(
+        form, lambda d: created.update(t=services.tenant_create(user=request.user, **d))
+    ):
+        messages.success(request, f"Tenant “{created['t'].name}” created.")
+        return redirect("tenant-detail", slug=created["t"].slug)
+    return render(request, "tenants/create.html", {"form": form})
+
+
+@tenant_view(Action.VIEW)
+def tenant_detail(request, tenant):
+    return render(request, "tenants/detail.html", {"tenant": tenant})
+
+
+@tenant_view(Action.MANAGE)
+def tenant_settings(request, tenant):
+    form = TenantSettingsForm(request.POST or None, initial={"name": tenant.name})
+    if request.method == "POST" and _apply(
+        form, lambda d: services.tenant_update(tenant=tenant, name=d["name"])
+    ):
+        messages.success(request, "Settings saved.")
+        return redirect("tenant-settings", slug=tenant.slug)
+    return render(request, "tenants/settings.html", {"tenant": tenant, "form": form})
+
+
+@require_POST
+@tenant_view(Action.MANAGE)
+def tenant_delete(request, tenant):
+    if request.POST.get("confirm") != tenant.slug:
+        messages.error(request, f"Type the slug “{tenant.slug}” to confirm deletion.")
+        return redirect("tenant-settings", slug=tenant.slug)
+    services.tenant_delete(tenant=tenant)
+    messages.success(request, f"Tenant “{tenant.name}” deleted.")
+    return redirect("tenant-list")
+
+
+@tenant_view(Action.VIEW)
+def member_list(request, tenant):
+    form = MemberAddForm(request.POST or None)
+    if request.method == "POST":
+        if not allows(request.role, Action.MANAGE):
+            messages.error(request, "Only owners can add members.")
+            return redirect("member-list", slug=tenant.slug)
+        if _apply(form, lambda d: services.membership_add(tenant=tenant, **d)):
+            messages.success(request, f"{form.cleaned_data['username']} added.")
+            return redirect("member-list", slug=tenant.slug)
+    memberships = tenant.memberships.select_related("user")
+    return render(
+        request,
+        "tenants/members.html",
+        {"tenant": tenant, "memberships": memberships, "form": form,
+         "can_manage": allows(request.role, Action.MANAGE), "role_form": MemberRoleForm()},
+    )
+
+
+def _member_action(request, tenant, pk, action, done: str):
+    membership = get_object_or_404(Membership, pk=pk, tenant=tenant)
+    try:
+        action(membership)
+    except ValidationError as e:
+        messages.error(request, " ".join(e.messages))
+    else:
+        messages.success(request, done.format(user=membership.user.username))
+    return redirect("member-list", slug=tenant.slug)
+
+
+@require_POST
+@tenant_view(Action.MANAGE)
+def member_role(request, tenant, pk):
+    role = request.POST.get("role", "")
+    return _member_action(
+        request, tenant, pk,
+        lambda m: services.membership_set_role(membership=m, role=role),
+        "{user} is now " + role + ".",
+    )
+
+
+@require_POST
+@tenant_view(Action.MANAGE)
+def member_remove(request, tenant, pk):
+    return _member_action(
+        request, tenant, pk, lambda m: services.membership_remove(membership=m), "{user} removed."
+    )
+
+
+@login_required
+def token_list(request):
+    form = TokenCreateForm(request.POST or None)
+    created = {}
+    if request.method == "POST" and _apply(
+        form, lambda d: created.update(pair=services.token_create(user=request.user, name=d["name"]))
+    ):
+        form = TokenCreateForm()
+    tokens = ApiToken.objects.filter(user=request.user)
+    new_token = created["pair"][1] if created else None
+    return render(request, "tenants/tokens.html", {"tokens": tokens, "form": form, "new_token": new_token})
+
+
+@require_POST
+@login_required
+def token_revoke(request, pk):
+    token = get_object_or_404(ApiToken, pk=pk, user=request.user)
+    services.token_revoke(token=token)
+    messages.success(request, f"Token “{token.name}” revoked.")
+    return redirect("token-list")

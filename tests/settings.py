@@ -1,0 +1,20 @@
+"""Settings for the test suite: the real settings, with test-only defaults for what CI does not set.
+
+DATABASE_URL and REDIS_URL come from the environment (.ci/run sets PostgreSQL and Redis); unset on a
+laptop, the suite uses SQLite and starts an embedded Redis. In CI their absence is an error
+(tests/conftest.py), never a silent fallback.
+"""
+
+import os
+
+from tests.embedded_redis import ensure_redis_url
+
+os.environ.setdefault("SECRET_KEY", "test-only-secret-key-not-for-production-0123456789abcdef")
+os.environ.setdefault("SECURE_SSL_REDIRECT", "False")
+ensure_redis_url()
+
+from relayweb.settings import *  # noqa: E402,F403
+
+PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]  # speed only
+STATIC_ROOT = None  # served from the app folders by WhiteNoise's finders; no collectstatic in tests
+WHITENOISE_USE_FINDERS = True

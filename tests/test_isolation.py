@@ -1,0 +1,161 @@
+"""Every page and endpoint refuses anonymous users and members of other tenants.
+
+ROUTES lists each URL name with a concrete request; `test_every_route_is_listed` walks the URL
+resolver so a new view cannot ship without being added here.
+"""
+
+from __future__ import annotations
+
+import pytest
+from django.test import Client
+from django.urls import URLPattern, URLResolver, get_resolver
+
+from tenants.models import ApiToken, Membership, Tenant
+
+pytestmark = pytest.mark.django_db
+
+# name -> (method, path). Tenant-scoped routes use tenant A ("acme"), where charlie is no member.
+TENANT_PAGES = {
+    "tenant-detail": ("get", "/t/acme/"),
+    "tenant-settings": ("get", "/t/acme/settings/"),
+    "tenant-delete": ("post", "/t/acme/delete/"),
+    "member-list": ("get", "/t/acme/members/"),
+    "member-role": ("post", "/t/acme/members/{bob_membership}/role/"),
+    "member-remove": ("post", "/t/acme/members/{bob_membership}/remove/"),
+}
+USER_PAGES = {
+    "tenant-list": ("get", "/"),
+    "tenant-create": ("get", "/tenants/new/"),
+    "token-list": ("get", "/account/tokens/"),
+    "token-revoke": ("post", "/account/tokens/{alice_token}/revoke/"),
+}
+TENANT_API = {
+    "tenant-detail": ("get", "/api/v1/tenants/acme/"),
+    "tenant-detail:patch": ("patch", "/api/v1/tenants/acme/"),
+    "tenant-detail:delete": ("delete", "/api/v1/tenants/acme/"),
+    "membership-list": ("get", "/api/v1/tenants/acme/members/"),
+    "membership-list:post": ("post", "/api/v1/tenants/acme/members/"),
+    "membership-detail": ("get", "/api/v1/tenants/acme/members/bob/"),
+    "membership-detail:patch": ("patch", "/api/v1/tenants/acme/members/bob/"),
+    "membership-detail:delete": ("delete", "/api/v1/tenants/acme/members/bob/"),
+}
+USER_API = {
+    "api-root": ("get", "/api/v1/"),
+    "tenant-list": ("get", "/api/v1/tenants/"),
+    "apitoken-list": ("get", "/api/v1/tokens/"),
+    "apitoken-detail": ("get", "/api/v1/tokens/{alice_token}/"),
+    "apitoken-detail:delete": ("delete", "/api/v1/tokens/{alice_token}/"),
+}
+# Routes that are public or guarded elsewhere, each with the reason.
+NOT_TENANT_DATA = {
+    "login": "sign-in page",
+    "logout": "sign-out",
+    "schema": "OpenAPI schema (no data)",
+    "api-docs": "Swagger UI (no data)",
+    "healthz": "liveness probe",
+    "readyz": "readiness probe",
+}
+
+
+@pytest.fixture
+def ids(alice, tenant_a):
+    token = ApiToken.generate(user=alice, name="mine")[0]
+    return {
+        "bob_membership": Membership.objects.get(tenant=tenant_a, user__username="bob").pk,
+        "alice_token": token.pk,
+    }
+
+
+def _request(client, method, path, ids):
+    return getattr(client, method)(path.format(**ids), content_type="application/json", data="{}"
+                                   if method in ("post", "patch") else None)
+
+
+def _all_route_names(resolver=None, prefix="") -> set[str]:
+    names = set()
+    for entry in (resolver or get_resolver()).url_patterns:
+        if isinstance(entry, URLResolver):
+            if entry.namespace == "admin":
+                continue
+            names |= _all_route_names(entry, prefix)
+        elif isinstance(entry, URLPattern) and entry.name:
+            names.add(entry.name)
+    return names
+
+
+def test_every_route_is_listed():
+    listed = {name.split(":")[0] for table in (TENANT_PAGES, USER_PAGES, TENANT_API, USER_API) for name in table}
+    unlisted = _all_route_names() - listed - set(NOT_TENANT_DATA)
+    assert not unlisted, f"add isolation cases for: {sorted(unlisted)}"
+
+
+@pytest.mark.parametrize("name", [*TENANT_PAGES, *USER_PAGES])
+def test_pages_send_anonymous_users_to_sign_in(name, ids):
+    method, path = {**TENANT_PAGES, **USER_PAGES}[name]
+    response = _request(Client(), method, path, ids)
+    assert response.status_code == 302
+    assert response["Location"].startswith("/login/")
+
+
+@pytest.mark.parametrize("name", TENANT_PAGES)
+def test_tenant_pages_are_404_for_other_tenants(name, ids, charlie, tenant_b):
+    client = Client()
+    client.force_login(charlie)
+    method, path = TENANT_PAGES[name]
+    response = _request(client, method, path, ids)
+    assert response.status_code == 404
+    assert b"Acme" not in response.content
+    assert Tenant.objects.filter(slug="acme").exists()
+    assert Membership.objects.filter(tenant__slug="acme").count() == 2
+
+
+@pytest.mark.parametrize("name", [*TENANT_API, *USER_API])
+def test_api_refuses_anonymous_users(name, ids):
+    method, path = {**TENANT_API, **USER_API}[name]
+    response = _request(Client(), method, path, ids)
+    assert response.status_code in (401, 403)
+    assert "detail" in response.json()
+
+
+@pytest.mark.parametrize("name", TENANT_API)
+def test_tenant_api_is_404_for_other_tenants(name, ids, api, charlie, tenant_b):
+    method, path = TENANT_API[name]
+    client = api(charlie)
+    response = getattr(client, method)(path.format(**ids), {}, format="json")
+    assert response.status_code == 404
+    assert "Acme" not in response.content.decode()
+    assert Membership.objects.filter(tenant__slug="acme").count() == 2
+
+
+def test_token_api_of_another_user_is_404(ids, api, charlie):
+    client = api(charlie)
+    for method in ("get", "delete"):
+        response = getattr(client, method)(f"/api/v1/tokens/{ids['alice_token']}/")
+        assert response.status_code == 404
+    assert ApiToken.objects.filter(pk=ids["alice_token"]).exists()
+
+
+def test_token_revoke_page_of_another_user_is_404(ids, charlie):
+    client = Client()
+    client.force_login(charlie)
+    assert client.post(f"/account/tokens/{ids['alice_token']}/revoke/").status_code == 404
+    assert ApiToken.objects.filter(pk=ids["alice_token"]).exists()
+
+
+def test_lists_never_include_other_tenants(api, charlie, tenant_a, tenant_b):
+    body = api(charlie).get("/api/v1/tenants/").json()
+    assert [t["slug"] for t in body["results"]] == ["globex"]
+    client = Client()
+    client.force_login(charlie)
+    page = client.get("/").content
+    assert b"Globex" in page and b"Acme" not in page
+
+
+def test_admin_is_for_staff_only(alice, staff):
+    client = Client()
+    assert client.get("/admin/tenants/tenant/").status_code == 302
+    client.force_login(alice)
+    response = client.get("/admin/tenants/tenant/")
+    assert response.status_code == 302 and "/admin/login/" in response["Location"]
+    client.force_login(staff)
+    assert client.get("/admin/tenants/tenant/").status_code == 200

@@ -9,7 +9,7 @@ from tenants import api as tenants_api
 router = DefaultRouter(trailing_slash=True)
 router.register("tenants", tenants_api.TenantViewSet, basename="tenant")
 router.register(
-    r"tenants/(?P<tenant_slug>[^/]+)/members", tenants_api.MembershipViewSet, basename="membership"
+    r"tenants/(?P<tenant_slug>[-a-zA-Z0-9_]+)/members", tenants_api.MembershipViewSet, basename="membership"
 )
 router.register("tokens", tenants_api.ApiTokenViewSet, basename="apitoken")
 

@@ -28,7 +28,7 @@ class TenantViewSet(viewsets.ModelViewSet):
     serializer_class = TenantSerializer
     permission_classes = [permissions.IsAuthenticated, TenantAccess]
     lookup_field = "slug"
-    lookup_value_regex = "[^/]+"
+    lookup_value_regex = "[-a-zA-Z0-9_]+"
     filterset_class = TenantFilter
     search_fields = ["slug", "name"]
     ordering_fields = ["slug", "name", "created_at"]
@@ -67,7 +67,7 @@ class MembershipViewSet(viewsets.ModelViewSet):
     permission_classes = [permissions.IsAuthenticated, MemberAccess]
     lookup_field = "user__username"
     lookup_url_kwarg = "username"
-    lookup_value_regex = "[^/]+"
+    lookup_value_regex = r"[\w.@+-]+"  # Django's username characters
     filterset_class = MembershipFilter
     search_fields = ["user__username", "user__email"]
     ordering_fields = ["user__username", "role", "created_at"]

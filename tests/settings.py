@@ -11,6 +11,7 @@ from tests.embedded_redis import ensure_redis_url
 
 os.environ.setdefault("SECRET_KEY", "test-only-secret-key-not-for-production-0123456789abcdef")
 os.environ.setdefault("SECURE_SSL_REDIRECT", "False")
+os.environ.setdefault("ALLOWED_HOSTS", "localhost,127.0.0.1,testserver")
 ensure_redis_url()
 
 from relayweb.settings import *  # noqa: E402,F403

@@ -159,3 +159,15 @@ def test_admin_is_for_staff_only(alice, staff):
     assert response.status_code == 302 and "/admin/login/" in response["Location"]
     client.force_login(staff)
     assert client.get("/admin/tenants/tenant/").status_code == 200
+
+
+@pytest.mark.parametrize(
+    "path",
+    ["/api/v1/tenants/%00/", "/api/v1/tenants/%00/members/", "/api/v1/tenants/acme/members/%00/",
+     "/api/v1/tokens/%00/", "/t/%00/", "/t/acme%00/members/", "/t/%E2%80%8Bacme/"],
+)
+def test_odd_bytes_in_paths_are_404_not_500(path, alice, tenant_a):
+    """PostgreSQL refuses NUL in queries: such paths must never reach the database."""
+    client = Client()
+    client.force_login(alice)
+    assert client.get(path).status_code == 404

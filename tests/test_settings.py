@@ -14,8 +14,8 @@ REPO = Path(__file__).resolve().parents[1]
 
 
 def run_manage(*args, env: dict) -> subprocess.CompletedProcess:
-    clean = {k: v for k, v in os.environ.items() if k not in ("DEBUG", "SECRET_KEY", "DATABASE_URL", "SECURE_SSL_REDIRECT")}
-    clean.pop("DJANGO_SETTINGS_MODULE", None)
+    dropped = ("DEBUG", "SECRET_KEY", "DATABASE_URL", "SECURE_SSL_REDIRECT", "DJANGO_SETTINGS_MODULE")
+    clean = {k: v for k, v in os.environ.items() if k not in dropped}
     return subprocess.run(
         [sys.executable, "manage.py", *args], cwd=REPO, env={**clean, **env},
         capture_output=True, text=True, timeout=120,

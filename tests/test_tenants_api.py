@@ -81,7 +81,8 @@ def test_malformed_json_is_a_400_with_detail(api, alice):
 
 
 def test_wrong_content_type_is_refused_with_a_clear_message(api, alice):
-    response = api(alice).post("/api/v1/tenants/", data="slug=x&name=y", content_type="application/x-www-form-urlencoded")
+    form = "application/x-www-form-urlencoded"
+    response = api(alice).post("/api/v1/tenants/", data="slug=x&name=y", content_type=form)
     assert response.status_code == 415
     assert "application/x-www-form-urlencoded" in response.json()["detail"]
     assert not Tenant.objects.exists()

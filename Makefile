@@ -1,0 +1,45 @@
+# relayweb — the two commands: `make run` (the whole product on embedded defaults) and `make test`.
+PYTHON ?= $(shell command -v python3.11 || command -v python3)
+VENV   ?= .venv
+BIN    := $(VENV)/bin
+PORT   ?= 8000
+export RELAY_PORT := $(PORT)
+
+# Embedded defaults, each replaced by the real thing when its variable is set.
+PROCESSES := web worker beat $(if $(REDIS_URL),,redis)
+
+.PHONY: run test bench lint install install-dev clean
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+
+$(VENV)/.installed: requirements.txt | $(BIN)/python
+	$(BIN)/pip install --quiet -r requirements.txt
+	touch $@
+
+$(VENV)/.installed-dev: requirements.txt requirements-dev.txt $(VENV)/.installed
+	$(BIN)/pip install --quiet -r requirements-dev.txt
+	touch $@
+
+install: $(VENV)/.installed
+install-dev: $(VENV)/.installed-dev
+
+run: install
+	@mkdir -p var
+	DEBUG=1 $(BIN)/python manage.py migrate --noinput -v 0
+	@DEBUG=1 $(BIN)/python manage.py ensure_admin
+	@echo "relayweb: open http://127.0.0.1:$(PORT)/ and sign in as shown above (Ctrl-C stops everything)"
+	DEBUG=1 PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/honcho start -f Procfile $(PROCESSES)
+
+test: install-dev
+	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+bench: install-dev
+	@for script in tests/bench/bench_*.py; do echo "== $$script"; $(BIN)/python $$script || exit 1; done
+
+lint: install-dev
+	$(BIN)/ruff check .
+
+clean:
+	rm -rf $(VENV) var staticfiles .pytest_cache

@@ -18,6 +18,10 @@ class SimConfig:
     # (None: a random one is generated at start).
     kubeconfig: str | None = None
     token: str | None = None
+    # Serve the API over HTTPS with a self-signed certificate (its CA goes into the kubeconfig).
+    # Added by K1: kubectl (client-go) only sends the bearer token over TLS, so kubectl against a
+    # token-checking API needs this; the Python client works either way.
+    api_tls: bool = False
     # The user name the token authenticates as; Knative's creator/lastModifier annotations carry it.
     user: str = "system:serviceaccount:relayweb:relayweb"
 

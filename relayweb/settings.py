@@ -108,6 +108,9 @@ DATABASES = {
     if DATABASE_URL
     else {"ENGINE": "django.db.backends.sqlite3", "NAME": BASE_DIR / "var" / "relayweb.sqlite3"}
 }
+if DATABASES["default"]["ENGINE"].endswith("sqlite3"):
+    # web, worker and watcher share the file: wait for locks, and take them up front.
+    DATABASES["default"].setdefault("OPTIONS", {}).update(timeout=20, transaction_mode="IMMEDIATE")
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 # Redis: the Celery broker and the Channels layer. `make run` starts an embedded server on 6399.
@@ -207,3 +210,29 @@ LOGGING = {
 # relayweb's own settings.
 RELAY_NAMESPACE_PREFIX = os.getenv("RELAY_NAMESPACE_PREFIX", "relay-")
 RELAY_API_TOKEN_PREFIX = "rw_"
+
+# The cluster: a kubeconfig file (make run points it at kubesim), else in-cluster credentials.
+RELAY_KUBECONFIG = os.getenv("RELAY_KUBECONFIG") or os.getenv("KUBECONFIG", "")
+RELAY_KUBE_CONTEXT = os.getenv("RELAY_KUBE_CONTEXT", "")
+RELAY_KUBE_TIMEOUT = envint("RELAY_KUBE_TIMEOUT", "15")
+RELAY_AMBASSADOR_ID = os.getenv("RELAY_AMBASSADOR_ID", "")
+RELAY_GATEWAY_NAMESPACE = os.getenv("RELAY_GATEWAY_NAMESPACE", "ambassador")
+RELAY_KNATIVE_NAMESPACE = os.getenv("RELAY_KNATIVE_NAMESPACE", "knative-serving")
+RELAY_DEFAULT_CPU_REQUEST = os.getenv("RELAY_DEFAULT_CPU_REQUEST", "50m")
+RELAY_DEFAULT_MEMORY_REQUEST = os.getenv("RELAY_DEFAULT_MEMORY_REQUEST", "64Mi")
+RELAY_DEFAULT_CPU_LIMIT = os.getenv("RELAY_DEFAULT_CPU_LIMIT", "1")
+RELAY_DEFAULT_MEMORY_LIMIT = os.getenv("RELAY_DEFAULT_MEMORY_LIMIT", "512Mi")
+
+# Triggers and deployments.
+RELAY_MAX_TRIGGERS_PER_TENANT = envint("RELAY_MAX_TRIGGERS_PER_TENANT", "50")
+RELAY_MAX_SCALE_LIMIT = envint("RELAY_MAX_SCALE_LIMIT", "10")
+RELAY_DEPLOY_TIMEOUT = envint("RELAY_DEPLOY_TIMEOUT", "600")
+RELAY_DEPLOY_POLL_INTERVAL = float(os.getenv("RELAY_DEPLOY_POLL_INTERVAL", "1.0"))
+RELAY_RECONCILE_INTERVAL = envint("RELAY_RECONCILE_INTERVAL", "60")
+RELAY_STUCK_AFTER = envint("RELAY_STUCK_AFTER", "120")
+RELAY_TEARDOWN_BATCH = envint("RELAY_TEARDOWN_BATCH", "10")
+
+CELERY_BEAT_SCHEDULE = {
+    "reconcile": {"task": "triggers.tasks.reconcile_all", "schedule": float(RELAY_RECONCILE_INTERVAL)},
+    "resume-stuck-deployments": {"task": "triggers.tasks.deployments_resume", "schedule": 30.0},
+}

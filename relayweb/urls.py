@@ -5,6 +5,7 @@ from rest_framework.routers import DefaultRouter
 
 from relayweb import health
 from tenants import api as tenants_api
+from triggers import api as triggers_api
 
 router = DefaultRouter(trailing_slash=True)
 router.register("tenants", tenants_api.TenantViewSet, basename="tenant")
@@ -12,6 +13,12 @@ router.register(
     r"tenants/(?P<tenant_slug>[-a-zA-Z0-9_]+)/members", tenants_api.MembershipViewSet, basename="membership"
 )
 router.register("tokens", tenants_api.ApiTokenViewSet, basename="apitoken")
+router.register(r"tenants/(?P<tenant_slug>[-a-zA-Z0-9_]+)/triggers", triggers_api.TriggerViewSet, basename="trigger")
+router.register(
+    rf"tenants/(?P<tenant_slug>[-a-zA-Z0-9_]+)/triggers/(?P<trigger_name>{triggers_api.NAME_REGEX})/deployments",
+    triggers_api.DeploymentViewSet,
+    basename="deployment",
+)
 
 urlpatterns = [
     path("admin/", admin.site.urls),
@@ -20,6 +27,7 @@ urlpatterns = [
     path("api/docs/", SpectacularSwaggerView.as_view(url_name="schema"), name="api-docs"),
     path("healthz", health.healthz, name="healthz"),
     path("readyz", health.readyz, name="readyz"),
+    path("", include("triggers.urls")),
     path("", include("tenants.urls")),
 ]
 

@@ -5,7 +5,9 @@ from __future__ import annotations
 from django.db.models import OuterRef, Subquery
 from django.shortcuts import get_object_or_404
 from drf_spectacular.utils import OpenApiParameter, extend_schema, extend_schema_view
-from rest_framework import mixins, permissions, viewsets
+from rest_framework import mixins, permissions, status, viewsets
+from rest_framework.decorators import action
+from rest_framework.response import Response
 
 from . import services
 from .filters import MembershipFilter, TenantFilter
@@ -41,30 +43,60 @@ class TenantViewSet(viewsets.ModelViewSet):
         my_role = Membership.objects.filter(tenant=OuterRef("pk"), user=user).values("role")[:1]
         return tenants_of(user).annotate(my_role=Subquery(my_role))
 
-    def perform_destroy(self, tenant) -> None:
-        services.tenant_delete(tenant=tenant)
+    def destroy(self, request, *args, **kwargs):
+        """Deletion runs in the background: 202, the tenant shows `state: deleting` until it is gone."""
+        tenant = services.tenant_delete(tenant=self.get_object())
+        return Response(self.get_serializer(tenant).data, status=status.HTTP_202_ACCEPTED)
+
+    @extend_schema(request=None, responses={202: TenantSerializer})
+    @action(detail=True, methods=["post"])
+    def provision(self, request, *args, **kwargs):
+        """Retry provisioning the namespace of a tenant whose provisioning failed (owners)."""
+        tenant = services.tenant_provision_retry(tenant=self.get_object())
+        return Response(self.get_serializer(tenant).data, status=status.HTTP_202_ACCEPTED)
 
 
-class MemberAccess(permissions.BasePermission):
-    """Members list members; owners add, change and remove them."""
+class TenantScoped:
+    """Views under /api/v1/tenants/<tenant_slug>/…: resolve the tenant first.
 
+    A non-member gets 404 (the tenant stays invisible); a member without the role for a write, 403.
+    `write_action` is what unsafe methods need; reads need Action.VIEW.
+    """
+
+    write_action = Action.MANAGE
+
+    def initial(self, request, *args, **kwargs) -> None:
+        self.tenant = None
+        self.perform_authentication(request)
+        if request.user.is_authenticated:
+            self.tenant = get_object_or_404(tenants_of(request.user), slug=kwargs.get("tenant_slug"))
+        super().initial(request, *args, **kwargs)
+
+    def get_serializer_context(self):
+        return {**super().get_serializer_context(), "tenant": getattr(self, "tenant", None)}
+
+
+class TenantRole(permissions.BasePermission):
     def has_permission(self, request, view) -> bool:
-        action = Action.VIEW if request.method in READ_METHODS else Action.MANAGE
-        return can(request.user, view.tenant, action)
+        action = Action.VIEW if request.method in READ_METHODS else view.write_action
+        return view.tenant is not None and can(request.user, view.tenant, action)
 
 
 tenant_param = OpenApiParameter("tenant_slug", str, OpenApiParameter.PATH, description="Tenant slug.")
 
 
-@extend_schema_view(
-    **{
-        name: extend_schema(parameters=[tenant_param])
-        for name in ("list", "create", "retrieve", "update", "partial_update", "destroy")
-    }
-)
-class MembershipViewSet(viewsets.ModelViewSet):
+def with_tenant_param(*actions: str):
+    """Document the tenant_slug path parameter on every action of a tenant-scoped viewset."""
+    names = actions or ("list", "create", "retrieve", "update", "partial_update", "destroy")
+    return extend_schema_view(**{name: extend_schema(parameters=[tenant_param]) for name in names})
+
+
+@with_tenant_param()
+class MembershipViewSet(TenantScoped, viewsets.ModelViewSet):
+    """Members list members; owners add, change and remove them."""
+
     serializer_class = MembershipSerializer
-    permission_classes = [permissions.IsAuthenticated, MemberAccess]
+    permission_classes = [permissions.IsAuthenticated, TenantRole]
     lookup_field = "user__username"
     lookup_url_kwarg = "username"
     lookup_value_regex = r"[\w.@+-]+"  # Django's username characters
@@ -73,20 +105,10 @@ class MembershipViewSet(viewsets.ModelViewSet):
     ordering_fields = ["user__username", "role", "created_at"]
     ordering = ["user__username"]
 
-    def initial(self, request, *args, **kwargs) -> None:
-        self.tenant = None
-        super().perform_authentication(request)
-        if request.user.is_authenticated:
-            self.tenant = get_object_or_404(tenants_of(request.user), slug=kwargs.get("tenant_slug"))
-        super().initial(request, *args, **kwargs)
-
     def get_queryset(self):
         if getattr(self, "swagger_fake_view", False) or self.tenant is None:
             return Membership.objects.none()
         return Membership.objects.filter(tenant=self.tenant).select_related("user")
-
-    def get_serializer_context(self):
-        return {**super().get_serializer_context(), "tenant": getattr(self, "tenant", None)}
 
     def perform_destroy(self, membership) -> None:
         services.membership_remove(membership=membership)

@@ -29,8 +29,26 @@ def tenant_create(*, user, slug: str, name: str) -> Tenant:
         with transaction.atomic():
             tenant.save()
             Membership.objects.create(user=user, tenant=tenant, role=Role.OWNER)
+            transaction.on_commit(lambda: _enqueue("tenant_provision", tenant.pk))
     except IntegrityError:  # a concurrent create won the race for this slug
         raise ValidationError({"slug": "Tenant with this Slug already exists."}) from None
+    return tenant
+
+
+def _enqueue(task_name: str, *args) -> None:
+    from triggers import tasks  # the cluster side lives with the triggers
+
+    getattr(tasks, task_name).delay(*args)
+
+
+def tenant_provision_retry(*, tenant: Tenant) -> Tenant:
+    """Try provisioning a failed tenant's namespace again."""
+    if tenant.state != Tenant.State.FAILED:
+        raise ValidationError(f"Tenant {tenant.slug} is {tenant.state}; only a failed tenant can be retried.")
+    with transaction.atomic():
+        Tenant.objects.filter(pk=tenant.pk).update(state=Tenant.State.PROVISIONING, message="")
+        tenant.state, tenant.message = Tenant.State.PROVISIONING, ""
+        transaction.on_commit(lambda: _enqueue("tenant_provision", tenant.pk))
     return tenant
 
 
@@ -41,9 +59,13 @@ def tenant_update(*, tenant: Tenant, name: str) -> Tenant:
     return tenant
 
 
-@transaction.atomic
-def tenant_delete(*, tenant: Tenant) -> None:
-    tenant.delete()
+def tenant_delete(*, tenant: Tenant) -> Tenant:
+    """Mark the tenant deleting; a task removes its triggers, then its namespace, then the row."""
+    with transaction.atomic():
+        Tenant.objects.filter(pk=tenant.pk).update(state=Tenant.State.DELETING, message="Deletion requested.")
+        tenant.state, tenant.message = Tenant.State.DELETING, "Deletion requested."
+        transaction.on_commit(lambda: _enqueue("tenant_teardown", tenant.pk))
+    return tenant
 
 
 def _user_by_name(username: str):

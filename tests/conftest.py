@@ -13,6 +13,8 @@ from rest_framework.test import APIClient
 
 from tenants.models import ApiToken, Membership, Role, Tenant
 
+pytest_plugins = ["tests.cluster"]
+
 PASSWORD = "correct horse battery staple"
 
 

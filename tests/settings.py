@@ -13,9 +13,17 @@ os.environ.setdefault("SECRET_KEY", "test-only-secret-key-not-for-production-012
 os.environ.setdefault("SECURE_SSL_REDIRECT", "False")
 os.environ.setdefault("ALLOWED_HOSTS", "localhost,127.0.0.1,testserver")
 ensure_redis_url()
+# One queue per test run, inherited by the Celery worker processes the tests start.
+os.environ.setdefault("CELERY_TASK_DEFAULT_QUEUE", f"relayweb-test-{os.getpid()}")
+os.environ.setdefault("RELAY_DEPLOY_POLL_INTERVAL", "0.2")
 
 from relayweb.settings import *  # noqa: E402,F403
 
 PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]  # speed only
 STATIC_ROOT = None  # served from the app folders by WhiteNoise's finders; no collectstatic in tests
 WHITENOISE_USE_FINDERS = True
+
+if DATABASES["default"]["ENGINE"].endswith("sqlite3"):  # noqa: F405
+    # A file, not memory: the Celery worker processes of the tests open the same test database.
+    os.makedirs(BASE_DIR / "var", exist_ok=True)  # noqa: F405
+    DATABASES["default"]["TEST"] = {"NAME": str(BASE_DIR / "var" / f"test-{os.getpid()}.sqlite3")}  # noqa: F405

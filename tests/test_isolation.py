@@ -11,6 +11,7 @@ from django.test import Client
 from django.urls import URLPattern, URLResolver, get_resolver
 
 from tenants.models import ApiToken, Membership, Tenant
+from triggers.models import Deployment, Trigger
 
 pytestmark = pytest.mark.django_db
 
@@ -22,6 +23,17 @@ TENANT_PAGES = {
     "member-list": ("get", "/t/acme/members/"),
     "member-role": ("post", "/t/acme/members/{bob_membership}/role/"),
     "member-remove": ("post", "/t/acme/members/{bob_membership}/remove/"),
+    "ui-trigger-list": ("get", "/t/acme/triggers/"),
+    "ui-trigger-create": ("get", "/t/acme/triggers/-/new/"),
+    "ui-trigger-create:post": ("post", "/t/acme/triggers/-/new/"),
+    "ui-trigger-detail": ("get", "/t/acme/triggers/hello/"),
+    "ui-trigger-edit": ("get", "/t/acme/triggers/hello/edit/"),
+    "ui-trigger-edit:post": ("post", "/t/acme/triggers/hello/edit/"),
+    "ui-trigger-deploy": ("post", "/t/acme/triggers/hello/deploy/"),
+    "ui-trigger-redeploy": ("post", "/t/acme/triggers/hello/redeploy/"),
+    "ui-trigger-suspend": ("post", "/t/acme/triggers/hello/suspend/"),
+    "ui-trigger-resume": ("post", "/t/acme/triggers/hello/resume/"),
+    "ui-trigger-delete": ("post", "/t/acme/triggers/hello/delete/"),
 }
 USER_PAGES = {
     "tenant-list": ("get", "/"),
@@ -38,6 +50,18 @@ TENANT_API = {
     "membership-detail": ("get", "/api/v1/tenants/acme/members/bob/"),
     "membership-detail:patch": ("patch", "/api/v1/tenants/acme/members/bob/"),
     "membership-detail:delete": ("delete", "/api/v1/tenants/acme/members/bob/"),
+    "tenant-provision": ("post", "/api/v1/tenants/acme/provision/"),
+    "trigger-list": ("get", "/api/v1/tenants/acme/triggers/"),
+    "trigger-list:post": ("post", "/api/v1/tenants/acme/triggers/"),
+    "trigger-detail": ("get", "/api/v1/tenants/acme/triggers/hello/"),
+    "trigger-detail:patch": ("patch", "/api/v1/tenants/acme/triggers/hello/"),
+    "trigger-detail:delete": ("delete", "/api/v1/tenants/acme/triggers/hello/"),
+    "trigger-deploy": ("post", "/api/v1/tenants/acme/triggers/hello/deploy/"),
+    "trigger-redeploy": ("post", "/api/v1/tenants/acme/triggers/hello/redeploy/"),
+    "trigger-suspend": ("post", "/api/v1/tenants/acme/triggers/hello/suspend/"),
+    "trigger-resume": ("post", "/api/v1/tenants/acme/triggers/hello/resume/"),
+    "deployment-list": ("get", "/api/v1/tenants/acme/triggers/hello/deployments/"),
+    "deployment-detail": ("get", "/api/v1/tenants/acme/triggers/hello/deployments/{deployment}/"),
 }
 USER_API = {
     "api-root": ("get", "/api/v1/"),
@@ -60,7 +84,11 @@ NOT_TENANT_DATA = {
 @pytest.fixture
 def ids(alice, tenant_a):
     token = ApiToken.generate(user=alice, name="mine")[0]
+    trigger = Trigger.objects.create(tenant=tenant_a, name="hello", image="kubesim/echo")
+    deployment = Deployment.objects.create(trigger=trigger, spec_version=1)
     return {
+        "trigger": trigger.pk,
+        "deployment": deployment.pk,
         "bob_membership": Membership.objects.get(tenant=tenant_a, user__username="bob").pk,
         "alice_token": token.pk,
     }
@@ -125,6 +153,9 @@ def test_tenant_api_is_404_for_other_tenants(name, ids, api, charlie, tenant_b):
     assert response.status_code == 404
     assert "Acme" not in response.content.decode()
     assert Membership.objects.filter(tenant__slug="acme").count() == 2
+    trigger = Trigger.objects.get(pk=ids["trigger"])
+    assert (trigger.deleting, trigger.suspended, trigger.deployments.count()) == (False, False, 1)
+    assert Tenant.objects.get(slug="acme").state == Tenant.State.READY
 
 
 def test_token_api_of_another_user_is_404(ids, api, charlie):

@@ -104,9 +104,19 @@ def test_viewer_reads_but_cannot_change_or_delete(api, bob, tenant_a):
     assert Tenant.objects.get(slug="acme").name == "Acme"
 
 
-def test_owner_deletes_the_tenant(api, alice, tenant_a):
-    assert api(alice).delete("/api/v1/tenants/acme/").status_code == 204
-    assert not Tenant.objects.filter(slug="acme").exists()
+def test_owner_deletes_the_tenant_in_the_background(api, alice, tenant_a):
+    response = api(alice).delete("/api/v1/tenants/acme/")
+    assert response.status_code == 202
+    assert response.json()["state"] == "deleting"
+    assert Tenant.objects.get(slug="acme").state == Tenant.State.DELETING
+
+
+def test_only_a_failed_tenant_can_retry_provisioning(api, alice, tenant_a):
+    response = api(alice).post("/api/v1/tenants/acme/provision/")
+    assert response.status_code == 400 and "only a failed tenant" in response.json()["detail"]
+    Tenant.objects.filter(slug="acme").update(state=Tenant.State.FAILED, message="boom")
+    response = api(alice).post("/api/v1/tenants/acme/provision/")
+    assert response.status_code == 202 and response.json()["state"] == "provisioning"
 
 
 def test_errors_are_json_everywhere_under_api(api, alice):

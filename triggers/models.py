@@ -1,1 +1,169 @@
-"""Triggers arrive with the triggers issue; the app is wired now so migrations and URLs have a home."""
+"""Triggers (a tenant's webhook handler: an image run as a Knative Service) and their deployments."""
+
+from __future__ import annotations
+
+from django.conf import settings
+from django.core.validators import MaxValueValidator, MinValueValidator, RegexValidator
+from django.db import models
+from django.utils import timezone
+
+from tenants.models import Tenant
+
+# DNS-1035 label (the ksvc name): starts with a letter, ends with a letter or digit.
+NAME_MAX_LENGTH = 40
+name_validator = RegexValidator(
+    r"^[a-z]([-a-z0-9]*[a-z0-9])?$",
+    "Use lowercase letters, digits and hyphens, starting with a letter and ending with a letter or digit "
+    "(it becomes the Knative Service name).",
+    code="invalid_name",
+)
+RESERVED_PORTS = (8012, 8022, 9090, 9091)  # Knative's queue-proxy and activator ports
+RESERVED_ENV = ("PORT", "K_SERVICE", "K_CONFIGURATION", "K_REVISION")
+
+
+class TriggerQuerySet(models.QuerySet):
+    def live(self):
+        return self.filter(deleting=False)
+
+
+class Trigger(models.Model):
+    tenant = models.ForeignKey(Tenant, on_delete=models.CASCADE, related_name="triggers")
+    name = models.CharField(max_length=NAME_MAX_LENGTH, validators=[name_validator])
+    image = models.CharField(max_length=512)
+    port = models.PositiveIntegerField(default=8080)
+    env = models.JSONField(default=list, blank=True, help_text='[{"name": "X", "value": "1"}, …]')
+    # Secret env: only names and when each was set; the values live in the Kubernetes Secret.
+    secret_env = models.JSONField(default=dict, blank=True, help_text='{"NAME": {"set_at": "…"}}')
+    secret_version = models.PositiveIntegerField(default=0)
+    min_scale = models.PositiveIntegerField(default=0)
+    max_scale = models.PositiveIntegerField(default=3)
+    target_concurrency = models.PositiveIntegerField(null=True, blank=True)
+    timeout_seconds = models.PositiveIntegerField(
+        default=300, validators=[MinValueValidator(1), MaxValueValidator(600)]
+    )
+    suspended = models.BooleanField(default=False)
+    deleting = models.BooleanField(default=False, editable=False)
+    spec_version = models.PositiveIntegerField(default=0, editable=False)
+    # Set by "redeploy": stamped on the pod template so Knative makes a new revision (moved tags).
+    redeploy_stamp = models.CharField(max_length=40, blank=True, default="", editable=False)
+    created_at = models.DateTimeField(default=timezone.now, editable=False)
+    updated_at = models.DateTimeField(auto_now=True)
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+
+    # Observed state of the ksvc (written by the status code shared by the deploy poll and the watcher).
+    ready_status = models.CharField(max_length=8, blank=True, default="")  # True / False / Unknown
+    ready_reason = models.CharField(max_length=100, blank=True, default="")
+    ready_message = models.TextField(blank=True, default="")
+    url = models.CharField(max_length=300, blank=True, default="")
+    address_url = models.CharField(max_length=300, blank=True, default="")
+    latest_created_revision = models.CharField(max_length=100, blank=True, default="")
+    latest_ready_revision = models.CharField(max_length=100, blank=True, default="")
+    observed_generation = models.BigIntegerField(null=True, blank=True)
+    generation = models.BigIntegerField(null=True, blank=True)
+    observed_at = models.DateTimeField(null=True, blank=True)
+
+    objects = TriggerQuerySet.as_manager()
+
+    class Meta:
+        ordering = ["tenant__slug", "name"]
+        constraints = [
+            models.UniqueConstraint(fields=["tenant", "name"], name="trigger_name_unique_in_tenant"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.tenant.slug}/{self.name}"
+
+    @property
+    def namespace(self) -> str:
+        return self.tenant.namespace
+
+    @property
+    def secret_name(self) -> str:
+        return f"{self.name}-env"
+
+    @property
+    def is_ready(self) -> bool:
+        return self.ready_status == "True" and self.observed_generation == self.generation
+
+    @property
+    def serving_old_revision(self) -> bool:
+        """A broken update: the new revision failed and traffic stays on the last ready one."""
+        return bool(
+            self.ready_status == "False"
+            and self.latest_ready_revision
+            and self.latest_created_revision != self.latest_ready_revision
+        )
+
+    @property
+    def last_deployment(self) -> Deployment | None:
+        return self.deployments.order_by("-created_at", "-pk").first()
+
+    @property
+    def state(self) -> str:
+        """One word for UI, API and websockets: deleting, suspended, not_deployed, deploying, ready, failed."""
+        if self.deleting:
+            return "deleting"
+        if self.suspended:
+            return "suspended"
+        last = self.last_deployment
+        if last is None:
+            return "not_deployed"
+        if last.active:
+            return "deploying"
+        if self.is_ready:
+            return "ready"
+        if last.status in (Deployment.Status.FAILED, Deployment.Status.ERROR) or self.ready_status == "False":
+            return "failed"
+        return "deploying"
+
+
+class Deployment(models.Model):
+    """One apply of a trigger's spec version, from request to Knative's verdict."""
+
+    class Status(models.TextChoices):
+        PENDING = "pending", "Pending"
+        APPLYING = "applying", "Applying"
+        WAITING = "waiting", "Waiting for Knative"
+        READY = "ready", "Ready"
+        FAILED = "failed", "Failed"        # Knative rejected it or could not run it
+        ERROR = "error", "Error"           # we could not talk to the cluster
+        SUPERSEDED = "superseded", "Superseded"
+
+    ACTIVE = (Status.PENDING, Status.APPLYING, Status.WAITING)
+    TERMINAL = (Status.READY, Status.FAILED, Status.ERROR, Status.SUPERSEDED)
+
+    trigger = models.ForeignKey(Trigger, on_delete=models.CASCADE, related_name="deployments")
+    spec_version = models.PositiveIntegerField()
+    redeploy = models.BooleanField(default=False)
+    status = models.CharField(max_length=12, choices=Status.choices, default=Status.PENDING)
+    reason = models.CharField(max_length=100, blank=True, default="")
+    message = models.TextField(blank=True, default="")
+    generation = models.BigIntegerField(null=True, blank=True)
+    revision = models.CharField(max_length=100, blank=True, default="")
+    attempts = models.PositiveIntegerField(default=0)
+    # The ksvc as applied (no secret values in it): what reconcile restores.
+    manifest = models.JSONField(null=True, blank=True, editable=False)
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    created_at = models.DateTimeField(default=timezone.now)
+    applied_at = models.DateTimeField(null=True, blank=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at", "-pk"]
+        indexes = [models.Index(fields=["status", "created_at"])]
+
+    def __str__(self) -> str:
+        return f"{self.trigger} v{self.spec_version} {self.status}"
+
+    @property
+    def active(self) -> bool:
+        return self.status in self.ACTIVE
+
+    def finish(self, status: str, *, reason: str = "", message: str = "") -> None:
+        self.status, self.reason, self.message = status, reason[:100], message
+        self.finished_at = timezone.now()
+        self.save(update_fields=["status", "reason", "message", "finished_at"])

@@ -15,3 +15,13 @@ document.addEventListener("submit", (event) => {
   const message = event.target.dataset.confirm;
   if (message && !window.confirm(message)) event.preventDefault();
 });
+
+// "Type the name to confirm": the submit button stays disabled until the typed text matches.
+document.querySelectorAll("form[data-confirm-name]").forEach((form) => {
+  const input = form.querySelector("input[name=confirm]");
+  const button = form.querySelector("button[type=submit]");
+  if (!input || !button) return;
+  const sync = () => { button.disabled = input.value.trim() !== form.dataset.confirmName; };
+  input.addEventListener("input", sync);
+  sync();
+});

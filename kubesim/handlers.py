@@ -1,0 +1,192 @@
+"""Simulated handler containers: the image name picks what a pod does.
+
+Nothing runs a real image; a pod of kubesim is a small Python object. The image's last path
+component (the "name") and its tag choose a behaviour, so tests and `make run` can provoke every
+Knative state (missing image, pull back-off, crash loop, slow start, error codes) just by picking
+an image. Unknown images behave like the echo server, whatever the registry. See the README table.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import json
+import re
+from dataclasses import dataclass, field
+from typing import Any
+
+DEFAULT_SLOW_START = 5.0
+DEFAULT_SLOW_RESPONSE = 1.0
+ECHO_BODY_LIMIT = 4096  # echo the body text itself only when it is small UTF-8
+
+
+@dataclass(frozen=True)
+class ImageRef:
+    """An image reference split the way registries see it."""
+
+    registry: str
+    repository: str
+    tag: str
+    digest: str | None
+
+    @property
+    def name(self) -> str:
+        return self.repository.rsplit("/", 1)[-1]
+
+    @property
+    def manifest_url(self) -> str:
+        host = "index.docker.io" if self.registry == "docker.io" else self.registry
+        return f"https://{host}/v2/{self.repository}/manifests/{self.digest or self.tag}"
+
+
+def parse_image(image: str) -> ImageRef:
+    digest = None
+    if "@" in image:
+        image, digest = image.split("@", 1)
+    first, _, rest = image.partition("/")
+    if rest and ("." in first or ":" in first or first == "localhost"):
+        registry, path = first, rest
+    else:
+        registry, path = "docker.io", image
+    tag = "latest"
+    last = path.rsplit("/", 1)[-1]
+    if ":" in last:
+        path, tag = path.rsplit(":", 1)
+    if registry == "docker.io" and "/" not in path:
+        path = "library/" + path
+    return ImageRef(registry, path, tag, digest)
+
+
+def image_digest(image: str) -> str:
+    """A stable fake digest, `<repo>@sha256:<hex>`, as Knative records after resolving a tag."""
+    ref = parse_image(image)
+    if ref.digest:
+        return f"{image.split('@', 1)[0].rsplit(':', 1)[0]}@{ref.digest}"
+    hexd = hashlib.sha256(image.encode()).hexdigest()
+    base = image.rsplit(":", 1)[0] if ":" in image.rsplit("/", 1)[-1] else image
+    return f"{base}@sha256:{hexd}"
+
+
+def _duration(tag: str, default: float) -> float:
+    m = re.fullmatch(r"(\d+(?:\.\d+)?)(ms|s|m)?", tag)
+    if not m:
+        return default
+    value = float(m.group(1))
+    return value / 1000 if m.group(2) == "ms" else value * 60 if m.group(2) == "m" else value
+
+
+def _int(tag: str, default: int) -> int:
+    return int(tag) if tag.isdigit() else default
+
+
+@dataclass
+class Behaviour:
+    """What a container built from an image does; decided once per revision."""
+
+    kind: str = "echo"                 # echo | hello | status | slow | flaky
+    digest_error: str | None = None    # digest resolution fails with this error (ContainerMissing)
+    pull_error: str | None = None      # kubelet cannot pull (ErrImagePull / ImagePullBackOff)
+    crash: bool = False                # container exits with code 1 after starting (ExitCode1)
+    crash_message: str = ""
+    start_delay: float = 0.0           # extra seconds before the readiness probe passes
+    status: int = 200
+    delay: float = 0.0                 # per-request delay before answering
+    fail_times: int = 0                # flaky: first N requests per pod answer 500
+    env: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def is_async(self) -> bool:
+        return self.kind == "slow"
+
+
+def behaviour_for(image: str, env: dict[str, str] | None = None) -> Behaviour:
+    """Map an image reference to a behaviour (documented in kubesim/README.md, "Handlers")."""
+    ref = parse_image(image)
+    name, tag = ref.name, ref.tag
+    b = Behaviour(env=dict(env or {}))
+    if name == "pull-fail" or tag == "missing":
+        b.digest_error = (f"failed to resolve image to digest: GET {ref.manifest_url}: "
+                          f"MANIFEST_UNKNOWN: manifest unknown; map[Tag:{tag}]")
+    elif name == "pull-backoff":
+        b.pull_error = (f'failed to pull and unpack image "{image}": failed to resolve reference '
+                        f'"{image}": pull access denied, repository does not exist or may require '
+                        "authorization: insufficient_scope: authorization failed")
+    elif name in ("crash", "crashloop"):
+        b.crash = True
+        b.crash_message = "kubesim: simulated crash, exit status 1"
+    elif name == "slow-start":
+        b.start_delay = _duration(tag, DEFAULT_SLOW_START)
+    elif name == "status":
+        b.kind, b.status = "status", _int(tag, 500)
+    elif name == "slow":
+        b.kind, b.delay = "slow", _duration(tag, DEFAULT_SLOW_RESPONSE)
+    elif name == "flaky":
+        b.kind, b.fail_times = "flaky", _int(tag, 1)
+    elif "helloworld" in name:
+        b.kind = "hello"
+    return b
+
+
+@dataclass
+class Request:
+    """What the gateway hands a handler: the request as the user container would see it."""
+
+    method: str
+    path: str
+    query: str
+    headers: Any      # a multidict-like mapping
+    body: bytes
+
+
+Response = tuple[int, bytes, str]   # status, body, content type
+
+
+def echo_payload(req: Request, pod: str = "") -> dict[str, Any]:
+    body = req.body
+    payload: dict[str, Any] = {
+        "method": req.method,
+        "path": req.path,
+        "query": req.query,
+        "headers": dict(req.headers),
+        "body_size": len(body),
+        "body_sha256": hashlib.sha256(body).hexdigest(),
+    }
+    if len(body) <= ECHO_BODY_LIMIT:
+        try:
+            payload["body"] = body.decode()
+        except UnicodeDecodeError:
+            pass
+    if pod:
+        payload["pod"] = pod
+    return payload
+
+
+class Container:
+    """One running user container of one pod (per-pod state such as the flaky counter lives here)."""
+
+    __slots__ = ("behaviour", "pod", "served", "is_async")
+
+    def __init__(self, behaviour: Behaviour, pod: str):
+        self.behaviour = behaviour
+        self.pod = pod
+        self.served = 0
+        self.is_async = behaviour.is_async
+
+    def respond(self, req: Request) -> Response:
+        """Answer synchronously (every behaviour except `slow`)."""
+        b = self.behaviour
+        self.served += 1
+        kind = b.kind
+        if kind == "hello":
+            return 200, f"Hello {b.env.get('TARGET', 'World')}!\n".encode(), "text/plain"
+        if kind == "status":
+            return b.status, json.dumps({"status": b.status, "pod": self.pod}).encode(), \
+                "application/json"
+        if kind == "flaky" and self.served <= b.fail_times:
+            return 500, json.dumps({"error": "flaky failure", "attempt": self.served,
+                                    "pod": self.pod}).encode(), "application/json"
+        return 200, json.dumps(echo_payload(req, self.pod)).encode(), "application/json"
+
+    async def respond_async(self, req: Request) -> Response:
+        await asyncio.sleep(self.behaviour.delay)
+        return self.respond(req)

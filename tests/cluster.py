@@ -1,0 +1,149 @@
+"""Fixtures for tests that need the cluster and a real Celery worker.
+
+- `kubesim`: the simulated cluster (API server, Knative, gateway), in this process, on free ports,
+  with short timings; relayweb talks to it over HTTP through the official client.
+- `cluster`: points relayweb's settings at kubesim; a fresh `triggers.kube.Cluster`.
+- `worker`: a real `celery -A relayweb worker` process on this run's queue, using the same test
+  database and kubesim (tests using it need `transactional_db`, so the worker sees committed rows).
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from django.db import connection
+from kubernetes import client as k8s_client
+from kubernetes import config as k8s_config
+
+from kubesim.config import SimConfig
+from kubesim.sim import SimulatorThread
+
+REPO = Path(__file__).resolve().parents[1]
+FIXTURES = REPO.parent / "shared" / "fixtures"
+
+FAST = dict(image_pull_delay=0.05, start_delay=0.1, stable_window=1.0, scale_to_zero_grace=0.3,
+            progress_deadline=1.0, activation_timeout=5.0, bookmark_interval=0.5)
+
+
+def shared_fixtures() -> Path:
+    if not FIXTURES.is_dir():
+        if os.environ.get("CI"):
+            pytest.fail(f"shared fixtures missing at {FIXTURES}")
+        pytest.skip(f"shared fixtures not found at {FIXTURES}")
+    return FIXTURES
+
+
+@pytest.fixture(scope="session")
+def kubesim(tmp_path_factory):
+    sim = SimulatorThread(SimConfig(kubeconfig=str(tmp_path_factory.mktemp("kubesim") / "kubeconfig"), **FAST))
+    sim.start()
+    yield sim
+    sim.stop()
+
+
+@pytest.fixture
+def cluster(kubesim, settings):
+    from triggers import kube
+
+    settings.RELAY_KUBECONFIG = kubesim.kubeconfig_path
+    kube.reset_cluster()
+    yield kube.cluster()
+    kube.reset_cluster()
+    kubesim.call(kubesim.sim.faults.clear)
+
+
+@pytest.fixture
+def k8s(kubesim):
+    """Official clients for assertions on the cluster, independent of relayweb's wrapper."""
+    api = k8s_config.new_client_from_config(config_file=kubesim.kubeconfig_path)
+    yield type("K8s", (), {"core": k8s_client.CoreV1Api(api), "custom": k8s_client.CustomObjectsApi(api),
+                           "networking": k8s_client.NetworkingV1Api(api), "api": api})
+    api.close()
+
+
+def _database_url() -> str:
+    s = connection.settings_dict
+    if s["ENGINE"].endswith("sqlite3"):
+        return f"sqlite:///{s['NAME']}"
+    auth = s["USER"] + (f":{s['PASSWORD']}" if s["PASSWORD"] else "")
+    return f"postgres://{auth}@{s['HOST'] or '127.0.0.1'}:{s['PORT'] or 5432}/{s['NAME']}"
+
+
+class Worker:
+    def __init__(self, env: dict):
+        self.env = env
+        self.proc: subprocess.Popen | None = None
+
+    def start(self) -> Worker:
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "celery", "-A", "relayweb", "worker", "--pool", "solo", "--loglevel", "INFO",
+             "--without-gossip", "--without-mingle", "--without-heartbeat"],
+            cwd=REPO, env=self.env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+        )
+        deadline = time.monotonic() + 30
+        for line in self.proc.stdout:
+            if "ready." in line:
+                break
+            if time.monotonic() > deadline:
+                raise RuntimeError("celery worker did not start")
+        else:
+            raise RuntimeError(f"celery worker exited: {self.proc.wait()}")
+        return self
+
+    def kill(self) -> None:
+        """SIGKILL: the worker dies mid-task, as in a node failure."""
+        if self.proc and self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGKILL)
+            self.proc.wait(10)
+
+    def stop(self) -> None:
+        if self.proc and self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(15)
+            except subprocess.TimeoutExpired:
+                self.kill()
+
+
+@pytest.fixture
+def worker_env(kubesim, transactional_db, settings):
+    settings.RELAY_KUBECONFIG = kubesim.kubeconfig_path
+    return {**os.environ, "DJANGO_SETTINGS_MODULE": "tests.settings", "DATABASE_URL": _database_url(),
+            "RELAY_KUBECONFIG": kubesim.kubeconfig_path, "RELAY_STUCK_AFTER": "1", "RELAY_DEPLOY_TIMEOUT": "30"}
+
+
+@pytest.fixture
+def worker(worker_env, cluster):
+    """A running worker; `worker.kill()` / `make_worker()` for the failure tests."""
+    started = Worker(worker_env).start()
+    yield started
+    started.stop()
+
+
+@pytest.fixture
+def make_worker(worker_env, cluster):
+    workers: list[Worker] = []
+
+    def make() -> Worker:
+        workers.append(Worker(worker_env).start())
+        return workers[-1]
+
+    yield make
+    for w in workers:
+        w.stop()
+
+
+def wait_for(predicate, timeout: float = 20.0, interval: float = 0.05, message: str = "condition"):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(interval)
+    raise AssertionError(f"timed out after {timeout}s waiting for {message}")

@@ -1,0 +1,72 @@
+"""`python -m kubesim` as a subprocess: --help documents every knob, it serves, SIGTERM stops it."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import re
+import signal
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import yaml
+
+from kubesim.config import SimConfig
+
+REPO = Path(__file__).resolve().parents[2]
+
+# SimConfig fields that are not flags of their own (addresses are --api/--gateway/--admin HOST:PORT).
+_NOT_FLAGS = {"api_host", "api_port", "gateway_host", "gateway_port", "admin_host", "admin_port",
+              "extra", "api_tls"}
+
+
+def test_help_lists_every_flag():
+    out = subprocess.run([sys.executable, "-m", "kubesim", "--help"], cwd=REPO, capture_output=True,
+                         text=True, timeout=30, check=True).stdout
+    for flag in ("--api", "--gateway", "--admin", "--kubeconfig", "--token", "--tls",
+                 "--image-pull-delay", "--start-delay", "--stable-window", "--scale-to-zero-grace",
+                 "--activation-timeout", "--queue-depth", "--progress-deadline", "--route-timeout"):
+        assert flag in out, flag
+    for f in dataclasses.fields(SimConfig):
+        if f.name not in _NOT_FLAGS:
+            assert "--" + f.name.replace("_", "-") in out, f"SimConfig.{f.name} has no flag"
+    assert "127.0.0.1:8001" in out and "127.0.0.1:8081" in out and "127.0.0.1:8877" in out
+
+
+def test_bad_address_is_a_usage_error():
+    proc = subprocess.run([sys.executable, "-m", "kubesim", "--api", "nope"], cwd=REPO,
+                          capture_output=True, text=True, timeout=30)
+    assert proc.returncode == 2 and "HOST:PORT" in proc.stderr
+
+
+def test_serves_writes_kubeconfig_and_stops_on_sigterm(tmp_path):
+    kubeconfig = tmp_path / "kc"
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "kubesim", "--api", "127.0.0.1:0", "--gateway", "127.0.0.1:0",
+         "--admin", "127.0.0.1:0", "--kubeconfig", str(kubeconfig), "--token", "s3cret",
+         "--image-pull-delay", "0.01", "--log-level", "WARNING"],
+        cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        line = proc.stdout.readline()
+        m = re.search(r"api=(\S+) gateway=(\S+) admin=(\S+)", line)
+        assert m, line
+        api = m.group(1)
+        cfg = yaml.safe_load(kubeconfig.read_text())
+        assert cfg["clusters"][0]["cluster"]["server"] == api
+        assert cfg["users"][0]["user"]["token"] == "s3cret"
+        assert cfg["current-context"] == "kubesim"
+        assert kubeconfig.stat().st_mode & 0o077 == 0
+        req = urllib.request.Request(api + "/api/v1/namespaces",
+                                     headers={"Authorization": "Bearer s3cret"})
+        body = json.load(urllib.request.urlopen(req, timeout=5))
+        assert "knative-serving" in [n["metadata"]["name"] for n in body["items"]]
+        with urllib.request.urlopen(m.group(3) + "/ambassador/v0/check_alive", timeout=5) as r:
+            assert r.status == 200
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        start = time.monotonic()
+        rc = proc.wait(timeout=10)
+    assert rc == 0 and time.monotonic() - start < 5

@@ -1,0 +1,119 @@
+"""Operators' view of triggers and deployments.
+
+Triggers change only through the services (validated, versioned, applied by the worker), so the spec is
+read-only here and the actions call the services. Secret values are never in the database; the admin
+shows the variable names only. Deployments are history: read-only.
+"""
+
+from __future__ import annotations
+
+from django.contrib import admin, messages
+from django.core.exceptions import ValidationError
+from django.utils.html import format_html_join
+
+from . import services
+from .models import Deployment, Trigger
+
+DEPLOYMENT_FIELDS = ["created_at", "status", "reason", "message", "spec_version", "redeploy", "revision",
+                     "generation", "attempts", "created_by", "applied_at", "finished_at"]
+
+
+class DeploymentInline(admin.TabularInline):
+    model = Deployment
+    fields = DEPLOYMENT_FIELDS
+    readonly_fields = DEPLOYMENT_FIELDS
+    extra = 0
+    can_delete = False
+    show_change_link = True
+    ordering = ["-created_at", "-pk"]
+
+    def has_add_permission(self, request, obj=None) -> bool:
+        return False
+
+    def has_change_permission(self, request, obj=None) -> bool:
+        return False
+
+    def has_delete_permission(self, request, obj=None) -> bool:
+        return False
+
+
+def _each(modeladmin, request, queryset, action, done: str) -> None:
+    """Run a service per trigger; report each failure with its message and the successes as a count."""
+    succeeded = 0
+    for trigger in queryset.select_related("tenant"):
+        try:
+            action(trigger)
+        except ValidationError as e:
+            modeladmin.message_user(request, f"[{trigger}] {' '.join(e.messages)}", messages.ERROR)
+        else:
+            succeeded += 1
+    if succeeded:
+        modeladmin.message_user(request, done.format(count=succeeded), messages.SUCCESS)
+
+
+@admin.register(Trigger)
+class TriggerAdmin(admin.ModelAdmin):
+    list_display = ["tenant", "name", "image", "suspended", "ready_status", "updated_at"]
+    list_filter = ["suspended", "ready_status", "deleting", "tenant"]
+    search_fields = ["name", "image", "tenant__slug"]
+    list_select_related = ["tenant"]
+    exclude = ["secret_env"]
+    readonly_fields = [
+        "tenant", "name", "image", "port", "env", "secret_names", "secret_version", "min_scale", "max_scale",
+        "target_concurrency", "timeout_seconds", "suspended", "deleting", "spec_version", "redeploy_stamp",
+        "created_at", "updated_at", "created_by", "ready_status", "ready_reason", "ready_message", "url",
+        "address_url", "latest_created_revision", "latest_ready_revision", "observed_generation", "generation",
+        "observed_at",
+    ]
+    inlines = [DeploymentInline]
+    actions = ["redeploy_selected", "suspend_selected", "resume_selected", "delete_selected_triggers"]
+
+    @admin.display(description="Secret environment")
+    def secret_names(self, obj: Trigger):
+        if not obj.secret_env:
+            return "—"
+        rows = [(name, (meta or {}).get("set_at", "")) for name, meta in sorted(obj.secret_env.items())]
+        return format_html_join("", "<code>{}</code> <small>set {}</small><br>", rows)
+
+    def has_add_permission(self, request) -> bool:
+        return False  # triggers are created through the UI or the API, which validate them
+
+    def has_delete_permission(self, request, obj=None) -> bool:
+        return False  # deleting a row would orphan its ksvc: use "Delete selected triggers"
+
+    @admin.action(description="Redeploy selected triggers", permissions=["change"])
+    def redeploy_selected(self, request, queryset):
+        _each(self, request, queryset,
+              lambda t: services.trigger_deploy(trigger=t, user=request.user, redeploy=True),
+              "Redeploying {count} trigger(s).")
+
+    @admin.action(description="Suspend selected triggers", permissions=["change"])
+    def suspend_selected(self, request, queryset):
+        _each(self, request, queryset, lambda t: services.trigger_suspend(trigger=t), "Suspended {count} trigger(s).")
+
+    @admin.action(description="Resume selected triggers", permissions=["change"])
+    def resume_selected(self, request, queryset):
+        _each(self, request, queryset, lambda t: services.trigger_resume(trigger=t), "Resumed {count} trigger(s).")
+
+    @admin.action(description="Delete selected triggers (removes their Knative Services)", permissions=["change"])
+    def delete_selected_triggers(self, request, queryset):
+        _each(self, request, queryset, lambda t: services.trigger_delete(trigger=t),
+              "Deleting {count} trigger(s): their Knative Services and Secrets are being removed.")
+
+
+@admin.register(Deployment)
+class DeploymentAdmin(admin.ModelAdmin):
+    list_display = ["trigger", "spec_version", "status", "reason", "revision", "created_by", "created_at",
+                    "finished_at"]
+    list_filter = ["status", "redeploy", "created_at"]
+    search_fields = ["trigger__name", "trigger__tenant__slug", "revision"]
+    list_select_related = ["trigger__tenant", "created_by"]
+
+    def has_add_permission(self, request) -> bool:
+        return False
+
+    def has_change_permission(self, request, obj=None) -> bool:
+        return False
+
+    def has_delete_permission(self, request, obj=None) -> bool:
+        return False

@@ -1,0 +1,211 @@
+"""The cluster side of triggers: apply a deployment, watch it settle, tear down, reconcile.
+
+Tasks call these with ids; each is idempotent, so a redelivered task (a worker killed mid-way, a
+retry after a transient error) does no harm.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import defaultdict
+from dataclasses import dataclass, field
+
+from django.conf import settings
+from django.db import transaction
+from django.db.models import JSONField, OuterRef, Subquery
+from django.utils import timezone
+
+from tenants.models import Tenant
+
+from . import kube
+from .models import Deployment, Trigger
+from .status import condition, observe_ksvc
+
+log = logging.getLogger(__name__)
+
+
+def deployment_apply(deployment_id: int) -> str:
+    """Apply one deployment's spec. Returns the deployment's status afterwards."""
+    with transaction.atomic():  # claim it: visible as "applying", attempts counted even if we crash
+        deployment = Deployment.objects.select_for_update().filter(pk=deployment_id).first()
+        if deployment is None or deployment.status not in (Deployment.Status.PENDING, Deployment.Status.APPLYING):
+            return deployment.status if deployment else "gone"
+        deployment.status, deployment.attempts = Deployment.Status.APPLYING, deployment.attempts + 1
+        deployment.save(update_fields=["status", "attempts"])
+    try:
+        return _apply(deployment)
+    except kube.KubeError as e:
+        Deployment.objects.filter(pk=deployment.pk, status=Deployment.Status.APPLYING).update(
+            message=f"Attempt {deployment.attempts} failed, retrying: {e.message}")
+        raise
+
+
+def _apply(deployment: Deployment) -> str:
+    with transaction.atomic():
+        # Lock the trigger: a concurrent teardown waits, so no ksvc is created after its deletion.
+        trigger = Trigger.objects.select_for_update().select_related("tenant").filter(pk=deployment.trigger_id).first()
+        deployment.refresh_from_db()
+        if deployment.status != Deployment.Status.APPLYING:
+            return deployment.status  # superseded meanwhile
+        if trigger is None or trigger.deleting:
+            deployment.finish(Deployment.Status.SUPERSEDED, message="The trigger was deleted.")
+            return deployment.status
+        manifest = kube.render_ksvc(trigger)
+        try:
+            live = kube.cluster().apply_ksvc(manifest, exists=trigger.generation is not None)
+        except kube.KubeError as e:
+            if e.transient:
+                raise  # the task retries with backoff
+            deployment.finish(Deployment.Status.FAILED, reason=e.reason or "Rejected", message=e.message)
+            return deployment.status
+        deployment.generation = live["metadata"]["generation"]
+        deployment.manifest, deployment.applied_at = manifest, timezone.now()
+        deployment.status, deployment.message = Deployment.Status.WAITING, ""
+        deployment.save(update_fields=["generation", "manifest", "applied_at", "status", "message"])
+        observe_ksvc(trigger, live)
+        transaction.on_commit(schedule_poll)
+    return deployment.status
+
+
+def deployment_error(deployment_id: int, message: str) -> None:
+    """Retries are exhausted: we could not talk to the cluster."""
+    deployment = Deployment.objects.filter(pk=deployment_id, status__in=Deployment.ACTIVE).first()
+    if deployment:
+        deployment.finish(Deployment.Status.ERROR, reason="ClusterUnreachable", message=message)
+
+
+def schedule_poll() -> None:
+    from .tasks import deployments_poll
+
+    deployments_poll.apply_async(countdown=settings.RELAY_DEPLOY_POLL_INTERVAL)
+
+
+def _revision_reason(cluster: kube.Cluster, namespace: str):
+    def lookup(name: str) -> tuple[str, str]:
+        try:
+            revision = cluster.get_revision(namespace, name)
+        except kube.KubeError:
+            return "", ""
+        ready = condition(revision, "Ready")
+        return ready.get("reason", ""), ready.get("message", "")
+
+    return lookup
+
+
+def deployments_poll() -> int:
+    """Settle waiting deployments: one list call per namespace that has any. Returns how many wait on."""
+    waiting = Deployment.objects.filter(status=Deployment.Status.WAITING).select_related("trigger__tenant")
+    by_namespace: dict[str, list[Deployment]] = defaultdict(list)
+    for deployment in waiting:
+        by_namespace[deployment.trigger.namespace].append(deployment)
+    cluster = kube.cluster()
+    for namespace, deployments in by_namespace.items():
+        try:
+            live = {obj["metadata"]["name"]: obj for obj in cluster.list_ksvcs(namespace)}
+        except kube.KubeError as e:
+            log.warning("deployments poll: cannot list %s: %s", namespace, e.message)
+            continue
+        for trigger in {d.trigger_id: d.trigger for d in deployments}.values():
+            observe_ksvc(trigger, live.get(trigger.name), revision_reason=_revision_reason(cluster, namespace))
+    _time_out_waiting()
+    return Deployment.objects.filter(status=Deployment.Status.WAITING).count()
+
+
+def _time_out_waiting() -> None:
+    deadline = timezone.now() - timezone.timedelta(seconds=settings.RELAY_DEPLOY_TIMEOUT)
+    for deployment in Deployment.objects.filter(status=Deployment.Status.WAITING, applied_at__lt=deadline):
+        trigger = deployment.trigger
+        last = f" Last status: {trigger.ready_reason}: {trigger.ready_message}" if trigger.ready_reason else ""
+        deployment.finish(
+            Deployment.Status.FAILED, reason="Timeout",
+            message=f"Knative did not report ready within {settings.RELAY_DEPLOY_TIMEOUT} s "
+                    f"(RELAY_DEPLOY_TIMEOUT).{last}",
+        )
+
+
+def deployments_resume() -> int:
+    """Re-enqueue deployments stuck before the cluster answered (their task was lost)."""
+    from .tasks import deployment_apply as apply_task
+
+    stuck_before = timezone.now() - timezone.timedelta(seconds=settings.RELAY_STUCK_AFTER)
+    stuck = list(
+        Deployment.objects.filter(
+            status__in=(Deployment.Status.PENDING, Deployment.Status.APPLYING), created_at__lt=stuck_before
+        ).values_list("pk", flat=True)
+    )
+    for pk in stuck:
+        apply_task.delay(pk)
+    if Deployment.objects.filter(status=Deployment.Status.WAITING).exists():
+        schedule_poll()
+    return len(stuck)
+
+
+def trigger_teardown(trigger_id: int) -> bool:
+    """Delete a deleting trigger's ksvc and Secret, then its row. True when done."""
+    with transaction.atomic():
+        trigger = Trigger.objects.select_for_update().select_related("tenant").filter(pk=trigger_id).first()
+        if trigger is None:
+            return True
+        if not trigger.deleting:
+            return False
+        _delete_in_cluster(kube.cluster(), trigger)
+        trigger.delete()
+    return True
+
+
+def _delete_in_cluster(cluster: kube.Cluster, trigger: Trigger) -> None:
+    cluster.delete_ksvc(trigger.namespace, trigger.name)
+    if trigger.secret_env:
+        cluster.delete_secret(trigger.namespace, trigger.secret_name)
+
+
+@dataclass
+class ReconcileReport:
+    namespaces: int = 0
+    checked: int = 0
+    created: int = 0
+    updated: int = 0
+    deleted: int = 0
+    errors: list[str] = field(default_factory=list)
+
+    def __str__(self) -> str:
+        text = (f"{self.namespaces} namespaces, {self.checked} triggers checked: {self.created} re-created, "
+                f"{self.updated} re-applied (drift), {self.deleted} orphans deleted")
+        return text + (f"; {len(self.errors)} errors: " + "; ".join(self.errors) if self.errors else "")
+
+
+def reconcile_tenant(tenant: Tenant, cluster: kube.Cluster, report: ReconcileReport) -> None:
+    """One list call for the namespace; then only the writes that are needed."""
+    live = {obj["metadata"]["name"]: obj for obj in cluster.list_ksvcs(tenant.namespace)}
+    report.namespaces += 1
+    last_applied = Deployment.objects.filter(trigger=OuterRef("pk"), applied_at__isnull=False).order_by("-applied_at")
+    triggers = tenant.triggers.live().annotate(
+        manifest=Subquery(last_applied.values("manifest")[:1], output_field=JSONField())
+    ).filter(manifest__isnull=False)
+    expected = {t.name: t.manifest for t in triggers}
+    wanted = set(tenant.triggers.values_list("name", flat=True))  # incl. deleting: the teardown owns those
+    for name, manifest in expected.items():
+        report.checked += 1
+        obj = live.get(name)
+        want = manifest["metadata"]["annotations"][kube.SPEC_HASH]
+        if obj is None:
+            cluster.apply_ksvc(manifest, exists=False)
+            report.created += 1
+        elif kube.fingerprint(obj) != want or obj["metadata"].get("annotations", {}).get(kube.SPEC_HASH) != want:
+            cluster.apply_ksvc(manifest, exists=True)
+            report.updated += 1
+    for name in set(live) - wanted:
+        cluster.delete_ksvc(tenant.namespace, name)
+        cluster.delete_secret(tenant.namespace, f"{name}-env")
+        report.deleted += 1
+
+
+def reconcile_all() -> ReconcileReport:
+    report = ReconcileReport()
+    cluster = kube.cluster()
+    for tenant in Tenant.objects.filter(state=Tenant.State.READY):
+        try:
+            reconcile_tenant(tenant, cluster, report)
+        except kube.KubeError as e:
+            report.errors.append(f"{tenant.namespace}: {e.message}")
+    return report

@@ -1,0 +1,154 @@
+"""Trigger forms. Each field is checked with the same validation code the services use, so every
+problem shows next to its field at once; the services still check everything (and have the last word).
+
+Environment variables are edited as `NAME=value` lines. Secret values are write-only: their inputs are
+never filled back in, not even when the form comes back with errors.
+"""
+
+from __future__ import annotations
+
+from django import forms
+from django.core.exceptions import ValidationError
+from django.utils.dateparse import parse_datetime
+from django.utils.timesince import timesince
+
+from .models import NAME_MAX_LENGTH, Trigger, name_validator
+from .validation import validate_env_name, validate_image, validate_port, validate_scaling
+
+
+class WriteOnlyTextarea(forms.Textarea):
+    """A textarea that never renders a value back (for secret values)."""
+
+    def format_value(self, value):
+        return None
+
+
+def _field_error(check, *args, field: str, **kwargs):
+    """Run a validation function that raises {field: message} and re-raise it for a clean_<field>()."""
+    try:
+        return check(*args, **kwargs)
+    except ValidationError as e:
+        raise ValidationError(e.message_dict.get(field, e.messages)) from None
+
+
+def parse_lines(text: str, field: str) -> dict[str, str]:
+    """`NAME=value` lines → {NAME: value}, in order. Blank lines and `#` comments are skipped;
+    errors name the line."""
+    values: dict[str, str] = {}
+    lines: dict[str, int] = {}
+    for number, line in enumerate((text or "").splitlines(), start=1):
+        if not line.strip() or line.lstrip().startswith("#"):
+            continue
+        if "=" not in line:
+            raise ValidationError(f"Line {number}: expected NAME=value.")
+        name, value = line.split("=", 1)
+        name = name.strip()
+        try:
+            validate_env_name(name, field)
+        except ValidationError as e:
+            raise ValidationError(f"Line {number}: {' '.join(e.messages)}") from None
+        if name in values:
+            raise ValidationError(f"Line {number}: {name} is already set on line {lines[name]}.")
+        values[name], lines[name] = value, number
+    return values
+
+
+def env_text(env: list[dict]) -> str:
+    return "\n".join(f"{item['name']}={item['value']}" for item in env)
+
+
+def secret_rows(trigger: Trigger) -> list[dict]:
+    """[{name, set_at}] for display: the names and when each value was set, never the values."""
+    return [{"name": name, "set_at": parse_datetime((meta or {}).get("set_at") or "")}
+            for name, meta in sorted(trigger.secret_env.items())]
+
+
+def _secret_label(row: dict) -> str:
+    return f"{row['name']} (set {timesince(row['set_at'])} ago)" if row["set_at"] else row["name"]
+
+
+class TriggerForm(forms.Form):
+    name = forms.CharField(
+        max_length=NAME_MAX_LENGTH, validators=[name_validator],
+        help_text="Lowercase letters, digits and hyphens; it becomes the Knative Service name and cannot change.",
+    )
+    image = forms.CharField(max_length=512, help_text="e.g. ghcr.io/acme/hook-handler:1.4 or …@sha256:<digest>")
+    port = forms.IntegerField(initial=8080, help_text="The port your container listens on.")
+    env = forms.CharField(
+        label="Environment", required=False, widget=forms.Textarea(attrs={"rows": 4, "spellcheck": "false"}),
+        help_text="One NAME=value per line. Values are stored in the database and shown here.",
+    )
+    secret_env = forms.CharField(
+        label="Secret environment", required=False,
+        widget=WriteOnlyTextarea(attrs={"rows": 3, "spellcheck": "false", "autocomplete": "off"}),
+        help_text="One NAME=value per line. Values go to a Kubernetes Secret and are never shown again; "
+        "enter a name that is already set to replace its value. Never filled back in: re-enter values "
+        "if the form shows errors.",
+    )
+    remove_secrets = forms.MultipleChoiceField(
+        label="Remove secret variables", required=False, widget=forms.CheckboxSelectMultiple,
+    )
+    min_scale = forms.IntegerField(initial=0, help_text="Pods kept running when idle (0 scales to zero).")
+    max_scale = forms.IntegerField(initial=3)
+    target_concurrency = forms.IntegerField(
+        required=False, help_text="Requests in flight per pod before scaling out; empty for Knative's default.",
+    )
+    timeout_seconds = forms.IntegerField(initial=300, help_text="Per-request timeout, 1–600 seconds.")
+
+    def __init__(self, *args, trigger: Trigger | None = None, **kwargs):
+        self.trigger = trigger
+        if trigger is not None:
+            kwargs.setdefault("initial", {
+                "image": trigger.image, "port": trigger.port, "env": env_text(trigger.env),
+                "min_scale": trigger.min_scale, "max_scale": trigger.max_scale,
+                "target_concurrency": trigger.target_concurrency, "timeout_seconds": trigger.timeout_seconds,
+            })
+        super().__init__(*args, **kwargs)
+        if trigger is not None:
+            del self.fields["name"]  # the ksvc name is fixed once created
+        rows = secret_rows(trigger) if trigger is not None else []
+        if rows:
+            self.fields["remove_secrets"].choices = [(row["name"], _secret_label(row)) for row in rows]
+        else:
+            del self.fields["remove_secrets"]
+
+    def clean_image(self) -> str:
+        return _field_error(validate_image, self.cleaned_data["image"].strip(), field="image")
+
+    def clean_port(self) -> int:
+        return _field_error(validate_port, self.cleaned_data["port"], field="port")
+
+    def clean_env(self) -> list[dict]:
+        return [{"name": n, "value": v} for n, v in parse_lines(self.cleaned_data["env"], "env").items()]
+
+    def clean_secret_env(self) -> dict[str, str]:
+        return parse_lines(self.cleaned_data["secret_env"], "secret_env")
+
+    def clean(self):
+        data = super().clean()
+        env, secrets = data.get("env"), data.get("secret_env")
+        if env is not None and secrets is not None:
+            kept = set(self.trigger.secret_env if self.trigger else ()) - set(data.get("remove_secrets") or ())
+            both = sorted({item["name"] for item in env} & (kept | set(secrets)))
+            if both:
+                self.add_error("env", f"{', '.join(both)} also set as secret; use one or the other.")
+        scaling = ("min_scale", "max_scale", "target_concurrency", "timeout_seconds")
+        if all(name in data for name in scaling):
+            try:
+                validate_scaling(**{name: data[name] for name in scaling})
+            except ValidationError as e:
+                for field, errors in e.message_dict.items():
+                    self.add_error(field, errors)
+        return data
+
+    def spec(self) -> dict:
+        """Keyword arguments for trigger_create / trigger_update (without secret values)."""
+        names = ("image", "port", "env", "min_scale", "max_scale", "target_concurrency", "timeout_seconds")
+        return {name: self.cleaned_data[name] for name in names}
+
+    def secret_values(self) -> dict[str, str | None]:
+        """For trigger_set_secrets: new values, and None for each variable to remove."""
+        values: dict[str, str | None] = {name: None for name in self.cleaned_data.get("remove_secrets") or ()}
+        values.update(self.cleaned_data["secret_env"])
+        return values
+

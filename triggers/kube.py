@@ -1,0 +1,408 @@
+"""The one seam to Kubernetes: pure render_*() functions and a thin client wrapper.
+
+Render functions turn our models into manifests (no I/O, unit-tested against expected documents
+and the real Knative CRD schema). `Cluster` wraps the official `kubernetes` client, counts the API
+calls it makes, and maps `ApiException` to `KubeError` with `transient` set for what a retry may fix
+(connection, timeout, 5xx, 429, 409 Conflict) and unset for what it will not (400/403/404/422),
+always keeping the API server's own message.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import threading
+from contextlib import contextmanager
+
+import urllib3
+from django.conf import settings
+from kubernetes import client as k8s
+from kubernetes import config as k8s_config
+from kubernetes.client.exceptions import ApiException
+
+log = logging.getLogger(__name__)
+
+MANAGED_BY = "app.kubernetes.io/managed-by"
+MANAGED = {MANAGED_BY: "relayweb"}
+MANAGED_SELECTOR = f"{MANAGED_BY}=relayweb"
+TENANT_LABEL = "relayweb.io/tenant"
+TRIGGER_LABEL = "relayweb.io/trigger"
+SPEC_HASH = "relayweb.io/spec-hash"
+REDEPLOY = "relayweb.io/redeploy"
+SECRET_VERSION = "relayweb.io/secret-version"
+AMBASSADOR_ID = "getambassador.io/ambassador-id"
+MIN_SCALE = "autoscaling.knative.dev/min-scale"
+MAX_SCALE = "autoscaling.knative.dev/max-scale"
+TARGET = "autoscaling.knative.dev/target"
+# Template annotations we own: a merge patch sends null for the ones a spec no longer sets.
+OWNED_TEMPLATE_ANNOTATIONS = (MIN_SCALE, MAX_SCALE, TARGET, REDEPLOY, SECRET_VERSION)
+KSVC = {"group": "serving.knative.dev", "version": "v1", "plural": "services"}
+NETWORK_POLICY_NAME = "relayweb-default-deny"
+LIMIT_RANGE_NAME = "relayweb-defaults"
+
+
+# ---------------------------------------------------------------- rendering (pure)
+
+
+def _labels(trigger) -> dict[str, str]:
+    return {**MANAGED, TENANT_LABEL: str(trigger.tenant_id), TRIGGER_LABEL: str(trigger.pk)}
+
+
+def render_ksvc(trigger) -> dict:
+    """The cluster-local Knative Service of a trigger (ARCHITECTURE.md, "Rendered ksvc")."""
+    template_annotations = {MIN_SCALE: str(trigger.min_scale), MAX_SCALE: str(trigger.max_scale)}
+    if trigger.target_concurrency:
+        template_annotations[TARGET] = str(trigger.target_concurrency)
+    if trigger.redeploy_stamp:
+        template_annotations[REDEPLOY] = trigger.redeploy_stamp
+    env = [{"name": item["name"], "value": item["value"]} for item in trigger.env]
+    if trigger.secret_env:
+        # Pods read secretKeyRef at start: a new secret version must roll a new revision.
+        template_annotations[SECRET_VERSION] = str(trigger.secret_version)
+        env += [
+            {"name": name, "valueFrom": {"secretKeyRef": {"name": trigger.secret_name, "key": name}}}
+            for name in sorted(trigger.secret_env)
+        ]
+    container = {"image": trigger.image, "ports": [{"containerPort": trigger.port}]}
+    if env:
+        container["env"] = env
+    labels = {
+        **_labels(trigger),
+        "networking.knative.dev/visibility": "cluster-local",  # Knative >= 0.18
+        "serving.knative.dev/visibility": "cluster-local",  # Knative <= 0.20
+    }
+    annotations = {}
+    if settings.RELAY_AMBASSADOR_ID:
+        annotations[AMBASSADOR_ID] = settings.RELAY_AMBASSADOR_ID
+    ksvc = {
+        "apiVersion": "serving.knative.dev/v1",
+        "kind": "Service",
+        "metadata": {
+            "name": trigger.name,
+            "namespace": trigger.namespace,
+            "labels": labels,
+            "annotations": annotations,
+        },
+        "spec": {
+            "template": {
+                "metadata": {"labels": {TRIGGER_LABEL: str(trigger.pk)}, "annotations": template_annotations},
+                "spec": {
+                    "containerConcurrency": 0,
+                    "timeoutSeconds": trigger.timeout_seconds,
+                    "containers": [container],
+                },
+            }
+        },
+    }
+    annotations[SPEC_HASH] = fingerprint(ksvc)
+    return ksvc
+
+
+def fingerprint(ksvc: dict) -> str:
+    """SHA-256 of the fields relayweb owns, read the same way from a rendered or a live ksvc.
+
+    Knative adds defaults (container name, probes, traffic) that are not ours, so drift is judged
+    on our fields only: a `kubectl edit` of any of them changes the fingerprint.
+    """
+    meta = ksvc.get("metadata") or {}
+    template = (ksvc.get("spec") or {}).get("template") or {}
+    tmeta, tspec = template.get("metadata") or {}, template.get("spec") or {}
+    containers = tspec.get("containers") or [{}]
+    owned = {
+        "labels": {k: v for k, v in (meta.get("labels") or {}).items() if k.startswith(("relayweb.io/", MANAGED_BY))},
+        "ambassador_id": (meta.get("annotations") or {}).get(AMBASSADOR_ID),
+        "template_labels": {k: v for k, v in (tmeta.get("labels") or {}).items() if k.startswith("relayweb.io/")},
+        "template_annotations": {
+            k: v for k, v in (tmeta.get("annotations") or {}).items() if k in OWNED_TEMPLATE_ANNOTATIONS
+        },
+        "image": containers[0].get("image"),
+        "ports": [p.get("containerPort") for p in containers[0].get("ports") or []],
+        "env": containers[0].get("env") or [],
+        "containerConcurrency": tspec.get("containerConcurrency"),
+        "timeoutSeconds": tspec.get("timeoutSeconds"),
+    }
+    return hashlib.sha256(json.dumps(owned, sort_keys=True).encode()).hexdigest()
+
+
+def ksvc_merge_patch(ksvc: dict) -> dict:
+    """A JSON merge patch that makes a live ksvc match `ksvc` without touching Knative's annotations."""
+    patch = json.loads(json.dumps(ksvc))
+    annotations = patch["spec"]["template"]["metadata"]["annotations"]
+    for key in OWNED_TEMPLATE_ANNOTATIONS:
+        annotations.setdefault(key, None)
+    patch["metadata"]["annotations"].setdefault(AMBASSADOR_ID, None)
+    # The containers list is replaced whole (RFC 7386), so fields we no longer set simply vanish;
+    # keep Knative's default container name so the replacement is not itself a change.
+    patch["spec"]["template"]["spec"]["containers"][0]["name"] = "user-container"
+    return patch
+
+
+def render_secret(trigger, values: dict[str, str]) -> dict:
+    return {
+        "apiVersion": "v1",
+        "kind": "Secret",
+        "metadata": {"name": trigger.secret_name, "namespace": trigger.namespace, "labels": _labels(trigger)},
+        "type": "Opaque",
+        "stringData": values,
+    }
+
+
+def render_namespace(tenant) -> dict:
+    return {
+        "apiVersion": "v1",
+        "kind": "Namespace",
+        "metadata": {"name": tenant.namespace, "labels": {**MANAGED, TENANT_LABEL: str(tenant.pk)}},
+    }
+
+
+def render_network_policy(tenant) -> dict:
+    """Default deny: only the gateway and Knative's own namespace may reach the tenant's pods."""
+    allowed = [settings.RELAY_GATEWAY_NAMESPACE, settings.RELAY_KNATIVE_NAMESPACE]
+    return {
+        "apiVersion": "networking.k8s.io/v1",
+        "kind": "NetworkPolicy",
+        "metadata": {"name": NETWORK_POLICY_NAME, "namespace": tenant.namespace, "labels": dict(MANAGED)},
+        "spec": {
+            "podSelector": {},
+            "policyTypes": ["Ingress"],
+            "ingress": [
+                {
+                    "from": [
+                        {
+                            "namespaceSelector": {
+                                "matchExpressions": [
+                                    {"key": "kubernetes.io/metadata.name", "operator": "In", "values": allowed}
+                                ]
+                            }
+                        }
+                    ]
+                }
+            ],
+        },
+    }
+
+
+def render_limit_range(tenant) -> dict:
+    return {
+        "apiVersion": "v1",
+        "kind": "LimitRange",
+        "metadata": {"name": LIMIT_RANGE_NAME, "namespace": tenant.namespace, "labels": dict(MANAGED)},
+        "spec": {
+            "limits": [
+                {
+                    "type": "Container",
+                    "defaultRequest": {"cpu": settings.RELAY_DEFAULT_CPU_REQUEST,
+                                       "memory": settings.RELAY_DEFAULT_MEMORY_REQUEST},
+                    "default": {"cpu": settings.RELAY_DEFAULT_CPU_LIMIT, "memory": settings.RELAY_DEFAULT_MEMORY_LIMIT},
+                }
+            ]
+        },
+    }
+
+
+# ---------------------------------------------------------------- errors
+
+
+class KubeError(Exception):
+    def __init__(self, message: str, *, status: int = 0, reason: str = "", transient: bool = False):
+        super().__init__(message)
+        self.message, self.status, self.reason, self.transient = message, status, reason, transient
+
+
+TRANSIENT_STATUSES = {409, 429} | set(range(500, 600))
+
+
+def error_from_api(e: ApiException) -> KubeError:
+    reason, message = e.reason or "", ""
+    try:
+        body = json.loads(e.body or "")
+        reason, message = body.get("reason") or reason, body.get("message") or ""
+    except (TypeError, ValueError, AttributeError):
+        message = (e.body or "").strip() if isinstance(e.body, str) else ""
+    message = message or f"{e.status} {e.reason}"
+    # 409 AlreadyExists is a state, handled by the callers; 409 Conflict is a stale write: retry.
+    transient = e.status in TRANSIENT_STATUSES and reason != "AlreadyExists"
+    return KubeError(message, status=e.status, reason=reason, transient=transient)
+
+
+@contextmanager
+def translated_errors():
+    try:
+        yield
+    except ApiException as e:
+        raise error_from_api(e) from None
+    except (urllib3.exceptions.HTTPError, OSError) as e:
+        raise KubeError(f"cannot reach the Kubernetes API: {e}", transient=True) from None
+
+
+# ---------------------------------------------------------------- client wrapper
+
+
+class CountingApiClient(k8s.ApiClient):
+    """Counts requests (benchmarks report API calls per deploy and per reconcile)."""
+
+    calls = 0
+
+    def call_api(self, *args, **kwargs):
+        CountingApiClient.calls += 1
+        return super().call_api(*args, **kwargs)
+
+
+def _configuration() -> k8s.Configuration:
+    configuration = k8s.Configuration()
+    path = settings.RELAY_KUBECONFIG
+    if path:
+        k8s_config.load_kube_config(config_file=path, context=settings.RELAY_KUBE_CONTEXT or None,
+                                    client_configuration=configuration)
+    elif os.environ.get("KUBERNETES_SERVICE_HOST"):
+        k8s_config.load_incluster_config(client_configuration=configuration)
+    else:
+        raise KubeError("no cluster configured: set RELAY_KUBECONFIG (or KUBECONFIG), or run in a cluster")
+    return configuration
+
+
+class Cluster:
+    """Thin wrapper over the official client: the calls relayweb makes, and nothing else."""
+
+    def __init__(self, api_client: k8s.ApiClient | None = None):
+        self.api_client = api_client or CountingApiClient(_configuration())
+        self.core = k8s.CoreV1Api(self.api_client)
+        self.custom = k8s.CustomObjectsApi(self.api_client)
+        self.networking = k8s.NetworkingV1Api(self.api_client)
+        self.timeout = settings.RELAY_KUBE_TIMEOUT
+
+    # Knative Services
+    def get_ksvc(self, namespace: str, name: str) -> dict | None:
+        with translated_errors():
+            try:
+                return self.custom.get_namespaced_custom_object(
+                    namespace=namespace, name=name, _request_timeout=self.timeout, **KSVC)
+            except ApiException as e:
+                if e.status == 404:
+                    return None
+                raise
+
+    def get_revision(self, namespace: str, name: str) -> dict | None:
+        with translated_errors():
+            try:
+                return self.custom.get_namespaced_custom_object(
+                    namespace=namespace, name=name, group="serving.knative.dev", version="v1", plural="revisions",
+                    _request_timeout=self.timeout)
+            except ApiException as e:
+                if e.status == 404:
+                    return None
+                raise
+
+    def list_ksvcs(self, namespace: str, label_selector: str = MANAGED_SELECTOR) -> list[dict]:
+        with translated_errors():
+            return self.custom.list_namespaced_custom_object(
+                namespace=namespace, label_selector=label_selector, _request_timeout=self.timeout, **KSVC
+            )["items"]
+
+    def apply_ksvc(self, ksvc: dict, *, exists: bool) -> dict:
+        """Create, or merge-patch an existing ksvc (never a PUT: it would drop Knative's creator
+        annotation). `exists` picks the first try, so the usual case is one call."""
+        ns, name = ksvc["metadata"]["namespace"], ksvc["metadata"]["name"]
+        with translated_errors():
+            for attempt in ("patch", "create") if exists else ("create", "patch"):
+                try:
+                    if attempt == "create":
+                        return self.custom.create_namespaced_custom_object(
+                            namespace=ns, body=ksvc, field_manager="relayweb", _request_timeout=self.timeout, **KSVC)
+                    return self.custom.patch_namespaced_custom_object(
+                        namespace=ns, name=name, body=ksvc_merge_patch(ksvc), field_manager="relayweb",
+                        _request_timeout=self.timeout, **KSVC)
+                except ApiException as e:
+                    if attempt == "create" and e.status == 409 and error_from_api(e).reason == "AlreadyExists":
+                        continue
+                    if attempt == "patch" and e.status == 404:
+                        continue
+                    raise
+        raise KubeError(f"ksvc {ns}/{name} changed while it was applied", transient=True)
+
+    def delete_ksvc(self, namespace: str, name: str) -> bool:
+        return self._delete(lambda: self.custom.delete_namespaced_custom_object(
+            namespace=namespace, name=name, _request_timeout=self.timeout, **KSVC))
+
+    # Secrets
+    def apply_secret(self, secret: dict, *, remove: tuple[str, ...] = ()) -> None:
+        """Create the Secret, or merge the given keys into it (values we do not keep stay as they are)."""
+        meta = secret["metadata"]
+        with translated_errors():
+            try:
+                self.core.create_namespaced_secret(meta["namespace"], secret, _request_timeout=self.timeout)
+                return
+            except ApiException as e:
+                if e.status != 409:
+                    raise
+            patch = {"metadata": {"labels": meta["labels"]}, "stringData": secret["stringData"]}
+            if remove:
+                patch["data"] = {key: None for key in remove}
+            self.core.patch_namespaced_secret(meta["name"], meta["namespace"], patch, _request_timeout=self.timeout)
+
+    def delete_secret(self, namespace: str, name: str) -> bool:
+        return self._delete(lambda: self.core.delete_namespaced_secret(name, namespace, _request_timeout=self.timeout))
+
+    # Tenant namespaces
+    def apply_namespace(self, namespace: dict) -> None:
+        self._create_or_patch(self.core.create_namespace, self.core.patch_namespace, namespace, namespaced=False)
+
+    def get_namespace(self, name: str):
+        with translated_errors():
+            try:
+                return self.core.read_namespace(name, _request_timeout=self.timeout)
+            except ApiException as e:
+                if e.status == 404:
+                    return None
+                raise
+
+    def delete_namespace(self, name: str) -> bool:
+        return self._delete(lambda: self.core.delete_namespace(name, _request_timeout=self.timeout))
+
+    def apply_network_policy(self, policy: dict) -> None:
+        self._create_or_patch(self.networking.create_namespaced_network_policy,
+                              self.networking.patch_namespaced_network_policy, policy)
+
+    def apply_limit_range(self, limit_range: dict) -> None:
+        self._create_or_patch(self.core.create_namespaced_limit_range,
+                              self.core.patch_namespaced_limit_range, limit_range)
+
+    # helpers
+    def _create_or_patch(self, create, patch, obj: dict, namespaced: bool = True) -> None:
+        ns_args = (obj["metadata"]["namespace"],) if namespaced else ()
+        with translated_errors():
+            try:
+                create(*ns_args, obj, _request_timeout=self.timeout)
+            except ApiException as e:
+                if e.status != 409:
+                    raise
+                patch(obj["metadata"]["name"], *ns_args, obj, _request_timeout=self.timeout)
+
+    @staticmethod
+    def _delete(call) -> bool:
+        """Delete; False when it was already gone."""
+        with translated_errors():
+            try:
+                call()
+                return True
+            except ApiException as e:
+                if e.status == 404:
+                    return False
+                raise
+
+
+_local = threading.local()
+
+
+def cluster() -> Cluster:
+    """The process's client, built on first use (after a Celery worker forks, never before)."""
+    current = getattr(_local, "cluster", None)
+    if current is None or getattr(_local, "pid", None) != os.getpid():
+        _local.cluster, _local.pid = Cluster(), os.getpid()
+    return _local.cluster
+
+
+def reset_cluster() -> None:
+    _local.cluster = None

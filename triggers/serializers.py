@@ -1,0 +1,84 @@
+from __future__ import annotations
+
+from rest_framework import serializers
+
+from relayweb.api import StrictFieldsMixin
+
+from . import services
+from .models import NAME_MAX_LENGTH, Deployment, Trigger
+
+
+class EnvVarSerializer(StrictFieldsMixin, serializers.Serializer):
+    name = serializers.CharField(max_length=200)
+    value = serializers.CharField(allow_blank=True, max_length=32768, trim_whitespace=False)
+
+
+class DeploymentSerializer(serializers.ModelSerializer):
+    trigger = serializers.CharField(source="trigger.name", read_only=True)
+    created_by = serializers.CharField(source="created_by.username", read_only=True, default=None)
+
+    class Meta:
+        model = Deployment
+        fields = ["id", "trigger", "spec_version", "redeploy", "status", "reason", "message", "generation",
+                  "revision", "attempts", "created_by", "created_at", "applied_at", "finished_at"]
+        read_only_fields = fields
+
+
+class TriggerStatusSerializer(serializers.Serializer):
+    ready = serializers.CharField(source="ready_status", help_text="Knative's Ready condition: True, False, Unknown.")
+    reason = serializers.CharField(source="ready_reason")
+    message = serializers.CharField(source="ready_message")
+    url = serializers.CharField()
+    address_url = serializers.CharField(help_text="Cluster-local address of the Knative Service.")
+    latest_created_revision = serializers.CharField()
+    latest_ready_revision = serializers.CharField()
+    serving_old_revision = serializers.BooleanField(
+        help_text="True when the newest revision failed and traffic stays on the last ready one."
+    )
+    observed_at = serializers.DateTimeField(allow_null=True)
+
+
+class TriggerSerializer(StrictFieldsMixin, serializers.ModelSerializer):
+    name = serializers.CharField(max_length=NAME_MAX_LENGTH, help_text="DNS-1035 label; the Knative Service name.")
+    env = EnvVarSerializer(many=True, required=False, help_text="Plain environment variables.")
+    secret_env = serializers.JSONField(
+        read_only=True, help_text="Names of secret variables and when each was set; values are never returned."
+    )
+    secret_values = serializers.DictField(
+        child=serializers.CharField(allow_null=True, allow_blank=True, trim_whitespace=False),
+        write_only=True, required=False,
+        help_text='Write-only: {"NAME": "value"} sets secret variables (stored only in a Kubernetes Secret); '
+                  "null removes one.",
+    )
+    target_concurrency = serializers.IntegerField(required=False, allow_null=True, min_value=1, max_value=10000)
+    state = serializers.CharField(read_only=True)
+    status = TriggerStatusSerializer(source="*", read_only=True)
+    last_deployment = DeploymentSerializer(read_only=True, allow_null=True)
+
+    class Meta:
+        model = Trigger
+        fields = ["name", "image", "port", "env", "secret_env", "secret_values", "min_scale", "max_scale",
+                  "target_concurrency", "timeout_seconds", "suspended", "spec_version", "state", "status",
+                  "last_deployment", "created_at", "updated_at"]
+        read_only_fields = ["suspended", "spec_version", "created_at", "updated_at"]
+        extra_kwargs = {
+            "port": {"min_value": 1, "max_value": 65535},
+            "min_scale": {"min_value": 0, "max_value": 1000},
+            "max_scale": {"min_value": 1, "max_value": 1000},
+            "timeout_seconds": {"min_value": 1, "max_value": 600},
+        }
+
+    def validate_name(self, value: str) -> str:
+        if self.instance is not None and value != self.instance.name:
+            raise serializers.ValidationError("The name cannot change (it is the Knative Service name).")
+        return value
+
+    def create(self, data) -> Trigger:
+        return services.trigger_create(
+            tenant=self.context["tenant"], user=self.context["request"].user,
+            secret_values=data.pop("secret_values", None), **data,
+        )
+
+    def update(self, trigger: Trigger, data) -> Trigger:
+        data.pop("name", None)
+        return services.trigger_update(trigger=trigger, secret_values=data.pop("secret_values", None), **data)

@@ -1,0 +1,117 @@
+"""Reading Knative's status: the code the deploy poll and the cluster watcher share.
+
+Knative's own readiness rule decides (knative-ambassador.md §1.4): a ksvc is ready when
+`status.observedGeneration == metadata.generation` and condition `Ready` is True, and failed when the
+generations match and `Ready` is False.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from django.db import transaction
+from django.utils import timezone
+
+from .models import Deployment, Trigger
+
+
+def condition(obj: dict | None, kind: str) -> dict:
+    for cond in ((obj or {}).get("status") or {}).get("conditions") or []:
+        if cond.get("type") == kind:
+            return cond
+    return {}
+
+
+@dataclass(frozen=True)
+class Outcome:
+    state: str  # "ready", "failed", "superseded" or "waiting"
+    reason: str = ""
+    message: str = ""
+
+
+def outcome(ksvc: dict | None, generation: int | None) -> Outcome:
+    """What Knative says about the apply that produced `generation`."""
+    if ksvc is None:
+        return Outcome("waiting", "NotFound", "The Knative Service does not exist.")
+    current = (ksvc.get("metadata") or {}).get("generation")
+    observed = (ksvc.get("status") or {}).get("observedGeneration")
+    ready = condition(ksvc, "Ready")
+    if generation is not None and current is not None and current > generation:
+        return Outcome("superseded", "", f"The Knative Service changed since (generation {current}).")
+    if observed != current:
+        return Outcome("waiting", ready.get("reason", ""), ready.get("message", ""))
+    if ready.get("status") == "True":
+        return Outcome("ready")
+    if ready.get("status") == "False":
+        # ConfigurationsReady carries the revision's own failure; Ready often shows the route's.
+        config = condition(ksvc, "ConfigurationsReady")
+        source = config if config.get("status") == "False" else ready
+        return Outcome("failed", source.get("reason", ""), source.get("message", ""))
+    return Outcome("waiting", ready.get("reason", ""), ready.get("message", ""))
+
+
+OBSERVED_FIELDS = (
+    "ready_status", "ready_reason", "ready_message", "url", "address_url", "latest_created_revision",
+    "latest_ready_revision", "observed_generation", "generation",
+)
+
+
+def observed_values(ksvc: dict | None) -> dict:
+    if ksvc is None:
+        return dict.fromkeys(OBSERVED_FIELDS, "") | {"observed_generation": None, "generation": None}
+    status = ksvc.get("status") or {}
+    ready = condition(ksvc, "Ready")
+    return {
+        "ready_status": ready.get("status", ""),
+        "ready_reason": ready.get("reason", ""),
+        "ready_message": ready.get("message", ""),
+        "url": status.get("url", ""),
+        "address_url": (status.get("address") or {}).get("url", ""),
+        "latest_created_revision": status.get("latestCreatedRevisionName", ""),
+        "latest_ready_revision": status.get("latestReadyRevisionName", ""),
+        "observed_generation": status.get("observedGeneration"),
+        "generation": (ksvc.get("metadata") or {}).get("generation"),
+    }
+
+
+def observe_ksvc(trigger: Trigger, ksvc: dict | None, *, revision_reason=None) -> list[str]:
+    """Write the trigger's observed state when it changed and settle its waiting deployments.
+
+    `revision_reason(name) -> (reason, message)` looks up a failed revision's own condition (e.g.
+    ContainerMissing, ImagePullBackOff, ExitCode1); it is only called for failures.
+    Returns the names of the trigger fields that changed (empty: nothing was written).
+    """
+    values = observed_values(ksvc)
+    changed = [name for name, value in values.items() if getattr(trigger, name) != value]
+    with transaction.atomic():
+        if changed:
+            for name in changed:
+                setattr(trigger, name, values[name])
+            trigger.observed_at = timezone.now()
+            updates = {name: values[name] for name in changed}
+            Trigger.objects.filter(pk=trigger.pk).update(observed_at=trigger.observed_at, **updates)
+        for deployment in trigger.deployments.filter(status=Deployment.Status.WAITING):
+            settle(deployment, ksvc, revision_reason=revision_reason)
+    return changed
+
+
+def settle(deployment: Deployment, ksvc: dict | None, *, revision_reason=None) -> bool:
+    result = outcome(ksvc, deployment.generation)
+    if result.state == "waiting":
+        return False
+    status = (ksvc or {}).get("status") or {}
+    if result.state == "ready":
+        deployment.revision = status.get("latestReadyRevisionName", "")
+        deployment.save(update_fields=["revision"])
+        deployment.finish(Deployment.Status.READY)
+    elif result.state == "failed":
+        deployment.revision = status.get("latestCreatedRevisionName", "")
+        deployment.save(update_fields=["revision"])
+        reason, message = result.reason, result.message
+        if revision_reason and deployment.revision:
+            rev_reason, _ = revision_reason(deployment.revision)
+            reason = rev_reason or reason
+        deployment.finish(Deployment.Status.FAILED, reason=reason, message=message)
+    else:
+        deployment.finish(Deployment.Status.SUPERSEDED, message=result.message)
+    return True

@@ -1,0 +1,25 @@
+"""Trigger pages under a tenant. Names carry a `ui-` prefix: the API router's `trigger-*` names
+(trigger-list, trigger-deploy, …) would otherwise collide with them in reverse().
+
+The create page lives at `triggers/-/new/`: "-" cannot start a trigger name, so no trigger
+(not even one called "new") can shadow it.
+"""
+
+from django.urls import path
+
+from . import views
+
+prefix = "t/<slug:slug>/triggers/"
+one = prefix + "<slug:name>/"
+
+urlpatterns = [
+    path(prefix, views.trigger_list, name="ui-trigger-list"),
+    path(prefix + "-/new/", views.trigger_create, name="ui-trigger-create"),
+    path(one, views.trigger_detail, name="ui-trigger-detail"),
+    path(one + "edit/", views.trigger_edit, name="ui-trigger-edit"),
+    path(one + "deploy/", views.trigger_deploy, name="ui-trigger-deploy"),
+    path(one + "redeploy/", views.trigger_redeploy, name="ui-trigger-redeploy"),
+    path(one + "suspend/", views.trigger_suspend, name="ui-trigger-suspend"),
+    path(one + "resume/", views.trigger_resume, name="ui-trigger-resume"),
+    path(one + "delete/", views.trigger_delete, name="ui-trigger-delete"),
+]

@@ -1,0 +1,173 @@
+"""Browser UI for triggers. Thin: forms in, services do the work, service errors become form errors
+or messages. Viewers read; editors and owners change (tenants.permissions)."""
+
+from __future__ import annotations
+
+from django.contrib import messages
+from django.core.exceptions import ValidationError
+from django.db.models import OuterRef, Subquery
+from django.shortcuts import get_object_or_404, redirect, render
+from django.views.decorators.http import require_POST
+
+from tenants.decorators import tenant_view
+from tenants.permissions import Action, allows
+
+from . import services
+from .forms import TriggerForm, secret_rows
+from .models import Deployment, Trigger
+
+
+def _trigger(tenant, name: str) -> Trigger:
+    return get_object_or_404(Trigger, tenant=tenant, name=name)
+
+
+def _detail(trigger: Trigger):
+    return redirect("ui-trigger-detail", slug=trigger.tenant.slug, name=trigger.name)
+
+
+def _add_errors(form, error: ValidationError) -> None:
+    if not hasattr(error, "error_dict"):
+        form.add_error(None, error)
+        return
+    for field, errors in error.error_dict.items():
+        form.add_error(field if field in form.fields else None, errors)
+
+
+def describe(trigger: Trigger, last: Deployment | None) -> Trigger:
+    """Attach the state shown on the pages: state_class (badge), state_label, state_message."""
+    failed = (Deployment.Status.FAILED, Deployment.Status.ERROR)
+    if trigger.deleting:
+        state = ("deleting", "Deleting…", "")
+    elif last is None:
+        state = ("none", "Not deployed", "")
+    elif last.active:
+        state = ("deploying", "Deploying", last.get_status_display())
+    elif last.status in failed:
+        state = ("failed", f"Failed: {last.reason or last.get_status_display()}", last.message)
+    elif trigger.is_ready:
+        state = ("ready", "Ready", "")
+    elif trigger.ready_status == "False":
+        state = ("failed", f"Failed: {trigger.ready_reason or 'NotReady'}", trigger.ready_message)
+    else:
+        state = ("deploying", "Not ready yet", trigger.ready_message)
+    trigger.state_class, trigger.state_label, trigger.state_message = state
+    trigger.last = last
+    return trigger
+
+
+def _deploy(request, trigger: Trigger, *, redeploy: bool = False) -> bool:
+    try:
+        deployment = services.trigger_deploy(trigger=trigger, user=request.user, redeploy=redeploy)
+    except ValidationError as e:
+        messages.error(request, " ".join(e.messages))
+        return False
+    verb = "Redeploying" if redeploy else "Deploying"
+    messages.success(request, f"{verb} {trigger.name} (spec version {deployment.spec_version}).")
+    return True
+
+
+@tenant_view(Action.VIEW)
+def trigger_list(request, tenant):
+    newest = Deployment.objects.filter(trigger=OuterRef("pk")).order_by("-created_at", "-pk").values("pk")[:1]
+    triggers = list(tenant.triggers.annotate(last_id=Subquery(newest)))
+    last = Deployment.objects.in_bulk([t.last_id for t in triggers if t.last_id])
+    for trigger in triggers:
+        describe(trigger, last.get(trigger.last_id))
+    can_change = allows(request.role, Action.CHANGE)
+    return render(request, "triggers/list.html", {"tenant": tenant, "triggers": triggers, "can_change": can_change})
+
+
+@tenant_view(Action.CHANGE)
+def trigger_create(request, tenant):
+    form = TriggerForm(request.POST or None)
+    if request.method == "POST" and form.is_valid():
+        try:
+            trigger = services.trigger_create(
+                tenant=tenant, user=request.user, name=form.cleaned_data["name"], **form.spec())
+        except ValidationError as e:
+            _add_errors(form, e)
+        else:
+            messages.success(request, f"Trigger “{trigger.name}” created.")
+            secrets = form.secret_values()
+            try:
+                if secrets:
+                    services.trigger_set_secrets(trigger=trigger, values=secrets)
+            except ValidationError as e:
+                messages.error(request, f"The secret values were not stored: {' '.join(e.messages)}")
+                return redirect("ui-trigger-edit", slug=tenant.slug, name=trigger.name)
+            if "deploy" in request.POST:
+                _deploy(request, trigger)
+            return _detail(trigger)
+    return render(request, "triggers/form.html", {"tenant": tenant, "form": form})
+
+
+@tenant_view(Action.CHANGE)
+def trigger_edit(request, tenant, name):
+    trigger = _trigger(tenant, name)
+    form = TriggerForm(request.POST or None, trigger=trigger)
+    if request.method == "POST" and form.is_valid():
+        try:
+            services.trigger_update(trigger=trigger, secret_values=form.secret_values(), **form.spec())
+        except ValidationError as e:
+            _add_errors(form, e)
+        else:
+            messages.success(request, f"Saved {trigger.name} (spec version {trigger.spec_version}).")
+            if "deploy" in request.POST:
+                _deploy(request, trigger)
+            return _detail(trigger)
+    return render(request, "triggers/form.html", {"tenant": tenant, "form": form, "trigger": trigger})
+
+
+@tenant_view(Action.VIEW)
+def trigger_detail(request, tenant, name):
+    trigger = _trigger(tenant, name)
+    deployments = list(trigger.deployments.select_related("created_by")[:50])
+    describe(trigger, deployments[0] if deployments else None)
+    return render(request, "triggers/detail.html", {
+        "tenant": tenant, "trigger": trigger, "deployments": deployments, "secrets": secret_rows(trigger),
+        "can_change": allows(request.role, Action.CHANGE) and not trigger.deleting,
+    })
+
+
+@require_POST
+@tenant_view(Action.CHANGE)
+def trigger_deploy(request, tenant, name):
+    trigger = _trigger(tenant, name)
+    _deploy(request, trigger, redeploy=False)
+    return _detail(trigger)
+
+
+@require_POST
+@tenant_view(Action.CHANGE)
+def trigger_redeploy(request, tenant, name):
+    trigger = _trigger(tenant, name)
+    _deploy(request, trigger, redeploy=True)
+    return _detail(trigger)
+
+
+@require_POST
+@tenant_view(Action.CHANGE)
+def trigger_suspend(request, tenant, name):
+    trigger = services.trigger_suspend(trigger=_trigger(tenant, name))
+    messages.success(request, f"{trigger.name} suspended: its webhook URL answers 410 Gone until resumed.")
+    return _detail(trigger)
+
+
+@require_POST
+@tenant_view(Action.CHANGE)
+def trigger_resume(request, tenant, name):
+    trigger = services.trigger_resume(trigger=_trigger(tenant, name))
+    messages.success(request, f"{trigger.name} resumed.")
+    return _detail(trigger)
+
+
+@require_POST
+@tenant_view(Action.CHANGE)
+def trigger_delete(request, tenant, name):
+    trigger = _trigger(tenant, name)
+    if request.POST.get("confirm", "").strip() != trigger.name:
+        messages.error(request, f"Type the name “{trigger.name}” to confirm deletion.")
+        return _detail(trigger)
+    services.trigger_delete(trigger=trigger)
+    messages.success(request, f"Deleting {trigger.name}: its Knative Service and Secret are being removed.")
+    return redirect("ui-trigger-list", slug=tenant.slug)

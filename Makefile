@@ -6,7 +6,10 @@ PORT   ?= 8000
 export RELAY_PORT := $(PORT)
 
 # Embedded defaults, each replaced by the real thing when its variable is set.
-PROCESSES := web worker beat $(if $(REDIS_URL),,redis)
+PROCESSES := web worker beat $(if $(REDIS_URL),,redis) $(if $(RELAY_KUBECONFIG)$(KUBECONFIG),,kubesim)
+ifeq ($(RELAY_KUBECONFIG)$(KUBECONFIG),)
+export RELAY_KUBECONFIG := $(CURDIR)/var/kubeconfig
+endif
 
 .PHONY: run test bench lint install install-dev clean
 
@@ -27,9 +30,11 @@ install-dev: $(VENV)/.installed-dev
 
 run: install
 	@mkdir -p var
+	@test -s var/kubesim.token || $(BIN)/python -c "import secrets; print(secrets.token_urlsafe(24))" > var/kubesim.token
 	DEBUG=1 $(BIN)/python manage.py migrate --noinput -v 0
 	@DEBUG=1 $(BIN)/python manage.py ensure_admin
 	@echo "relayweb: open http://127.0.0.1:$(PORT)/ and sign in as shown above (Ctrl-C stops everything)"
+	@echo "relayweb: cluster $(if $(findstring kubesim,$(PROCESSES)),kubesim (try: KUBECONFIG=var/kubeconfig kubectl get ksvc -A),$(RELAY_KUBECONFIG)$(KUBECONFIG))"
 	DEBUG=1 PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/honcho start -f Procfile $(PROCESSES)
 
 test: install-dev

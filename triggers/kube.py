@@ -254,8 +254,12 @@ def _configuration() -> k8s.Configuration:
     configuration = k8s.Configuration()
     path = settings.RELAY_KUBECONFIG
     if path:
-        k8s_config.load_kube_config(config_file=path, context=settings.RELAY_KUBE_CONTEXT or None,
-                                    client_configuration=configuration)
+        try:
+            k8s_config.load_kube_config(config_file=path, context=settings.RELAY_KUBE_CONTEXT or None,
+                                        client_configuration=configuration)
+        except (k8s_config.ConfigException, OSError) as e:
+            # e.g. kubesim is still starting and has not written it yet: worth a retry
+            raise KubeError(f"cannot load kubeconfig {path}: {e}", transient=True) from None
     elif os.environ.get("KUBERNETES_SERVICE_HOST"):
         k8s_config.load_incluster_config(client_configuration=configuration)
     else:

@@ -49,7 +49,7 @@ def trigger_create(*, tenant: Tenant, user, name: str, secret_values: dict | Non
     _check_name(name)
     trigger = Trigger(tenant=tenant, name=name, created_by=user, spec_version=1, **spec)
     _validate_spec(trigger)
-    with transaction.atomic():
+    with transaction.atomic():  # one unit: a refused secret leaves no trigger behind
         Tenant.objects.select_for_update().filter(pk=tenant.pk).first()  # serialise the quota check
         limit = settings.RELAY_MAX_TRIGGERS_PER_TENANT
         if tenant.triggers.live().count() >= limit:
@@ -61,8 +61,8 @@ def trigger_create(*, tenant: Tenant, user, name: str, secret_values: dict | Non
                 trigger.save()
         except IntegrityError:
             raise ValidationError({"name": f"A trigger named {name!r} already exists in {tenant.slug}."}) from None
-    if secret_values:
-        trigger_set_secrets(trigger=trigger, values=secret_values)
+        if secret_values:
+            trigger_set_secrets(trigger=trigger, values=secret_values)
     return trigger
 
 

@@ -1,6 +1,7 @@
-"""ASGI entry point: Django for pages and the API, Channels for websockets.
+"""ASGI entry point: the webhook ingress, Django for pages and the API, Channels for websockets.
 
 Django's ASGI application is created before anything imports models (the Channels tutorial's shape).
+`/hooks/…` goes to the plain-ASGI ingress, outside Django's request/middleware stack (the hot path).
 """
 
 import os
@@ -15,10 +16,31 @@ from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
 from channels.security.websocket import AllowedHostsOriginValidator  # noqa: E402
 
 from relayweb.routing import websocket_urlpatterns  # noqa: E402
+from triggers.ingress import Ingress  # noqa: E402
 
-application = ProtocolTypeRouter(
+ingress = Ingress()
+router = ProtocolTypeRouter(
     {
         "http": django_asgi_app,
         "websocket": AllowedHostsOriginValidator(AuthMiddlewareStack(URLRouter(websocket_urlpatterns))),
     }
 )
+
+
+async def lifespan(receive, send) -> None:
+    while True:
+        message = await receive()
+        if message["type"] == "lifespan.startup":
+            await send({"type": "lifespan.startup.complete"})
+        elif message["type"] == "lifespan.shutdown":
+            await ingress.close()  # flush pending delivery rows, close the gateway connection pool
+            await send({"type": "lifespan.shutdown.complete"})
+            return
+
+
+async def application(scope, receive, send):
+    if scope["type"] == "http" and scope["path"].startswith("/hooks/"):
+        return await ingress(scope, receive, send)
+    if scope["type"] == "lifespan":
+        return await lifespan(receive, send)
+    return await router(scope, receive, send)

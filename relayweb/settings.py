@@ -236,3 +236,22 @@ CELERY_BEAT_SCHEDULE = {
     "reconcile": {"task": "triggers.tasks.reconcile_all", "schedule": float(RELAY_RECONCILE_INTERVAL)},
     "resume-stuck-deployments": {"task": "triggers.tasks.deployments_resume", "schedule": 30.0},
 }
+
+# The webhook ingress (/hooks/<token>): forwards through the Knative gateway (Ambassador).
+RELAY_GATEWAY_URL = os.getenv("RELAY_GATEWAY_URL", "http://127.0.0.1:8081").rstrip("/")
+RELAY_ACTIVATION_TIMEOUT = float(os.getenv("RELAY_ACTIVATION_TIMEOUT", "130"))
+RELAY_MAX_BODY_BYTES = envint("RELAY_MAX_BODY_BYTES", str(1024 * 1024))
+RELAY_RESPONSE_BODY_CAP = envint("RELAY_RESPONSE_BODY_CAP", str(64 * 1024))
+RELAY_TOKEN_OVERLAP = envint("RELAY_TOKEN_OVERLAP", str(24 * 3600))
+RELAY_INGRESS_CACHE_TTL = float(os.getenv("RELAY_INGRESS_CACHE_TTL", "2.0"))
+RELAY_RETRY_BASE = float(os.getenv("RELAY_RETRY_BASE", "2.0"))
+RELAY_RETRY_MAX = float(os.getenv("RELAY_RETRY_MAX", "600"))
+RELAY_DELIVERY_RETENTION_DAYS = envint("RELAY_DELIVERY_RETENTION_DAYS", "14")
+RELAY_DELIVERY_MAX_ROWS = envint("RELAY_DELIVERY_MAX_ROWS", "10000")
+# Keys encrypting verification secrets at rest: the first encrypts, all decrypt (rotation).
+RELAY_ENCRYPTION_KEYS = [key.strip() for key in envsecret("RELAY_ENCRYPTION_KEYS").split(",") if key.strip()]
+
+CELERY_BEAT_SCHEDULE.update({
+    "deliveries-sweep": {"task": "triggers.tasks.deliveries_sweep", "schedule": 15.0},
+    "deliveries-prune": {"task": "triggers.tasks.deliveries_prune", "schedule": 3600.0},
+})

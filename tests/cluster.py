@@ -147,3 +147,56 @@ def wait_for(predicate, timeout: float = 20.0, interval: float = 0.05, message: 
             return value
         time.sleep(interval)
     raise AssertionError(f"timed out after {timeout}s waiting for {message}")
+
+
+@pytest.fixture(scope="session")
+def relay_server():
+    """relayweb's ASGI application under a real uvicorn, in a thread (the ingress runs as in production)."""
+    import socket
+    import threading
+
+    import uvicorn
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    server = uvicorn.Server(uvicorn.Config("relayweb.asgi:application", host="127.0.0.1", port=port,
+                                           log_level="warning", lifespan="on"))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    wait_for(lambda: server.started, message="uvicorn started")
+    yield f"http://127.0.0.1:{port}"
+    server.should_exit = True
+    thread.join(10)
+
+
+@pytest.fixture
+def relay(relay_server, kubesim, cluster, transactional_db, settings):
+    settings.RELAY_GATEWAY_URL = kubesim.gateway_url
+    return relay_server
+
+
+@pytest.fixture
+def live_trigger(cluster, tenant_a, k8s):
+    """make(name, **fields): a trigger whose ksvc is ready in kubesim, observed as the poll would."""
+    from triggers import kube
+    from triggers.models import Trigger
+    from triggers.status import observe_ksvc
+
+    cluster.apply_namespace(kube.render_namespace(tenant_a))
+
+    def make(name="hello", image="kubesim/echo", **fields):
+        trigger = Trigger.objects.create(tenant=tenant_a, name=name, image=image, **fields)
+        cluster.apply_ksvc(kube.render_ksvc(trigger), exists=False)
+
+        def ready():
+            observe_ksvc(trigger, cluster.get_ksvc(trigger.namespace, name))
+            return trigger.is_ready
+
+        wait_for(ready, message=f"{name} ready")
+        return trigger
+
+    yield make
+    k8s.core.delete_namespace(tenant_a.namespace)
+    wait_for(lambda: tenant_a.namespace not in {n.metadata.name for n in k8s.core.list_namespace().items},
+             message="namespace gone")

@@ -16,6 +16,8 @@ ensure_redis_url()
 # One queue per test run, inherited by the Celery worker processes the tests start.
 os.environ.setdefault("CELERY_TASK_DEFAULT_QUEUE", f"relayweb-test-{os.getpid()}")
 os.environ.setdefault("RELAY_DEPLOY_POLL_INTERVAL", "0.2")
+os.environ.setdefault("RELAY_INGRESS_CACHE_TTL", "0.2")
+os.environ.setdefault("RELAY_RETRY_BASE", "0.2")
 
 from relayweb.settings import *  # noqa: E402,F403
 

@@ -34,7 +34,8 @@ def deployed(tenant_a, cluster, k8s):
 
 
 def names(k8s):
-    return sorted(o["metadata"]["name"] for o in k8s.custom.list_namespaced_custom_object(namespace="relay-acme", **KSVC)["items"])
+    items = k8s.custom.list_namespaced_custom_object(namespace="relay-acme", **KSVC)["items"]
+    return sorted(o["metadata"]["name"] for o in items)
 
 
 def test_nothing_to_do_costs_one_list_call(deployed, cluster):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import django_filters
+from django.core.exceptions import ValidationError
 from django.shortcuts import get_object_or_404
 from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework import mixins, permissions, status, viewsets
@@ -12,7 +13,7 @@ from rest_framework.response import Response
 from tenants.api import TenantRole, TenantScoped, tenant_param, with_tenant_param
 from tenants.permissions import Action
 
-from . import services
+from . import deliveries, services
 from .models import Deployment, Trigger
 from .serializers import DeploymentSerializer, TriggerSerializer
 
@@ -31,7 +32,7 @@ class TriggerFilter(django_filters.FilterSet):
 
 
 @with_tenant_param("list", "create", "retrieve", "update", "partial_update", "destroy",
-                   "deploy", "redeploy", "suspend", "resume")
+                   "deploy", "redeploy", "suspend", "resume", "rotate_token")
 class TriggerViewSet(TenantScoped, viewsets.ModelViewSet):
     serializer_class = TriggerSerializer
     permission_classes = [permissions.IsAuthenticated, TenantRole]
@@ -83,6 +84,16 @@ class TriggerViewSet(TenantScoped, viewsets.ModelViewSet):
     @action(detail=True, methods=["post"])
     def resume(self, request, *args, **kwargs):
         trigger = services.trigger_resume(trigger=self.get_object())
+        return Response(self.get_serializer(trigger).data)
+
+    @extend_schema(request=None, responses={200: TriggerSerializer})
+    @action(detail=True, methods=["post"], url_path="rotate-token")
+    def rotate_token(self, request, *args, **kwargs):
+        """A new webhook URL; the previous one keeps working for RELAY_TOKEN_OVERLAP seconds, then 404s."""
+        trigger = self.get_object()
+        if trigger.deleting:
+            raise ValidationError("This trigger is being deleted.")
+        trigger = deliveries.trigger_rotate_token(trigger)
         return Response(self.get_serializer(trigger).data)
 
 

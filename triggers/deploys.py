@@ -10,6 +10,7 @@ import logging
 from collections import defaultdict
 from dataclasses import dataclass, field
 
+import redis
 from django.conf import settings
 from django.db import transaction
 from django.db.models import JSONField, OuterRef, Subquery
@@ -74,10 +75,29 @@ def deployment_error(deployment_id: int, message: str) -> None:
         deployment.finish(Deployment.Status.ERROR, reason="ClusterUnreachable", message=message)
 
 
-def schedule_poll() -> None:
+POLL_KEY = "relayweb:deployments-poll"
+
+
+def schedule_poll(*, again: bool = False) -> None:
+    """At most one poll is scheduled at a time: many applies in a burst share it.
+
+    `again` is the poll rescheduling itself; the key expires on its own if a scheduled poll is lost.
+    """
     from .tasks import deployments_poll
 
-    deployments_poll.apply_async(countdown=settings.RELAY_DEPLOY_POLL_INTERVAL)
+    interval = settings.RELAY_DEPLOY_POLL_INTERVAL
+    key_ttl_ms = int(interval * 3000) + 1000
+    client = redis.Redis.from_url(settings.REDIS_URL)
+    if not client.set(POLL_KEY, "1", nx=not again, px=key_ttl_ms):
+        return
+    deployments_poll.apply_async(countdown=interval)
+
+
+def release_poll() -> None:
+    """The poll found nothing waiting: let the next apply schedule one at once."""
+    redis.Redis.from_url(settings.REDIS_URL).delete(POLL_KEY)
+    if Deployment.objects.filter(status=Deployment.Status.WAITING).exists():
+        schedule_poll()  # one became waiting while we were finishing
 
 
 def _revision_reason(cluster: kube.Cluster, namespace: str):
@@ -99,14 +119,21 @@ def deployments_poll() -> int:
     for deployment in waiting:
         by_namespace[deployment.trigger.namespace].append(deployment)
     cluster = kube.cluster()
-    for namespace, deployments in by_namespace.items():
-        try:
-            live = {obj["metadata"]["name"]: obj for obj in cluster.list_ksvcs(namespace)}
-        except kube.KubeError as e:
-            log.warning("deployments poll: cannot list %s: %s", namespace, e.message)
-            continue
+    try:
+        # One call either way: the namespace, or the whole cluster when several are waiting.
+        if len(by_namespace) == 1:
+            (namespace,) = by_namespace
+            items = cluster.list_ksvcs(namespace)
+        else:
+            items = cluster.list_all_ksvcs() if by_namespace else []
+    except kube.KubeError as e:
+        log.warning("deployments poll: cannot list Knative Services: %s", e.message)
+        items = None
+    live = {(o["metadata"]["namespace"], o["metadata"]["name"]): o for o in items or []}
+    for namespace, deployments in by_namespace.items() if items is not None else ():
         for trigger in {d.trigger_id: d.trigger for d in deployments}.values():
-            observe_ksvc(trigger, live.get(trigger.name), revision_reason=_revision_reason(cluster, namespace))
+            observe_ksvc(trigger, live.get((namespace, trigger.name)),
+                         revision_reason=_revision_reason(cluster, namespace))
     _time_out_waiting()
     return Deployment.objects.filter(status=Deployment.Status.WAITING).count()
 

@@ -13,6 +13,7 @@ from django.utils.dateparse import parse_datetime
 from django.utils.timesince import timesince
 
 from .models import NAME_MAX_LENGTH, Trigger, name_validator
+from .services import EDGE_FIELDS, edge_errors
 from .validation import validate_env_name, validate_image, validate_port, validate_scaling
 
 
@@ -94,6 +95,35 @@ class TriggerForm(forms.Form):
         required=False, help_text="Requests in flight per pod before scaling out; empty for Knative's default.",
     )
     timeout_seconds = forms.IntegerField(initial=300, help_text="Per-request timeout, 1–600 seconds.")
+    # The webhook edge: applies at once, without a deploy.
+    # Not required: a field missing from the POST keeps the trigger's value (or the default) — see clean().
+    mode = forms.ChoiceField(label="Webhook mode", choices=Trigger.Mode.choices, initial=Trigger.Mode.SYNC,
+                             required=False)
+    verification = forms.ChoiceField(
+        label="Signature verification", choices=Trigger.Verification.choices, initial=Trigger.Verification.NONE,
+        required=False,
+        help_text="Checked before your handler is woken; a bad signature gets 401 and never reaches it.",
+    )
+    verification_secret = forms.CharField(
+        label="Verification secret", required=False, strip=False, max_length=1024,
+        widget=forms.PasswordInput(render_value=False, attrs={"autocomplete": "new-password"}),
+        help_text="The signing secret from the sender (GitHub, Stripe, Slack…). Encrypted at rest, never shown again.",
+    )
+    hmac_header = forms.CharField(label="HMAC signature header", required=False, max_length=100, initial="X-Signature",
+                                  help_text="Generic HMAC only: the header carrying the signature.")
+    hmac_encoding = forms.ChoiceField(label="HMAC encoding", choices=[("hex", "hex"), ("base64", "base64")],
+                                      initial="hex", required=False, help_text="Generic HMAC only.")
+    hmac_prefix = forms.CharField(label="HMAC prefix", required=False, max_length=20,
+                                  help_text="Generic HMAC only: text before the signature, e.g. sha256=.")
+    dedupe_header = forms.CharField(
+        label="Dedupe header", required=False, max_length=100,
+        help_text="Header carrying the sender's delivery id (e.g. Idempotency-Key); a repeat is not delivered "
+                  "again. GitHub, Stripe and Slack ids are used without it.",
+    )
+    max_attempts = forms.IntegerField(
+        label="Max attempts", initial=5, required=False,
+        help_text="Async mode: attempts before a delivery is marked dead, 1–20.",
+    )
 
     def __init__(self, *args, trigger: Trigger | None = None, **kwargs):
         self.trigger = trigger
@@ -102,8 +132,12 @@ class TriggerForm(forms.Form):
                 "image": trigger.image, "port": trigger.port, "env": env_text(trigger.env),
                 "min_scale": trigger.min_scale, "max_scale": trigger.max_scale,
                 "target_concurrency": trigger.target_concurrency, "timeout_seconds": trigger.timeout_seconds,
+                **{name: getattr(trigger, name) for name in EDGE_FIELDS},
             })
         super().__init__(*args, **kwargs)
+        if trigger is not None and trigger.verification_secret:
+            self.fields["verification_secret"].help_text = (
+                "A secret is set (not shown). Leave empty to keep it; enter a new one to replace it.")
         if trigger is not None:
             del self.fields["name"]  # the ksvc name is fixed once created
         rows = secret_rows(trigger) if trigger is not None else []
@@ -139,12 +173,26 @@ class TriggerForm(forms.Form):
             except ValidationError as e:
                 for field, errors in e.message_dict.items():
                     self.add_error(field, errors)
+        for name in EDGE_FIELDS:
+            if name not in self.data:
+                current = getattr(self.trigger, name) if self.trigger else Trigger._meta.get_field(name).get_default()
+                data[name] = current
+        if all(name in data for name in EDGE_FIELDS):
+            stored = bool(self.trigger and self.trigger.verification_secret)
+            edge = {name: data[name] for name in EDGE_FIELDS}
+            for field, message in edge_errors(edge, secret_set=stored or bool(data.get("verification_secret"))).items():
+                self.add_error(field, message)
         return data
 
     def spec(self) -> dict:
         """Keyword arguments for trigger_create / trigger_update (without secret values)."""
         names = ("image", "port", "env", "min_scale", "max_scale", "target_concurrency", "timeout_seconds")
         return {name: self.cleaned_data[name] for name in names}
+
+    def edge(self) -> dict:
+        """Webhook edge keyword arguments for trigger_create / trigger_update (the secret only when entered)."""
+        return {**{name: self.cleaned_data[name] for name in EDGE_FIELDS},
+                "verification_secret": self.cleaned_data["verification_secret"] or None}
 
     def secret_values(self) -> dict[str, str | None]:
         """For trigger_set_secrets: new values, and None for each variable to remove."""

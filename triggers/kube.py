@@ -305,6 +305,12 @@ class Cluster:
                 namespace=namespace, label_selector=label_selector, _request_timeout=self.timeout, **KSVC
             )["items"]
 
+    def list_all_ksvcs(self, label_selector: str = MANAGED_SELECTOR) -> list[dict]:
+        """Every managed ksvc in the cluster, in one call."""
+        with translated_errors():
+            return self.custom.list_cluster_custom_object(
+                label_selector=label_selector, _request_timeout=self.timeout, **KSVC)["items"]
+
     def apply_ksvc(self, ksvc: dict, *, exists: bool) -> dict:
         """Create, or merge-patch an existing ksvc (never a PUT: it would drop Knative's creator
         annotation). `exists` picks the first try, so the usual case is one call."""

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import secrets
+import uuid
+
 from django.conf import settings
 from django.core.validators import MaxValueValidator, MinValueValidator, RegexValidator
 from django.db import models
@@ -19,6 +22,11 @@ name_validator = RegexValidator(
 )
 RESERVED_PORTS = (8012, 8022, 9090, 9091)  # Knative's queue-proxy and activator ports
 RESERVED_ENV = ("PORT", "K_SERVICE", "K_CONFIGURATION", "K_REVISION")
+
+
+def new_token() -> str:
+    """The public webhook token: 192 random bits, URL-safe."""
+    return secrets.token_urlsafe(24)
 
 
 class TriggerQuerySet(models.QuerySet):
@@ -43,6 +51,31 @@ class Trigger(models.Model):
     )
     suspended = models.BooleanField(default=False)
     deleting = models.BooleanField(default=False, editable=False)
+
+    # The webhook edge (ingress).
+    class Mode(models.TextChoices):
+        SYNC = "sync", "Sync: the sender gets the handler's response"
+        ASYNC = "async", "Async: 202 once stored, delivered with retries"
+
+    class Verification(models.TextChoices):
+        NONE = "none", "None"
+        GITHUB = "github", "GitHub (X-Hub-Signature-256)"
+        STRIPE = "stripe", "Stripe (Stripe-Signature)"
+        SLACK = "slack", "Slack (X-Slack-Signature)"
+        HMAC = "hmac", "Generic HMAC-SHA256"
+
+    mode = models.CharField(max_length=5, choices=Mode.choices, default=Mode.SYNC)
+    verification = models.CharField(max_length=10, choices=Verification.choices, default=Verification.NONE)
+    verification_secret = models.TextField(blank=True, default="", editable=False, help_text="Encrypted at rest.")
+    hmac_header = models.CharField(max_length=100, blank=True, default="X-Signature")
+    hmac_encoding = models.CharField(max_length=6, choices=[("hex", "hex"), ("base64", "base64")], default="hex")
+    hmac_prefix = models.CharField(max_length=20, blank=True, default="")
+    dedupe_header = models.CharField(max_length=100, blank=True, default="",
+                                     help_text="Header carrying the sender's delivery id, e.g. Idempotency-Key.")
+    max_attempts = models.PositiveIntegerField(default=5, validators=[MinValueValidator(1), MaxValueValidator(20)])
+    token = models.CharField(max_length=64, unique=True, default=new_token, editable=False)
+    previous_token = models.CharField(max_length=64, blank=True, default="", db_index=True, editable=False)
+    previous_token_expires_at = models.DateTimeField(null=True, blank=True, editable=False)
     spec_version = models.PositiveIntegerField(default=0, editable=False)
     # Set by "redeploy": stamped on the pod template so Knative makes a new revision (moved tags).
     redeploy_stamp = models.CharField(max_length=40, blank=True, default="", editable=False)
@@ -167,3 +200,71 @@ class Deployment(models.Model):
         self.status, self.reason, self.message = status, reason[:100], message
         self.finished_at = timezone.now()
         self.save(update_fields=["status", "reason", "message", "finished_at"])
+
+
+class Delivery(models.Model):
+    """One inbound webhook: what arrived, what we did with it, and what the handler answered."""
+
+    class State(models.TextChoices):
+        RECEIVED = "received", "Received"
+        FORWARDED = "forwarded", "Forwarded"
+        SUCCEEDED = "succeeded", "Succeeded"
+        FAILED = "failed", "Failed"
+        RETRYING = "retrying", "Retrying"
+        DEAD = "dead", "Dead"
+        REJECTED = "rejected", "Rejected"
+
+    PENDING = (State.RECEIVED, State.RETRYING)
+
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    trigger = models.ForeignKey(Trigger, on_delete=models.CASCADE, related_name="deliveries")
+    received_at = models.DateTimeField(default=timezone.now)
+    mode = models.CharField(max_length=5, choices=Trigger.Mode.choices)
+    method = models.CharField(max_length=10)
+    path = models.CharField(max_length=2048, blank=True, default="")
+    query = models.TextField(blank=True, default="")
+    headers = models.JSONField(default=list)  # [[name, value], …], sensitive values redacted
+    body = models.BinaryField(default=bytes)
+    body_size = models.PositiveIntegerField(default=0)
+    verification = models.CharField(max_length=10, default="none")  # none / passed / failed
+    verification_error = models.CharField(max_length=300, blank=True, default="")
+    provider_delivery_id = models.CharField(max_length=200, null=True, blank=True)
+    state = models.CharField(max_length=10, choices=State.choices, default=State.RECEIVED)
+    response_status = models.PositiveIntegerField(null=True, blank=True)
+    response_headers = models.JSONField(default=list)
+    response_body = models.BinaryField(default=bytes)
+    latency_ms = models.FloatField(null=True, blank=True)
+    cold_start = models.BooleanField(default=False)
+    attempts = models.PositiveIntegerField(default=0)
+    next_attempt_at = models.DateTimeField(null=True, blank=True)
+    error = models.TextField(blank=True, default="")
+    replay_of = models.ForeignKey("self", null=True, blank=True, on_delete=models.SET_NULL, related_name="replays")
+
+    class Meta:
+        ordering = ["-received_at"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["trigger", "provider_delivery_id"], condition=models.Q(provider_delivery_id__isnull=False),
+                name="one_delivery_per_provider_id",
+            ),
+        ]
+        indexes = [
+            models.Index(fields=["trigger", "-received_at"]),
+            models.Index(fields=["state", "next_attempt_at"]),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.method} {self.trigger} {self.state}"
+
+
+class DeliveryAttempt(models.Model):
+    delivery = models.ForeignKey(Delivery, on_delete=models.CASCADE, related_name="attempt_log")
+    number = models.PositiveIntegerField()
+    started_at = models.DateTimeField(default=timezone.now)
+    status = models.PositiveIntegerField(null=True, blank=True)
+    latency_ms = models.FloatField(null=True, blank=True)
+    error = models.TextField(blank=True, default="")
+
+    class Meta:
+        ordering = ["number"]
+        constraints = [models.UniqueConstraint(fields=["delivery", "number"], name="one_attempt_per_number")]

@@ -1,5 +1,8 @@
 from __future__ import annotations
 
+from datetime import datetime
+
+from django.utils import timezone
 from rest_framework import serializers
 
 from relayweb.api import StrictFieldsMixin
@@ -54,19 +57,47 @@ class TriggerSerializer(StrictFieldsMixin, serializers.ModelSerializer):
     state = serializers.CharField(read_only=True)
     status = TriggerStatusSerializer(source="*", read_only=True)
     last_deployment = DeploymentSerializer(read_only=True, allow_null=True)
+    # The webhook edge (ingress). The verification secret is write-only: only whether one is set comes back.
+    webhook_url = serializers.SerializerMethodField(help_text="The public URL senders call (SITE_URL/hooks/<token>).")
+    previous_webhook_url_expires_at = serializers.SerializerMethodField(
+        help_text="After rotate-token: until when the previous webhook URL keeps working (null: none)."
+    )
+    verification_secret = serializers.CharField(
+        write_only=True, required=False, allow_blank=True, trim_whitespace=False,
+        max_length=services.MAX_VERIFICATION_SECRET,
+        help_text="Write-only: the signing secret for the chosen verification (encrypted at rest). "
+                  "Empty or absent keeps the stored one.",
+    )
+    verification_secret_set = serializers.SerializerMethodField(help_text="Whether a verification secret is stored.")
 
     class Meta:
         model = Trigger
         fields = ["name", "image", "port", "env", "secret_env", "secret_values", "min_scale", "max_scale",
                   "target_concurrency", "timeout_seconds", "suspended", "spec_version", "state", "status",
-                  "last_deployment", "created_at", "updated_at"]
+                  "last_deployment", "created_at", "updated_at",
+                  "webhook_url", "previous_webhook_url_expires_at", "mode", "verification", "verification_secret",
+                  "verification_secret_set", "hmac_header", "hmac_encoding", "hmac_prefix", "dedupe_header",
+                  "max_attempts"]
         read_only_fields = ["suspended", "spec_version", "created_at", "updated_at"]
         extra_kwargs = {
+            "max_attempts": {"min_value": 1, "max_value": 20},
+            "hmac_header": {"help_text": "Generic HMAC: the header carrying the signature."},
+            "hmac_prefix": {"help_text": "Generic HMAC: a prefix before the signature, e.g. sha256=."},
             "port": {"min_value": 1, "max_value": 65535},
             "min_scale": {"min_value": 0, "max_value": 1000},
             "max_scale": {"min_value": 1, "max_value": 1000},
             "timeout_seconds": {"min_value": 1, "max_value": 600},
         }
+
+    def get_webhook_url(self, trigger: Trigger) -> str:
+        return services.trigger_webhook_url(trigger)
+
+    def get_previous_webhook_url_expires_at(self, trigger: Trigger) -> datetime | None:
+        expires = trigger.previous_token_expires_at
+        return expires if trigger.previous_token and expires and expires > timezone.now() else None
+
+    def get_verification_secret_set(self, trigger: Trigger) -> bool:
+        return bool(trigger.verification_secret)
 
     def validate_name(self, value: str) -> str:
         if self.instance is not None and value != self.instance.name:

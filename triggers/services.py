@@ -6,6 +6,8 @@ straight to the tenant's Kubernetes Secret and never stored in the database, nor
 
 from __future__ import annotations
 
+import re
+
 from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.db import IntegrityError, transaction
@@ -13,11 +15,15 @@ from django.utils import timezone
 
 from tenants.models import Tenant
 
-from . import kube
+from . import crypto, kube, signatures
 from .models import Deployment, Trigger, name_validator
 from .validation import validate_env, validate_env_name, validate_image, validate_port, validate_scaling
 
 SPEC_FIELDS = ("image", "port", "env", "min_scale", "max_scale", "target_concurrency", "timeout_seconds")
+# The webhook edge (ingress): not part of the Knative spec, so changing them never needs a deploy.
+EDGE_FIELDS = ("mode", "verification", "hmac_header", "hmac_encoding", "hmac_prefix", "dedupe_header", "max_attempts")
+_HTTP_TOKEN = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+")  # RFC 9110 token: a valid header name
+MAX_VERIFICATION_SECRET = 1024
 
 
 def _check_tenant(tenant: Tenant) -> None:
@@ -44,11 +50,14 @@ def _check_name(name: str) -> None:
         raise ValidationError({"name": e.messages}) from None
 
 
-def trigger_create(*, tenant: Tenant, user, name: str, secret_values: dict | None = None, **spec) -> Trigger:
+def trigger_create(*, tenant: Tenant, user, name: str, secret_values: dict | None = None,
+                   verification_secret: str | None = None, **spec) -> Trigger:
     _check_tenant(tenant)
     _check_name(name)
+    edge = {field: spec.pop(field) for field in EDGE_FIELDS if field in spec}
     trigger = Trigger(tenant=tenant, name=name, created_by=user, spec_version=1, **spec)
     _validate_spec(trigger)
+    _apply_edge(trigger, verification_secret, edge)
     with transaction.atomic():  # one unit: a refused secret leaves no trigger behind
         Tenant.objects.select_for_update().filter(pk=tenant.pk).first()  # serialise the quota check
         limit = settings.RELAY_MAX_TRIGGERS_PER_TENANT
@@ -66,11 +75,16 @@ def trigger_create(*, tenant: Tenant, user, name: str, secret_values: dict | Non
     return trigger
 
 
-def trigger_update(*, trigger: Trigger, secret_values: dict | None = None, **spec) -> Trigger:
-    """Change the spec (a new spec version when anything changed); deploy applies it."""
+def trigger_update(*, trigger: Trigger, secret_values: dict | None = None,
+                   verification_secret: str | None = None, **spec) -> Trigger:
+    """Change the spec (a new spec version when anything changed); deploy applies it.
+
+    Webhook edge settings (EDGE_FIELDS, verification_secret) take effect at once, without a deploy."""
     _check_tenant(trigger.tenant)
     if trigger.deleting:
         raise ValidationError("This trigger is being deleted.")
+    edge = {field: spec.pop(field) for field in EDGE_FIELDS if field in spec}
+    _apply_edge(trigger, verification_secret, edge)
     unknown = set(spec) - set(SPEC_FIELDS) - {"suspended"}
     if unknown:
         raise ValidationError({name: "Unknown field." for name in sorted(unknown)})
@@ -84,6 +98,78 @@ def trigger_update(*, trigger: Trigger, secret_values: dict | None = None, **spe
         trigger.spec_version += 1
     trigger.save()
     return trigger
+
+
+def edge_errors(values: dict, *, secret_set: bool) -> dict[str, str]:
+    """{field: message} for webhook edge settings; `values` holds every EDGE_FIELDS entry.
+    `secret_set`: a verification secret is stored already or given with these values."""
+    errors: dict[str, str] = {}
+    if values["mode"] not in Trigger.Mode.values:
+        errors["mode"] = f"Unknown mode {values['mode']!r}: use sync or async."
+    kind = values["verification"]
+    if kind not in signatures.KINDS:
+        errors["verification"] = f"Unknown verification {kind!r}: use one of {', '.join(signatures.KINDS)}."
+    elif kind != "none" and not secret_set:
+        errors["verification_secret"] = f"{kind} verification needs a secret: set verification_secret."
+    if values["hmac_encoding"] not in signatures.HmacVerifier.ENCODINGS:
+        errors["hmac_encoding"] = f"Unknown encoding {values['hmac_encoding']!r}: use hex or base64."
+    for field, limit in (("hmac_header", 100), ("dedupe_header", 100)):
+        value = values[field]
+        if not isinstance(value, str) or len(value) > limit or (value and not _HTTP_TOKEN.fullmatch(value)):
+            errors[field] = (f"'{str(value)[:limit]}' is not a valid HTTP header name (letters, digits and "
+                             f"!#$%&'*+.^_`|~- only, at most {limit} characters).")
+    if kind == "hmac" and not values["hmac_header"]:
+        errors["hmac_header"] = "Generic HMAC verification needs the name of the signature header."
+    prefix = values["hmac_prefix"]
+    if not isinstance(prefix, str) or len(prefix) > 20 or not prefix.isprintable():
+        errors["hmac_prefix"] = "At most 20 printable characters, e.g. sha256=."
+    attempts = values["max_attempts"]
+    if isinstance(attempts, bool) or not isinstance(attempts, int) or not 1 <= attempts <= 20:
+        errors["max_attempts"] = "Must be a whole number from 1 to 20."
+    return errors
+
+
+def _apply_edge(trigger: Trigger, verification_secret: str | None, edge: dict) -> None:
+    """Validate edge settings against the trigger's current ones and set them on the instance (unsaved)."""
+    unknown = set(edge) - set(EDGE_FIELDS)
+    if unknown:
+        raise ValidationError({name: "Unknown field." for name in sorted(unknown)})
+    if verification_secret is not None and not isinstance(verification_secret, str):
+        raise ValidationError({"verification_secret": "Must be a string."})
+    if verification_secret and len(verification_secret) > MAX_VERIFICATION_SECRET:
+        raise ValidationError({"verification_secret": f"At most {MAX_VERIFICATION_SECRET} characters."})
+    values = {field: edge.get(field, getattr(trigger, field)) for field in EDGE_FIELDS}
+    errors = edge_errors(values, secret_set=bool(verification_secret or trigger.verification_secret))
+    if errors:
+        raise ValidationError(errors)
+    for field, value in values.items():
+        setattr(trigger, field, value)
+    if verification_secret:
+        trigger.verification_secret = crypto.encrypt(verification_secret)
+
+
+def trigger_set_edge(*, trigger: Trigger, verification_secret: str | None = None, **edge) -> Trigger:
+    """Change the webhook edge settings (mode, verification, dedupe, retries); they apply without a deploy.
+
+    The secret is write-only: encrypted at rest, never returned. None or "" keeps the stored one."""
+    _apply_edge(trigger, verification_secret, edge)
+    trigger.save(update_fields=[*EDGE_FIELDS, "verification_secret", "updated_at"])
+    return trigger
+
+
+def delivery_check_replayable(*, trigger: Trigger, delivery=None) -> None:
+    """Refuse a replay that would reach a handler the ingress itself would not call."""
+    if trigger.deleting:
+        raise ValidationError("This trigger is being deleted.")
+    if trigger.suspended:
+        raise ValidationError(f"Trigger {trigger.name} is suspended; resume it before replaying deliveries.")
+    if delivery is not None and delivery.state == "rejected":
+        raise ValidationError("This delivery failed signature verification; a replay would bypass that check.")
+
+
+def trigger_webhook_url(trigger: Trigger, token: str | None = None) -> str:
+    """The public URL senders call: SITE_URL/hooks/<token>."""
+    return f"{settings.SITE_URL}/hooks/{token or trigger.token}"
 
 
 def trigger_set_secrets(*, trigger: Trigger, values: dict[str, str | None]) -> Trigger:

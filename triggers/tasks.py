@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from celery import shared_task
 
-from . import deploys, provisioning
+from . import deliveries, deploys, provisioning
 from .kube import KubeError
 
 RETRY = {
@@ -37,7 +37,9 @@ def deployment_apply(self, deployment_id: int) -> str:
 def deployments_poll() -> int:
     waiting = deploys.deployments_poll()
     if waiting:
-        deploys.schedule_poll()
+        deploys.schedule_poll(again=True)
+    else:
+        deploys.release_poll()
     return waiting
 
 
@@ -74,3 +76,19 @@ def tenant_teardown(self, tenant_id: int) -> bool:
 @shared_task(acks_late=True)
 def reconcile_all() -> str:
     return str(deploys.reconcile_all())
+
+
+@shared_task(acks_late=True, ignore_result=True)
+def delivery_deliver(delivery_id: str) -> str:
+    """One attempt of an async delivery; it schedules its own retries (see triggers/deliveries.py)."""
+    return deliveries.delivery_deliver(delivery_id)
+
+
+@shared_task(acks_late=True, ignore_result=True)
+def deliveries_sweep() -> int:
+    return deliveries.deliveries_sweep()
+
+
+@shared_task(acks_late=True, ignore_result=True)
+def deliveries_prune() -> int:
+    return deliveries.deliveries_prune()

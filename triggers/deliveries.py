@@ -1,0 +1,160 @@
+"""Async delivery (Celery side), replay, retention and token rotation.
+
+A delivery is claimed with a lease (`next_attempt_at` moved past the attempt's timeout) before it is
+forwarded, so two workers never send it at once, and one that dies mid-attempt leaves a lease that
+expires: the sweep (beat) then hands it to another worker. At least once: handlers dedupe on
+`X-Relay-Delivery-Id`.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+import time
+
+import urllib3
+from django.conf import settings
+from django.db import transaction
+from django.utils import timezone
+from yarl import URL
+
+from .models import Delivery, DeliveryAttempt, Trigger, new_token
+
+log = logging.getLogger(__name__)
+HOP_BY_HOP = {"connection", "keep-alive", "proxy-authenticate", "proxy-authorization", "te", "trailer",
+              "transfer-encoding", "upgrade", "host", "content-length"}
+RETRYABLE = {408, 425, 429, 500, 502, 503, 504}
+_pool = urllib3.PoolManager(num_pools=4, maxsize=16, retries=False)
+
+
+def backoff(attempt: int) -> float:
+    """Exponential backoff with full jitter, capped (RELAY_RETRY_BASE, RELAY_RETRY_MAX)."""
+    ceiling = min(settings.RELAY_RETRY_MAX, settings.RELAY_RETRY_BASE * 2 ** (attempt - 1))
+    return random.uniform(ceiling / 2, ceiling)
+
+
+def _claim(delivery_id) -> Delivery | None:
+    now = timezone.now()
+    with transaction.atomic():
+        delivery = (
+            Delivery.objects.select_for_update().select_related("trigger__tenant").filter(pk=delivery_id).first()
+        )
+        if delivery is None or delivery.state not in ("received", "retrying", "forwarded"):
+            return None
+        if delivery.next_attempt_at and delivery.next_attempt_at > now + timezone.timedelta(seconds=1):
+            return None  # not due yet, or another worker holds the lease
+        lease = settings.RELAY_ACTIVATION_TIMEOUT + delivery.trigger.timeout_seconds + 30
+        delivery.state, delivery.attempts = "forwarded", delivery.attempts + 1
+        delivery.next_attempt_at = now + timezone.timedelta(seconds=lease)
+        delivery.save(update_fields=["state", "attempts", "next_attempt_at"])
+    return delivery
+
+
+def _forward(delivery: Delivery) -> tuple[int | None, bytes, list, str]:
+    trigger = delivery.trigger
+    host = URL(trigger.address_url).host if trigger.address_url else ""
+    if not host or not trigger.latest_ready_revision:
+        return None, b"", [], f"Trigger {trigger.name} has no ready revision (never deployed, or failed)."
+    headers = {k: v for k, v in delivery.headers if k.lower() not in HOP_BY_HOP}
+    headers.update({"Host": host, "X-Relay-Delivery-Id": str(delivery.pk),
+                    "X-Relay-Trigger": f"{trigger.tenant.slug}/{trigger.name}"})
+    url = f"{settings.RELAY_GATEWAY_URL}{delivery.path}" + (f"?{delivery.query}" if delivery.query else "")
+    timeout = settings.RELAY_ACTIVATION_TIMEOUT + trigger.timeout_seconds
+    try:
+        response = _pool.request(delivery.method, url, body=bytes(delivery.body), headers=headers,
+                                 timeout=urllib3.Timeout(total=timeout), redirect=False, preload_content=True,
+                                 decode_content=False)
+    except urllib3.exceptions.TimeoutError:
+        return 504, b"", [], f"The handler did not answer within {timeout:.0f} s."
+    except urllib3.exceptions.HTTPError as e:
+        return 502, b"", [], f"The gateway is unreachable: {type(e).__name__}."
+    kept = [[k, v] for k, v in response.headers.items() if k.lower() not in HOP_BY_HOP]
+    return response.status, response.data, kept, ""
+
+
+def delivery_deliver(delivery_id) -> str:
+    """One attempt; schedules the next one (or marks the delivery dead). Returns the new state."""
+    delivery = _claim(delivery_id)
+    if delivery is None:
+        return "skipped"
+    started = time.perf_counter()
+    status, body, headers, error = _forward(delivery)
+    latency = (time.perf_counter() - started) * 1000
+    DeliveryAttempt.objects.update_or_create(
+        delivery=delivery, number=delivery.attempts,
+        defaults={"status": status, "latency_ms": latency, "error": error},
+    )
+    delivery.response_status, delivery.response_headers = status, headers
+    delivery.response_body = body[: settings.RELAY_RESPONSE_BODY_CAP]
+    delivery.latency_ms, delivery.error = latency, error
+    if status is not None and status < 400 and not error:
+        delivery.state, delivery.next_attempt_at = "succeeded", None
+    elif (status is None or status in RETRYABLE) and delivery.attempts < delivery.trigger.max_attempts:
+        delay = backoff(delivery.attempts)
+        delivery.state, delivery.next_attempt_at = "retrying", timezone.now() + timezone.timedelta(seconds=delay)
+        transaction.on_commit(lambda: _enqueue(delivery.pk, countdown=delay))
+    else:
+        delivery.state = "dead" if (status is None or status in RETRYABLE) else "failed"
+        delivery.next_attempt_at = None
+    delivery.save(update_fields=["response_status", "response_headers", "response_body", "latency_ms", "error",
+                                 "state", "next_attempt_at"])
+    return delivery.state
+
+
+def _enqueue(delivery_id, countdown: float = 0) -> None:
+    from .tasks import delivery_deliver as task
+
+    task.apply_async((str(delivery_id),), countdown=countdown)
+
+
+def deliveries_sweep() -> int:
+    """Re-enqueue due deliveries: retries whose task was lost, and leases of workers that died."""
+    due = list(
+        Delivery.objects.filter(state__in=("received", "retrying", "forwarded"), mode=Trigger.Mode.ASYNC,
+                                next_attempt_at__lte=timezone.now()).values_list("pk", flat=True)[:1000]
+    )
+    for pk in due:
+        _enqueue(pk)
+    return len(due)
+
+
+def delivery_replay(delivery: Delivery) -> Delivery:
+    """A new delivery of the same request, linked to the original, delivered in the background."""
+    copy = Delivery.objects.create(
+        trigger=delivery.trigger, mode=Trigger.Mode.ASYNC, method=delivery.method, path=delivery.path,
+        query=delivery.query, headers=delivery.headers, body=delivery.body, body_size=delivery.body_size,
+        verification=delivery.verification, replay_of=delivery, next_attempt_at=timezone.now(),
+    )
+    transaction.on_commit(lambda: _enqueue(copy.pk))
+    return copy
+
+
+def deliveries_replay_failed(trigger: Trigger) -> int:
+    originals = list(trigger.deliveries.filter(state__in=("failed", "dead"), replays__isnull=True)[:500])
+    with transaction.atomic():
+        for delivery in originals:
+            delivery_replay(delivery)
+    return len(originals)
+
+
+def deliveries_prune() -> int:
+    """Retention: older than RELAY_DELIVERY_RETENTION_DAYS, and beyond RELAY_DELIVERY_MAX_ROWS per trigger."""
+    cutoff = timezone.now() - timezone.timedelta(days=settings.RELAY_DELIVERY_RETENTION_DAYS)
+    deleted, _ = Delivery.objects.filter(received_at__lt=cutoff).delete()
+    cap = settings.RELAY_DELIVERY_MAX_ROWS
+    for trigger_id in Trigger.objects.values_list("pk", flat=True):
+        boundary = (Delivery.objects.filter(trigger_id=trigger_id).order_by("-received_at")
+                    .values_list("received_at", flat=True)[cap:cap + 1].first())
+        if boundary is not None:
+            deleted += Delivery.objects.filter(trigger_id=trigger_id, received_at__lte=boundary).delete()[0]
+    return deleted
+
+
+def trigger_rotate_token(trigger: Trigger) -> Trigger:
+    """A new webhook URL; the old one keeps working for RELAY_TOKEN_OVERLAP seconds."""
+    trigger.previous_token, trigger.token = trigger.token, new_token()
+    trigger.previous_token_expires_at = timezone.now() + timezone.timedelta(seconds=settings.RELAY_TOKEN_OVERLAP)
+    trigger.save(update_fields=["previous_token", "token", "previous_token_expires_at", "updated_at"])
+    return trigger
+
+

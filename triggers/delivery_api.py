@@ -1,0 +1,149 @@
+"""API: a trigger's delivery log, /api/v1/tenants/<slug>/triggers/<name>/deliveries/. Viewers read;
+editors and owners replay. Bodies come back as text when they are UTF-8, else base64 (`*_encoding`)."""
+
+from __future__ import annotations
+
+import base64
+import uuid
+
+import django_filters
+from django import forms
+from django.shortcuts import get_object_or_404
+from drf_spectacular.utils import extend_schema, inline_serializer
+from rest_framework import mixins, permissions, serializers, status, viewsets
+from rest_framework.decorators import action
+from rest_framework.response import Response
+
+from tenants.api import TenantRole, TenantScoped, tenant_param
+from tenants.permissions import Action
+
+from . import deliveries, services
+from .api import trigger_param
+from .models import Delivery, DeliveryAttempt, Trigger
+
+UUID_REGEX = "[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}"
+
+
+def body_as_text(data: bytes) -> tuple[str, str]:
+    """(text, encoding): the body itself when it is UTF-8 ("utf-8"), else its base64 ("base64")."""
+    data = bytes(data or b"")
+    try:
+        return data.decode("utf-8"), "utf-8"
+    except UnicodeDecodeError:
+        return base64.b64encode(data).decode("ascii"), "base64"
+
+
+class IntegerFilter(django_filters.NumberFilter):
+    field_class = forms.IntegerField
+
+
+class DeliveryFilter(django_filters.FilterSet):
+    """One filter set for the API and the UI list."""
+
+    state = django_filters.ChoiceFilter(choices=Delivery.State.choices)
+    response_status = IntegerFilter(min_value=100, max_value=599, label="Response status")
+    cold_start = django_filters.BooleanFilter(label="Cold start")
+    replay_of = django_filters.UUIDFilter(field_name="replay_of_id", label="Replay of")
+
+    class Meta:
+        model = Delivery
+        fields = ["state", "response_status", "cold_start", "replay_of"]
+
+
+class DeliveryAttemptSerializer(serializers.ModelSerializer):
+    class Meta:
+        model = DeliveryAttempt
+        fields = ["number", "started_at", "status", "latency_ms", "error"]
+        read_only_fields = fields
+
+
+HEADERS = serializers.ListField(
+    child=serializers.ListField(child=serializers.CharField(), min_length=2, max_length=2), read_only=True,
+    help_text="[[name, value], …]; credentials and signatures are stored as [redacted].",
+)
+
+
+class DeliverySerializer(serializers.ModelSerializer):
+    attempt_count = serializers.IntegerField(source="attempts", read_only=True)
+    replay_of = serializers.UUIDField(source="replay_of_id", read_only=True, allow_null=True)
+
+    class Meta:
+        model = Delivery
+        fields = ["id", "received_at", "mode", "method", "path", "query", "body_size", "verification", "state",
+                  "response_status", "latency_ms", "cold_start", "attempt_count", "replay_of"]
+        read_only_fields = fields
+
+
+class DeliveryDetailSerializer(DeliverySerializer):
+    headers = HEADERS
+    body = serializers.SerializerMethodField(help_text="The request body: text, or base64 (see body_encoding).")
+    body_encoding = serializers.SerializerMethodField()
+    response_headers = HEADERS
+    response_body = serializers.SerializerMethodField(help_text="The handler's response body (capped).")
+    response_body_encoding = serializers.SerializerMethodField()
+    attempts = DeliveryAttemptSerializer(source="attempt_log", many=True, read_only=True)
+    replays = serializers.SerializerMethodField(help_text="Ids of the replays of this delivery, newest first.")
+
+    class Meta(DeliverySerializer.Meta):
+        fields = [*DeliverySerializer.Meta.fields, "headers", "body", "body_encoding", "verification_error",
+                  "provider_delivery_id", "error", "next_attempt_at", "response_headers", "response_body",
+                  "response_body_encoding", "attempts", "replays"]
+        read_only_fields = fields
+
+    def get_body(self, delivery: Delivery) -> str:
+        return body_as_text(delivery.body)[0]
+
+    def get_body_encoding(self, delivery: Delivery) -> str:
+        return body_as_text(delivery.body)[1]
+
+    def get_response_body(self, delivery: Delivery) -> str:
+        return body_as_text(delivery.response_body)[0]
+
+    def get_response_body_encoding(self, delivery: Delivery) -> str:
+        return body_as_text(delivery.response_body)[1]
+
+    def get_replays(self, delivery: Delivery) -> list[uuid.UUID]:
+        return list(delivery.replays.order_by("-received_at").values_list("id", flat=True))
+
+
+@extend_schema(parameters=[tenant_param, trigger_param])
+class DeliveryViewSet(TenantScoped, mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.GenericViewSet):
+    """A trigger's delivery log, newest first. Replays are new deliveries linked to the original."""
+
+    permission_classes = [permissions.IsAuthenticated, TenantRole]
+    write_action = Action.CHANGE
+    lookup_value_regex = UUID_REGEX
+    filterset_class = DeliveryFilter
+    search_fields = []
+    ordering_fields = ["received_at"]
+    ordering = ["-received_at"]
+
+    def get_serializer_class(self):
+        return DeliverySerializer if self.action == "list" else DeliveryDetailSerializer
+
+    def trigger(self) -> Trigger:
+        return get_object_or_404(Trigger, tenant=self.tenant, name=self.kwargs.get("trigger_name"))
+
+    def get_queryset(self):
+        if getattr(self, "swagger_fake_view", False) or self.tenant is None:
+            return Delivery.objects.none()
+        return self.trigger().deliveries.select_related("trigger").prefetch_related("attempt_log")
+
+    @extend_schema(request=None, responses={202: DeliveryDetailSerializer})
+    @action(detail=True, methods=["post"])
+    def replay(self, request, *args, **kwargs):
+        """Send the same request again as a new (async) delivery linked to this one; 202 with it."""
+        delivery = self.get_object()
+        services.delivery_check_replayable(trigger=delivery.trigger, delivery=delivery)
+        copy = deliveries.delivery_replay(delivery)
+        return Response(DeliveryDetailSerializer(copy).data, status=status.HTTP_202_ACCEPTED)
+
+    @extend_schema(request=None, responses={202: inline_serializer("ReplayFailed", {
+        "replayed": serializers.IntegerField(help_text="How many failed or dead deliveries were replayed."),
+    })})
+    @action(detail=False, methods=["post"], url_path="replay-failed", filter_backends=[], pagination_class=None)
+    def replay_failed(self, request, *args, **kwargs):
+        """Replay every failed or dead delivery not replayed yet (at most 500 per call)."""
+        trigger = self.trigger()
+        services.delivery_check_replayable(trigger=trigger)
+        return Response({"replayed": deliveries.deliveries_replay_failed(trigger)}, status=status.HTTP_202_ACCEPTED)

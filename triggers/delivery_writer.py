@@ -1,0 +1,102 @@
+"""Group commit for delivery rows written from the ingress's event loop.
+
+Rows arriving within a few milliseconds are inserted together (one round trip for many webhooks).
+`store()` waits until its row is committed (async mode answers 202 only then; a duplicate provider
+id raises IntegrityError); `add()` does not wait (sync mode records the outcome after answering).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+
+from asgiref.sync import sync_to_async
+from django.db import IntegrityError, transaction
+
+from .models import Delivery, DeliveryAttempt
+
+log = logging.getLogger(__name__)
+OUTCOME_FIELDS = ["state", "response_status", "response_headers", "response_body", "latency_ms", "attempts", "error"]
+
+
+class DeliveryWriter:
+    def __init__(self, window: float = 0.005, max_batch: int = 500):
+        self.window, self.max_batch = window, max_batch
+        self.pending: list[tuple[Delivery, asyncio.Future | None, bool, bool]] = []
+        self._wakeup: asyncio.Event | None = None
+        self._task: asyncio.Task | None = None
+
+    def add(self, row: Delivery, update: bool = False) -> None:
+        self._queue(row, None, False, update)
+
+    async def store(self, row: Delivery, enqueue: bool = False) -> None:
+        future = asyncio.get_running_loop().create_future()
+        self._queue(row, future, enqueue, False)
+        await future
+
+    def _queue(self, row, future, enqueue, update) -> None:
+        self.pending.append((row, future, enqueue, update))
+        if self._task is None or self._task.done():
+            self._wakeup = asyncio.Event()
+            self._task = asyncio.get_running_loop().create_task(self._run())
+        self._wakeup.set()
+
+    async def _run(self) -> None:
+        while True:
+            await self._wakeup.wait()
+            self._wakeup.clear()
+            await asyncio.sleep(self.window)
+            while self.pending:
+                batch, self.pending = self.pending[: self.max_batch], self.pending[self.max_batch:]
+                try:
+                    failures = await sync_to_async(_write, thread_sensitive=False)(batch)
+                except Exception as e:  # the database is down: fail the waiters, keep serving
+                    log.exception("delivery writer: batch of %d failed", len(batch))
+                    failures = {id(row): e for row, *_ in batch}
+                for row, future, _, _ in batch:
+                    if future is None or future.done():
+                        continue
+                    error = failures.get(id(row))
+                    if error:
+                        future.set_exception(error)
+                    else:
+                        future.set_result(None)
+
+    async def close(self) -> None:
+        if self.pending:
+            batch, self.pending = self.pending, []
+            await sync_to_async(_write, thread_sensitive=False)(batch)
+        if self._task is not None:
+            self._task.cancel()
+
+
+def _write(batch) -> dict[int, Exception]:
+    """Insert new rows (one statement), update outcomes, enqueue async deliveries. Returns failures by row."""
+    failures: dict[int, Exception] = {}
+    inserts = [row for row, _, _, update in batch if not update]
+    try:
+        with transaction.atomic():
+            Delivery.objects.bulk_create(inserts)
+    except IntegrityError:  # a duplicate provider id in the batch: find it row by row
+        for row in inserts:
+            try:
+                with transaction.atomic():
+                    row.save(force_insert=True)
+            except IntegrityError as e:
+                failures[id(row)] = e
+    for row, _, _, update in batch:
+        if update:
+            Delivery.objects.filter(pk=row.pk).update(**{name: getattr(row, name) for name in OUTCOME_FIELDS})
+    attempts = [
+        DeliveryAttempt(delivery_id=row.pk, number=1, status=row.response_status, latency_ms=row.latency_ms,
+                        error=row.error)
+        for row, _, _, _ in batch if row.attempts and id(row) not in failures
+    ]
+    DeliveryAttempt.objects.bulk_create(attempts, ignore_conflicts=True)
+    enqueue = [row.pk for row, _, should, _ in batch if should and id(row) not in failures]
+    if enqueue:
+        from .tasks import delivery_deliver
+
+        for pk in enqueue:
+            delivery_deliver.delay(str(pk))
+    return failures

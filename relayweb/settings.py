@@ -246,6 +246,7 @@ RELAY_TOKEN_OVERLAP = envint("RELAY_TOKEN_OVERLAP", str(24 * 3600))
 RELAY_INGRESS_CACHE_TTL = float(os.getenv("RELAY_INGRESS_CACHE_TTL", "2.0"))
 RELAY_RETRY_BASE = float(os.getenv("RELAY_RETRY_BASE", "2.0"))
 RELAY_RETRY_MAX = float(os.getenv("RELAY_RETRY_MAX", "600"))
+RELAY_DELIVERY_LEASE_MARGIN = float(os.getenv("RELAY_DELIVERY_LEASE_MARGIN", "30"))
 RELAY_DELIVERY_RETENTION_DAYS = envint("RELAY_DELIVERY_RETENTION_DAYS", "14")
 RELAY_DELIVERY_MAX_ROWS = envint("RELAY_DELIVERY_MAX_ROWS", "10000")
 # Keys encrypting verification secrets at rest: the first encrypts, all decrypt (rotation).

@@ -114,9 +114,13 @@ class Worker:
 @pytest.fixture
 def worker_env(kubesim, transactional_db, settings):
     settings.RELAY_KUBECONFIG = kubesim.kubeconfig_path
-    return {**os.environ, "DJANGO_SETTINGS_MODULE": "tests.settings", "DATABASE_URL": _database_url(),
-            "RELAY_KUBECONFIG": kubesim.kubeconfig_path, "RELAY_STUCK_AFTER": "1", "RELAY_DEPLOY_TIMEOUT": "30",
-            "RELAY_GATEWAY_URL": kubesim.gateway_url, "RELAY_DELIVERY_LEASE_MARGIN": "0", "RELAY_ACTIVATION_TIMEOUT": "5"}
+    return {
+        **os.environ, "DJANGO_SETTINGS_MODULE": "tests.settings", "DATABASE_URL": _database_url(),
+        "RELAY_KUBECONFIG": kubesim.kubeconfig_path, "RELAY_GATEWAY_URL": kubesim.gateway_url,
+        # short clocks: stuck deploys resumed after 1 s, delivery leases without margin
+        "RELAY_STUCK_AFTER": "1", "RELAY_DEPLOY_TIMEOUT": "30", "RELAY_DELIVERY_LEASE_MARGIN": "0",
+        "RELAY_ACTIVATION_TIMEOUT": "5",
+    }
 
 
 @pytest.fixture

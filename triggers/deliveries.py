@@ -43,7 +43,8 @@ def _claim(delivery_id) -> Delivery | None:
             return None
         if delivery.next_attempt_at and delivery.next_attempt_at > now + timezone.timedelta(seconds=1):
             return None  # not due yet, or another worker holds the lease
-        lease = settings.RELAY_ACTIVATION_TIMEOUT + delivery.trigger.timeout_seconds + settings.RELAY_DELIVERY_LEASE_MARGIN
+        timeout = settings.RELAY_ACTIVATION_TIMEOUT + delivery.trigger.timeout_seconds
+        lease = timeout + settings.RELAY_DELIVERY_LEASE_MARGIN
         delivery.state, delivery.attempts = "forwarded", delivery.attempts + 1
         delivery.next_attempt_at = now + timezone.timedelta(seconds=lease)
         delivery.save(update_fields=["state", "attempts", "next_attempt_at"])

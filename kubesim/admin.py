@@ -193,9 +193,8 @@ def make_admin_app(sim: Any) -> web.Application:
         return web.Response(text="Ambassador is alive and well\n")
 
     async def check_ready(request: web.Request) -> web.Response:
-        # Simulator.gateway_stop() removes the gateway's site: Envoy is gone, so not ready.
-        sites = getattr(sim, "_sites", None)
-        if sites is not None and "gateway" not in sites:
+        # Simulator.gateway_stop(): Envoy is gone, so not ready.
+        if not sim.gateway_running:
             return web.Response(status=503, text="Ambassador is not ready\n")
         return web.Response(text="Ambassador is ready and waiting\n")
 

@@ -54,8 +54,16 @@ async def _errors(request: web.Request, handler: Any) -> web.StreamResponse:
     except ApiError as e:
         log.debug("%s %s -> %s %s", request.method, request.path_qs, e.code, e.message)
         return status_response(e)
-    except (asyncio.CancelledError, ConnectionError):
+    except asyncio.CancelledError:
         raise
+    except ConnectionError as e:
+        if request.transport is None or request.transport.is_closing():
+            # The client went away (reading its body, writing to it): nobody to answer, and not
+            # an error of ours; aiohttp drops the response quietly.
+            log.debug("client gone during %s %s: %r", request.method, request.path_qs, e)
+            return web.Response(status=499)
+        log.exception("unexpected error on %s %s", request.method, request.path_qs)
+        return status_response(internal(f"{type(e).__name__}: {e}"))
     except web.HTTPException:
         raise
     except Exception as e:  # never a traceback or a hung connection for the client
@@ -85,6 +93,8 @@ class ApiServer:
     # ---------------------------------------------------------------- routing
     async def dispatch(self, request: web.Request) -> web.StreamResponse:
         parts = [p for p in request.path.split("/") if p]
+        if parts and parts[0] in ("api", "apis"):
+            self.sim.count_request(request_verb(request.method, parts, request.query))
         if tuple(parts) in _PUBLIC:
             if parts == ["version"]:
                 return respond(discovery.VERSION)
@@ -328,7 +338,7 @@ class ApiServer:
             if pre.get("uid") and pre["uid"] != live["metadata"]["uid"]:
                 raise conflict(res, name)
         out = self.store.delete(res.key, ns, name)
-        if self.store.try_get(res.key, ns, name) is not None or res.custom or res.key == "pods":
+        if self.store.peek(res.key, ns, name) is not None or res.custom or res.key == "pods":
             return respond(out)
         return respond(_success(res, out))
 
@@ -355,6 +365,25 @@ class ApiServer:
         except ValueError as e:
             raise bad_request(f"json parse error: {e}") from None
         return opts if isinstance(opts, dict) else {}
+
+
+def request_verb(method: str, parts: list[str], query: Any) -> str:
+    """The verb of a request under /api or /apis (`parts`: its path split on "/"), named as the
+    apiserver's RequestInfo does: get, list, watch, create, update, patch, delete, deletecollection
+    for resources, the lower-case method for discovery documents ("get")."""
+    rest = parts[2:] if parts[0] == "api" else parts[3:]
+    if not rest:
+        return method.lower()
+    if rest[0] == "namespaces" and len(rest) >= 3 and rest[2] not in ("status", "finalize"):
+        rest = rest[2:]
+    named = len(rest) >= 2
+    if method in ("GET", "HEAD"):
+        if named:
+            return "get"
+        return "watch" if query.get("watch") in ("true", "1") else "list"
+    if method == "DELETE":
+        return "delete" if named else "deletecollection"
+    return {"POST": "create", "PUT": "update", "PATCH": "patch"}.get(method, method.lower())
 
 
 def _success(res: Resource, obj: dict) -> dict:

@@ -3,6 +3,7 @@
 relayweb's reliability tests need a cluster that misbehaves on demand: a 503 on the third create, a 429
 storm, a hanging list, a watch that dies. Rules are matched per API request by verb and resource and
 consumed by count; pod kills and gateway stops are delegated to the Knative and gateway parts.
+`GET /kubesim/stats` (request counters for benchmarks) is served here too.
 """
 
 from __future__ import annotations
@@ -155,6 +156,9 @@ async def handle(request: web.Request, sim: Simulator, parts: list[str]) -> web.
     elif len(parts) == 4 and parts[0] == "pods" and parts[3] == "kill" and m == "POST":
         await _maybe_await(sim.serving.kill_pod(parts[1], parts[2]))
         return web.json_response({"killed": f"{parts[1]}/{parts[2]}"})
+    elif parts == ["stats"] and m == "GET":
+        return web.json_response({"api_requests": sim.api_requests,
+                                  "api_requests_by_verb": dict(sim.api_requests_by_verb)})
     elif parts == ["gateway", "stop"] and m == "POST":
         await sim.gateway_stop()
         return web.json_response({"gateway": "stopped"})

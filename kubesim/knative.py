@@ -60,8 +60,15 @@ class Serving:
         self.pods: dict[tuple[str, str], PodRuntime] = {}
         self.hosts: dict[str, HostRoute] = {}
         self.kingress_hosts: dict[tuple[str, str], list[str]] = {}
+        # Route (ns, name) -> what its traffic resolves through ({("cfg"|"rev", name)}), and the
+        # reverse index (ns, dep) -> routes (an ordered set), so that an event on a Configuration or
+        # Revision enqueues only the routes that use it.
         self.route_deps: dict[tuple[str, str], set] = {}
+        self._dep_routes: dict[tuple[str, tuple[str, str]], dict[str, None]] = {}
+        # Revisions (ns, name) that some host routes to with percent > 0; `_routed_refs` counts
+        # those (host, split) pairs so that the set is kept current per KIngress change.
         self.routed: set[tuple[str, str]] = set()
+        self._routed_refs: dict[tuple[str, str], int] = {}
         self.stats: dict[str, ClusterStats] = {}
         self.boot_time = time.time()
         self._queue: dict[tuple[str, str, str], None] = {}
@@ -71,7 +78,7 @@ class Serving:
         self._loop: asyncio.AbstractEventLoop | None = None
         for key, hook in HOOKS.items():
             store.admission.setdefault(key, []).append(hook)
-        self._unsubscribe = store.subscribe(self._on_event)
+        self._unsubscribe = store.subscribe(self._on_event, copy=False)
 
     # ------------------------------------------------------------------------- lifecycle
     async def start(self) -> None:
@@ -183,23 +190,67 @@ class Serving:
                 self.enqueue(("revision", ns, pod.rev.name))
 
     def _enqueue_routes(self, ns: str, dep: tuple[str, str]) -> None:
-        for (rns, rname), deps in self.route_deps.items():
-            if rns == ns and dep in deps:
-                self.enqueue(("route", rns, rname))
+        for rname in list(self._dep_routes.get((ns, dep), ())):
+            self.enqueue(("route", ns, rname))
+
+    def set_route_deps(self, ns: str, name: str, deps: set) -> None:
+        """Record what route ns/name resolves its traffic through (keeps the reverse index)."""
+        old = self.route_deps.get((ns, name), set())
+        for dep in old - deps:
+            self._unindex_dep(ns, name, dep)
+        for dep in deps - old:
+            self._dep_routes.setdefault((ns, dep), {})[name] = None
+        self.route_deps[(ns, name)] = deps
+
+    def drop_route_deps(self, ns: str, name: str) -> None:
+        for dep in self.route_deps.pop((ns, name), ()):
+            self._unindex_dep(ns, name, dep)
+
+    def _unindex_dep(self, ns: str, name: str, dep: tuple[str, str]) -> None:
+        routes = self._dep_routes.get((ns, dep))
+        if routes is not None:
+            routes.pop(name, None)
+            if not routes:
+                del self._dep_routes[(ns, dep)]
 
     # -------------------------------------------------------------------- routing table
+    def set_host(self, host: str, route: HostRoute) -> None:
+        """Route `host` (lower case) to `route`, replacing what it routed to before."""
+        old = self.hosts.get(host)
+        if old is not None:
+            self._count_routed(old, -1)
+        self.hosts[host] = route
+        self._count_routed(route, 1)
+
     def remove_hosts(self, ns: str, name: str) -> None:
         for h in self.kingress_hosts.pop((ns, name), []):
             r = self.hosts.get(h)
             if r is not None and r.kingress == name and r.namespace == ns:
                 del self.hosts[h]
-        self.refresh_routed()
+                self._count_routed(r, -1)
 
-    def refresh_routed(self) -> None:
-        routed = {s.key for r in self.hosts.values() for s in r.splits if s.percent > 0}
-        self.routed = routed
-        for key, rt in self.revisions.items():
-            rt.routed = key in routed
+    def _count_routed(self, route: HostRoute, delta: int) -> None:
+        """Keep `routed` (and each runtime's `.routed`) = revisions some host sends traffic to."""
+        refs = self._routed_refs
+        for s in route.splits:
+            if s.percent <= 0:
+                continue
+            key = s.key
+            n = refs.get(key, 0) + delta
+            if n > 0:
+                refs[key] = n
+                if key not in self.routed:
+                    self.routed.add(key)
+                    rt = self.revisions.get(key)
+                    if rt is not None:
+                        rt.routed = True
+            else:
+                refs.pop(key, None)
+                if key in self.routed:
+                    self.routed.discard(key)
+                    rt = self.revisions.get(key)
+                    if rt is not None:
+                        rt.routed = False
 
     def cluster_stats(self, name: str) -> ClusterStats:
         st = self.stats.get(name)
@@ -223,7 +274,7 @@ class Serving:
         rt.replicas = replicas
         dep = child_name(rt.name, "-deployment")
         self.store.mutate(DEPLOYMENTS, rt.namespace, dep,
-                          lambda o: o["spec"].__setitem__("replicas", replicas))
+                          lambda o: o["spec"].__setitem__("replicas", replicas), ref=True)
 
     def kill_pod(self, namespace: str, name: str) -> None:
         """Fault injection: the pod dies (Killing), its Deployment starts a replacement."""

@@ -7,11 +7,11 @@ Messages are formatted like knative.dev/pkg `apis.FieldError.Error()`: errors so
 
 from __future__ import annotations
 
-import copy
 import re
 from typing import Any
 
 from .errors import ApiError
+from .store import deep_copy
 
 WEBHOOK = "validation.webhook.serving.knative.dev"
 CREATOR = "serving.knative.dev/creator"
@@ -245,7 +245,7 @@ def _spec_changed(obj: dict, old: dict | None) -> bool:
 
 
 def admit_service(op: str, obj: dict, old: dict | None, user: str) -> dict:
-    obj = copy.deepcopy(obj)
+    obj = deep_copy(obj)
     spec = obj.setdefault("spec", {})
     if not isinstance(spec, dict):
         spec = obj["spec"] = {}
@@ -254,7 +254,7 @@ def admit_service(op: str, obj: dict, old: dict | None, user: str) -> dict:
     default_traffic(spec)
     old_cmp = old
     if old is not None:   # compare against the defaulted old spec
-        old_cmp = copy.deepcopy(old)
+        old_cmp = deep_copy(old)
         os_ = old_cmp.setdefault("spec", {})
         default_template(os_.setdefault("template", {}))
         default_traffic(os_)
@@ -270,7 +270,7 @@ def admit_service(op: str, obj: dict, old: dict | None, user: str) -> dict:
 
 
 def admit_configuration(op: str, obj: dict, old: dict | None, user: str) -> dict:
-    obj = copy.deepcopy(obj)
+    obj = deep_copy(obj)
     spec = obj.setdefault("spec", {})
     default_template(spec.setdefault("template", {}))
     errs = FieldErrors()
@@ -284,7 +284,7 @@ def admit_configuration(op: str, obj: dict, old: dict | None, user: str) -> dict
 
 
 def admit_route(op: str, obj: dict, old: dict | None, user: str) -> dict:
-    obj = copy.deepcopy(obj)
+    obj = deep_copy(obj)
     spec = obj.setdefault("spec", {})
     errs = FieldErrors()
     check_creator(obj, old, errs)

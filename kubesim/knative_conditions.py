@@ -13,11 +13,11 @@ import time
 from datetime import UTC, datetime
 from typing import Any
 
+from .store import now_rfc3339
+
 READY = "Ready"
 
 
-def now_rfc3339() -> str:
-    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def rfc3339(ts: float | None = None) -> str:

@@ -8,12 +8,12 @@ Configuration's state first, then the Route's, so Ready usually carries the Rout
 
 from __future__ import annotations
 
-import copy
 import hashlib
 from typing import TYPE_CHECKING, Any
 
 from .knative_admission import CREATOR, LAST_MODIFIER, VISIBILITY_LABELS
 from .knative_conditions import Conditions
+from .store import deep_copy
 
 if TYPE_CHECKING:
     from .knative import Serving
@@ -71,25 +71,25 @@ def ready_of(obj: dict | None) -> dict | None:
 
 
 def _write_status(serving: Serving, key: str, ns: str, name: str, status: dict) -> None:
-    serving.store.mutate(key, ns, name, lambda o: o.__setitem__("status", status), status=True)
+    serving.store.mutate(key, ns, name, lambda o: o.__setitem__("status", status), status=True, ref=True)
 
 
 # -------------------------------------------------------------------------------- Service
 
 def reconcile_service(serving: Serving, ns: str, name: str) -> None:
     store = serving.store
-    svc = store.try_get(KSVC, ns, name)
+    svc = store.peek(KSVC, ns, name)
     if svc is None or svc["metadata"].get("deletionTimestamp"):
         return
     meta, spec = svc["metadata"], svc.get("spec") or {}
     labels = dict(meta.get("labels") or {}, **{SERVICE_LABEL: name})
     ann = {k: v for k, v in (meta.get("annotations") or {}).items()
            if not k.startswith("kubectl.kubernetes.io/")}
-    status = copy.deepcopy(svc.get("status") or {})
+    status = deep_copy(svc.get("status") or {})
     conds = Conditions(status, ("ConfigurationsReady", "RoutesReady"))
     conds.initialize()
 
-    cfg_spec = {"template": copy.deepcopy(spec.get("template") or {})}
+    cfg_spec = {"template": deep_copy(spec.get("template") or {})}
     cfg = _ensure_child(serving, CONFIG, svc, labels, ann, cfg_spec)
     traffic = []
     for t in spec.get("traffic") or [{"latestRevision": True, "percent": 100}]:
@@ -121,7 +121,7 @@ def reconcile_service(serving: Serving, ns: str, name: str) -> None:
         rst = route.get("status") or {}
         for f in ("url", "address", "traffic"):
             if f in rst:
-                status[f] = copy.deepcopy(rst[f])
+                status[f] = deep_copy(rst[f])
             else:
                 status.pop(f, None)
         _propagate(conds, "RoutesReady", ready_of(route))
@@ -165,11 +165,11 @@ def _ensure_child(serving: Serving, key: str, svc: dict, labels: dict, ann: dict
     """Create or update the Service's Configuration/Route; None when another owner has it."""
     store = serving.store
     ns, name = svc["metadata"]["namespace"], svc["metadata"]["name"]
-    child = store.try_get(key, ns, name)
+    child = store.peek(key, ns, name)
     if child is None:
         obj = {"metadata": {"name": name, "namespace": ns, "labels": labels, "annotations": ann,
                             "ownerReferences": [owner_ref(svc)]}, "spec": spec}
-        return store.create(key, obj, ns)
+        return store.create(key, obj, ns, ref=True)
     if not owned_by(child, svc):
         return None
     cm = child["metadata"]
@@ -178,7 +178,7 @@ def _ensure_child(serving: Serving, key: str, svc: dict, labels: dict, ann: dict
             o["spec"] = spec
             o["metadata"]["labels"] = labels
             o["metadata"]["annotations"] = ann
-        child = store.mutate(key, ns, name, fn) or child
+        child = store.mutate(key, ns, name, fn, ref=True) or child
     return child
 
 
@@ -186,7 +186,7 @@ def _ensure_child(serving: Serving, key: str, svc: dict, labels: dict, ann: dict
 
 def reconcile_configuration(serving: Serving, ns: str, name: str) -> None:
     store = serving.store
-    cfg = store.try_get(CONFIG, ns, name)
+    cfg = store.peek(CONFIG, ns, name)
     if cfg is None or cfg["metadata"].get("deletionTimestamp"):
         return
     meta = cfg["metadata"]
@@ -194,10 +194,10 @@ def reconcile_configuration(serving: Serving, ns: str, name: str) -> None:
     tmpl = (cfg.get("spec") or {}).get("template") or {}
     tmeta = tmpl.get("metadata") or {}
     rev_name = tmeta.get("name") or child_name(name, f"-{gen:05d}")
-    status = copy.deepcopy(cfg.get("status") or {})
+    status = deep_copy(cfg.get("status") or {})
     conds = Conditions(status, ())
     conds.initialize()
-    rev = store.try_get(REVISION, ns, rev_name)
+    rev = store.peek(REVISION, ns, rev_name)
     if rev is None:
         labels = dict(tmeta.get("labels") or {})
         labels.update({CONFIG_LABEL: name, "serving.knative.dev/configurationGeneration": str(gen),
@@ -209,9 +209,9 @@ def reconcile_configuration(serving: Serving, ns: str, name: str) -> None:
         ann[CREATOR] = (meta.get("annotations") or {}).get(LAST_MODIFIER, "")
         rev = {"metadata": {"name": rev_name, "namespace": ns, "labels": labels,
                             "annotations": ann, "ownerReferences": [owner_ref(cfg)]},
-               "spec": copy.deepcopy(tmpl.get("spec") or {})}
+               "spec": deep_copy(tmpl.get("spec") or {})}
         try:
-            rev = store.create(REVISION, rev, ns)
+            rev = store.create(REVISION, rev, ns, ref=True)
         except Exception as e:  # noqa: BLE001 - surfaced as Knative does
             conds.mark_false("Ready", "RevisionFailed",
                              f"Revision creation failed with message: {getattr(e, 'message', e)}.")
@@ -236,21 +236,21 @@ def reconcile_configuration(serving: Serving, ns: str, name: str) -> None:
 
 def reconcile_route(serving: Serving, ns: str, name: str) -> None:
     store = serving.store
-    route = store.try_get(ROUTE, ns, name)
+    route = store.peek(ROUTE, ns, name)
     if route is None or route["metadata"].get("deletionTimestamp"):
-        serving.route_deps.pop((ns, name), None)
+        serving.drop_route_deps(ns, name)
         return
     meta = route["metadata"]
     labels = meta.get("labels") or {}
     cl = is_cluster_local(labels)
-    status = copy.deepcopy(route.get("status") or {})
+    status = deep_copy(route.get("status") or {})
     conds = Conditions(status, ("AllTrafficAssigned", "IngressReady"))
     conds.initialize()
     domain_host = f"{name}.{ns}.{serving.config.domain}"
     status["url"] = local_url(name, ns) if cl else f"http://{domain_host}"
     status["address"] = {"url": local_url(name, ns)}
     targets, error, deps = _resolve_traffic(serving, ns, route)
-    serving.route_deps[(ns, name)] = deps
+    serving.set_route_deps(ns, name, deps)
     if error is not None:
         state, reason, message = error
         if state == "False":
@@ -289,7 +289,7 @@ def _resolve_traffic(serving: Serving, ns: str, route: dict) -> tuple[list[dict]
         if t.get("revisionName"):
             rn = t["revisionName"]
             deps.add(("rev", rn))
-            rev = store.try_get(REVISION, ns, rn)
+            rev = store.peek(REVISION, ns, rn)
             r = ready_of(rev)
             if rev is None:
                 fail("False", "RevisionMissing", f'Revision "{rn}" referenced in traffic not found.')
@@ -301,7 +301,7 @@ def _resolve_traffic(serving: Serving, ns: str, route: dict) -> tuple[list[dict]
         else:
             cn = t.get("configurationName") or route["metadata"]["name"]
             deps.add(("cfg", cn))
-            cfg = store.try_get(CONFIG, ns, cn)
+            cfg = store.peek(CONFIG, ns, cn)
             latest = ((cfg or {}).get("status") or {}).get("latestReadyRevisionName")
             if cfg is None:
                 fail("False", "ConfigurationMissing",
@@ -334,7 +334,7 @@ def _ensure_kingress(serving: Serving, route: dict, targets: list[dict], cl: boo
     rules = [{"hosts": [f"{name}.{ns}", f"{name}.{ns}.svc", f"{name}.{ns}.svc.cluster.local"],
               "http": {"paths": [{"splits": splits}]}, "visibility": "ClusterLocal"}]
     if not cl:
-        rules.append({"hosts": [domain_host], "http": {"paths": [{"splits": copy.deepcopy(splits)}]},
+        rules.append({"hosts": [domain_host], "http": {"paths": [{"splits": deep_copy(splits)}]},
                       "visibility": "ExternalIP"})
     spec = {"httpOption": "Enabled", "rules": rules}
     labels = {ROUTE_LABEL: name, "serving.knative.dev/routeNamespace": ns}
@@ -342,16 +342,16 @@ def _ensure_kingress(serving: Serving, route: dict, targets: list[dict], cl: boo
     if SERVICE_LABEL in rl:
         labels[SERVICE_LABEL] = rl[SERVICE_LABEL]
     ann = {INGRESS_CLASS_KEY: AMBASSADOR_CLASS}
-    ki = store.try_get(KINGRESS, ns, name)
+    ki = store.peek(KINGRESS, ns, name)
     if ki is None:
         return store.create(KINGRESS, {"metadata": {
             "name": name, "namespace": ns, "labels": labels, "annotations": ann,
-            "ownerReferences": [owner_ref(route)]}, "spec": spec}, ns)
+            "ownerReferences": [owner_ref(route)]}, "spec": spec}, ns, ref=True)
     if ki.get("spec") != spec or ki["metadata"].get("labels") != labels:
         def fn(o: dict) -> None:
             o["spec"] = spec
             o["metadata"]["labels"] = labels
-        ki = store.mutate(KINGRESS, ns, name, fn) or ki
+        ki = store.mutate(KINGRESS, ns, name, fn, ref=True) or ki
     return ki
 
 
@@ -367,10 +367,10 @@ def _ensure_placeholder(serving: Serving, route: dict, ki: dict, own_host: str) 
         labels[SERVICE_LABEL] = rl[SERVICE_LABEL]
     spec = {"type": "ExternalName", "externalName": target, "sessionAffinity": "None",
             "ports": [{"name": "http", "port": 80, "protocol": "TCP", "targetPort": 80}]}
-    svc = store.try_get(K8S_SERVICE, ns, name)
+    svc = store.peek(K8S_SERVICE, ns, name)
     if svc is None:
         store.create(K8S_SERVICE, {"metadata": {"name": name, "namespace": ns, "labels": labels,
                                                 "ownerReferences": [owner_ref(route)]},
-                                   "spec": spec}, ns)
+                                   "spec": spec}, ns, ref=True)
     elif owned_by(svc, route) and svc.get("spec") != spec:
-        store.mutate(K8S_SERVICE, ns, name, lambda o: o.__setitem__("spec", spec))
+        store.mutate(K8S_SERVICE, ns, name, lambda o: o.__setitem__("spec", spec), ref=True)

@@ -80,7 +80,7 @@ class HostRoute:
 
 def reconcile_kingress(serving: Serving, ns: str, name: str) -> None:
     store = serving.store
-    ki = store.try_get(KINGRESS, ns, name)
+    ki = store.peek(KINGRESS, ns, name)
     serving.remove_hosts(ns, name)
     if ki is None or ki["metadata"].get("deletionTimestamp"):
         return
@@ -101,14 +101,13 @@ def reconcile_kingress(serving: Serving, ns: str, name: str) -> None:
                                     sp.get("servicePort", 80)))
             for host in rule.get("hosts") or []:
                 h = host.lower()
-                serving.hosts[h] = HostRoute(h, name, ns, splits, labels,
-                                             f"{name}-{ri}-{len(hosts)}",
-                                             serving.config.route_timeout,
-                                             rule.get("visibility", "ExternalIP"))
+                serving.set_host(h, HostRoute(h, name, ns, splits, labels,
+                                              f"{name}-{ri}-{len(hosts)}",
+                                              serving.config.route_timeout,
+                                              rule.get("visibility", "ExternalIP")))
                 hosts.append(h)
             break  # Ambassador maps the first path of a rule (prefix "/")
     serving.kingress_hosts[(ns, name)] = hosts
-    serving.refresh_routed()
     st = ki.get("status") or {}
     if st.get("observedGeneration") == meta.get("generation") and st.get("conditions"):
         return
@@ -117,7 +116,7 @@ def reconcile_kingress(serving: Serving, ns: str, name: str) -> None:
                              for t in ("LoadBalancerReady", "NetworkConfigured", "Ready")],
               "observedGeneration": meta.get("generation", 1),
               "privateLoadBalancer": {"ingress": [{"domainInternal": LB_DOMAIN}]}}
-    store.mutate(KINGRESS, ns, name, lambda o: o.__setitem__("status", status), status=True)
+    store.mutate(KINGRESS, ns, name, lambda o: o.__setitem__("status", status), status=True, ref=True)
     route = labels.get(ROUTE_LABEL)
     if route:
         serving.enqueue(("route", ns, route))

@@ -3,13 +3,13 @@
 
 from __future__ import annotations
 
-import copy
 import time
 from typing import TYPE_CHECKING
 
 from .knative_conditions import Conditions
 from .knative_controllers import REVISION, SERVICE_LABEL, child_name, owner_ref
 from .knative_runtime import DEPLOYMENTS, QUEUE_IMAGE, RevisionRuntime
+from .store import deep_copy
 
 if TYPE_CHECKING:
     from .knative import Serving
@@ -21,7 +21,7 @@ MSG_TIMED_OUT = "The target could not be activated."
 
 def reconcile_revision(serving: Serving, ns: str, name: str) -> None:
     store = serving.store
-    rev = store.try_get(REVISION, ns, name)
+    rev = store.peek(REVISION, ns, name)
     if rev is None or rev["metadata"].get("deletionTimestamp"):
         serving.drop_revision(ns, name)
         return
@@ -31,7 +31,7 @@ def reconcile_revision(serving: Serving, ns: str, name: str) -> None:
             serving.drop_revision(ns, name)
         rt = serving.revisions[(ns, name)] = RevisionRuntime(ns, name, rev)
         rt.routed = (ns, name) in serving.routed
-    status = copy.deepcopy(rev.get("status") or {})
+    status = deep_copy(rev.get("status") or {})
     conds = Conditions(status, ("ContainerHealthy", "ResourcesAvailable"), info=("Active",))
     conds.initialize()
     now = time.monotonic()
@@ -51,12 +51,12 @@ def reconcile_revision(serving: Serving, ns: str, name: str) -> None:
         return
     status["containerStatuses"] = [{"imageDigest": rt.digest, "name": "user-container"}]
     dep_name = child_name(name, "-deployment")
-    dep = store.try_get(DEPLOYMENTS, ns, dep_name)
+    dep = store.peek(DEPLOYMENTS, ns, dep_name)
     if dep is None:
         initial = max(1, rt.min_scale)
         if rt.max_scale:
             initial = min(initial, rt.max_scale)
-        store.create(DEPLOYMENTS, make_deployment(serving, rev, dep_name, initial), ns)
+        store.create(DEPLOYMENTS, make_deployment(serving, rev, dep_name, initial), ns, ref=True)
         rt.replicas = initial
         rt.progress_start = now
         conds.mark_unknown("ResourcesAvailable", "Deploying")
@@ -121,7 +121,7 @@ def _finish(serving: Serving, rev: dict, status: dict) -> None:
     status["observedGeneration"] = rev["metadata"].get("generation", 1)
     m = rev["metadata"]
     serving.store.mutate(REVISION, m["namespace"], m["name"],
-                         lambda o: o.__setitem__("status", status), status=True)
+                         lambda o: o.__setitem__("status", status), status=True, ref=True)
 
 
 def make_deployment(serving: Serving, rev: dict, dep_name: str, replicas: int) -> dict:
@@ -135,7 +135,7 @@ def make_deployment(serving: Serving, rev: dict, dep_name: str, replicas: int) -
     labels.setdefault("app", name)
     ann = {k: v for k, v in (meta.get("annotations") or {}).items()
            if not k.startswith("serving.knative.dev/creator")}
-    user = copy.deepcopy((spec.get("containers") or [{}])[0])
+    user = deep_copy((spec.get("containers") or [{}])[0])
     user["name"] = user.get("name") or "user-container"
     probe = user.pop("readinessProbe", None)
     env = list(user.get("env") or [])
@@ -164,7 +164,7 @@ def make_deployment(serving: Serving, rev: dict, dep_name: str, replicas: int) -
                  {"name": "K-Network-Probe", "value": "queue"}]}, "successThreshold": 1,
                  "periodSeconds": 1 if probe else 10},
              "resources": {"requests": {"cpu": "25m"}}}
-    pod_spec = {k: copy.deepcopy(v) for k, v in spec.items()
+    pod_spec = {k: deep_copy(v) for k, v in spec.items()
                 if k not in ("containers", "containerConcurrency", "timeoutSeconds",
                              "idleTimeoutSeconds", "responseStartTimeoutSeconds")}
     pod_spec.update({"containers": [user, queue], "terminationGracePeriodSeconds": timeout,

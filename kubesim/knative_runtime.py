@@ -162,7 +162,7 @@ def emit_event(serving: Serving, pod: PodRuntime, reason: str, message: str,
         def bump(ev: dict) -> None:
             ev["count"] = int(ev.get("count") or 1) + 1
             ev["lastTimestamp"] = now
-        if store.mutate(EVENTS, pod.namespace, existing, bump) is not None:
+        if store.mutate(EVENTS, pod.namespace, existing, bump, ref=True) is not None:
             return
     name = f"{pod.name}.{time.time_ns():x}"
     involved: dict[str, Any] = {"apiVersion": "v1", "kind": "Pod", "name": pod.name,
@@ -176,7 +176,7 @@ def emit_event(serving: Serving, pod: PodRuntime, reason: str, message: str,
           "firstTimestamp": now, "lastTimestamp": now, "count": 1,
           "reportingComponent": component, "reportingInstance": NODE if component == "kubelet" else ""}
     try:
-        store.create(EVENTS, ev, pod.namespace)
+        store.create(EVENTS, ev, pod.namespace, ref=True)
         pod.events[key] = name
     except Exception:  # namespace terminating etc.: events are best effort, as in k8s
         log.debug("event %s for %s/%s dropped", reason, pod.namespace, pod.name)
@@ -246,7 +246,7 @@ def write_pod_status(serving: Serving, pod: PodRuntime, phase: str, user_state: 
             st["containerStatuses"].sort(key=lambda c: c["name"])
         st["qosClass"] = "Burstable"
 
-    serving.store.mutate(PODS, pod.namespace, pod.name, fn, status=True)
+    serving.store.mutate(PODS, pod.namespace, pod.name, fn, status=True, ref=True)
 
 
 # ------------------------------------------------------------------------------ pod lifecycle
@@ -356,7 +356,7 @@ def stop_pod(serving: Serving, pod: PodRuntime, delete: bool = True) -> None:
 def reconcile_deployment(serving: Serving, ns: str, name: str) -> None:
     """The ReplicaSet controller in one step: make the pod count match spec.replicas."""
     store = serving.store
-    dep = store.try_get(DEPLOYMENTS, ns, name)
+    dep = store.peek(DEPLOYMENTS, ns, name)
     if dep is None:
         return
     rev_name = (dep["metadata"].get("labels") or {}).get("serving.knative.dev/revision")
@@ -417,7 +417,7 @@ def reconcile_deployment(serving: Serving, ns: str, name: str) -> None:
                          "Deployment does not have minimum availability.")
         st["conditions"] = [available, progressing]
 
-    store.mutate(DEPLOYMENTS, ns, name, fn, status=True)
+    store.mutate(DEPLOYMENTS, ns, name, fn, status=True, ref=True)
 
 
 def create_pod(serving: Serving, dep: dict, tmpl: dict, h: str, rev: RevisionRuntime) -> None:
@@ -433,7 +433,7 @@ def create_pod(serving: Serving, dep: dict, tmpl: dict, h: str, rev: RevisionRun
                                              "controller": True, "blockOwnerDeletion": True}]},
            "spec": dict(tmpl.get("spec") or {}, nodeName=NODE),
            "status": {"phase": "Pending", "qosClass": "Burstable"}}
-    created = serving.store.create(PODS, pod, ns)
+    created = serving.store.create(PODS, pod, ns, ref=True)
     cmeta = created["metadata"]
     pr = PodRuntime(ns, cmeta["name"], cmeta["uid"], rev)
     rev.pods[pr.name] = pr

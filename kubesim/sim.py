@@ -49,6 +49,9 @@ def _optional(module: str) -> Any:
         return None
 
 
+API_VERBS = ("get", "list", "watch", "create", "update", "patch", "delete", "deletecollection")
+
+
 class Simulator:
     def __init__(self, config: SimConfig):
         self.config = config
@@ -62,6 +65,10 @@ class Simulator:
         self._runners: dict[str, web.AppRunner] = {}
         self._sites: dict[str, web.TCPSite] = {}
         self.ca_pem: bytes | None = None
+        # Kubernetes API requests served (everything under /api and /apis, watches and discovery
+        # included, each request once; not /kubesim/ or /version), in total and by verb.
+        self.api_requests = 0
+        self.api_requests_by_verb: dict[str, int] = dict.fromkeys(API_VERBS, 0)
         for name, labels in SEED_NAMESPACES.items():
             self.store.create("namespaces", {"metadata": {"name": name, "labels": dict(labels)}})
 
@@ -77,6 +84,15 @@ class Simulator:
     @property
     def admin_url(self) -> str:
         return f"http://{self.config.admin_host}:{self.config.admin_port}"
+
+    def count_request(self, verb: str) -> None:
+        self.api_requests += 1
+        self.api_requests_by_verb[verb] = self.api_requests_by_verb.get(verb, 0) + 1
+
+    @property
+    def gateway_running(self) -> bool:
+        """False while the gateway is stopped by fault injection (gateway_stop) or not started."""
+        return "gateway" in self._sites
 
     async def start(self) -> None:
         knative = _optional("knative")

@@ -3,19 +3,24 @@
 Everything is synchronous and runs on the simulator's event loop, so there are no locks: a write is a commit,
 gets a new global resourceVersion and emits one event, delivered to subscribers in commit order (writes made by
 a subscriber while an event is being delivered are queued behind it). Stored objects are never mutated in
-place; readers always get deep copies. The watch history keeps each event as its JSON text, which is compact
-and is exactly what a watch stream sends.
+place: a write stores a new object (which may share unchanged subtrees with the old one). `get`, `try_get`,
+`list` and the writes' results are deep copies; the hot paths (the Knative controllers) use the no-copy
+forms instead — `peek`, `iter_refs`, `ref=True` on `create`/`mutate`, `subscribe(copy=False)` — and must
+only read what they get. The watch history keeps each event as its JSON text (made on first use), which
+is compact and is exactly what a watch stream sends.
 """
 
 from __future__ import annotations
 
 import asyncio
+import base64
 import json
 import logging
 import marshal
 import random
 import re
 import string
+import time
 import uuid
 from collections import deque
 from collections.abc import Callable, Iterator
@@ -54,8 +59,16 @@ _NAME_RULES = {
 _NO_GENERATION = {"namespaces", "pods", "services", "resourcequotas"}
 
 
+_now_cache: tuple[int, str] = (0, "")
+
+
 def now_rfc3339() -> str:
-    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    """The current time in RFC 3339 (second precision), formatted once per second."""
+    global _now_cache
+    t = int(time.time())
+    if _now_cache[0] != t:
+        _now_cache = (t, datetime.fromtimestamp(t, UTC).strftime("%Y-%m-%dT%H:%M:%SZ"))
+    return _now_cache[1]
 
 
 def deep_copy(o: Any) -> Any:
@@ -93,10 +106,50 @@ def validate_name(res: Resource, name: str) -> None:
         raise invalid(res, name, causes)
 
 
-class Event:
-    """One committed change, as kept in the watch history and handed to watch streams."""
+def fold_string_data(secret: dict) -> None:
+    """What the apiserver does with a Secret's write-only `stringData`: each key goes into `data`
+    base64-encoded (over a `data` key of the same name), and `stringData` is dropped."""
+    string_data = secret.pop("stringData", None)
+    if string_data is None or string_data == {}:
+        return
+    if not isinstance(string_data, dict):
+        raise bad_request("Secret in version \"v1\" cannot be handled as a Secret: json: cannot unmarshal "
+                          f"{_json_type(string_data)} into Go struct field Secret.stringData of type "
+                          "map[string]string")
+    data = secret.get("data")
+    if not isinstance(data, dict):
+        data = {}
+    for k, v in string_data.items():
+        if not isinstance(v, str):
+            raise bad_request("Secret in version \"v1\" cannot be handled as a Secret: json: cannot "
+                              f"unmarshal {_json_type(v)} into Go struct field Secret.stringData of type "
+                              "string")
+        data[k] = base64.b64encode(v.encode()).decode()
+    secret["data"] = data
 
-    __slots__ = ("rv", "type", "key", "namespace", "name", "labels", "old_labels", "raw")
+
+def _json_type(v: Any) -> str:
+    if isinstance(v, bool):
+        return "bool"
+    if isinstance(v, int | float):
+        return "number"
+    if isinstance(v, list):
+        return "array"
+    if isinstance(v, dict):
+        return "object"
+    return "string"
+
+
+class Event:
+    """One committed change, as kept in the watch history and handed to watch streams.
+
+    The JSON text (`raw`) is made on first use (a watch stream or a resume needs it) and then the
+    object is let go: most events are never watched, and serializing is the costliest part of a
+    commit. Holding the committed object until then is safe because stored objects are never
+    mutated in place.
+    """
+
+    __slots__ = ("rv", "type", "key", "namespace", "name", "labels", "old_labels", "_obj", "_raw")
 
     def __init__(self, rv: int, type_: str, key: str, obj: dict, old_labels: dict | None):
         meta = obj["metadata"]
@@ -107,7 +160,15 @@ class Event:
         self.name = meta["name"]
         self.labels = meta.get("labels") or {}
         self.old_labels = old_labels
-        self.raw = json.dumps(obj, separators=(",", ":")).encode()
+        self._obj: dict | None = obj
+        self._raw: bytes | None = None
+
+    @property
+    def raw(self) -> bytes:
+        if self._raw is None:
+            self._raw = json.dumps(self._obj, separators=(",", ":")).encode()
+            self._obj = None
+        return self._raw
 
     def line(self, type_: str | None = None) -> bytes:
         """The watch-stream line for this event (optionally re-typed for a selector watch)."""
@@ -125,7 +186,7 @@ class Store:
         self.history: deque[Event] = deque()
         self.history_size = max(1, history)
         self.compacted_rv = 0  # events with rv <= this are gone from the history
-        self._subs: list[Subscriber] = []
+        self._subs: list[tuple[Subscriber, bool]] = []
         self.watch_listeners: list[Callable[[Event], None]] = []
         self._pending: deque[tuple[Event, dict]] = deque()
         self._dispatching = False
@@ -178,9 +239,13 @@ class Store:
         return self._uids.get(uid)
 
     # ---------------------------------------------------------------- writes
-    def create(self, key: str, obj: dict, namespace: str | None = None) -> dict:
+    def create(self, key: str, obj: dict, namespace: str | None = None, ref: bool = False) -> dict:
+        """Store a new object; returns a copy of what was stored (the stored object itself,
+        read-only, when `ref`)."""
         res = RESOURCES[key]
         obj = deep_copy(obj)
+        if key == "secrets":
+            fold_string_data(obj)
         meta = obj.get("metadata")
         if not isinstance(meta, dict):
             meta = obj["metadata"] = {}
@@ -233,13 +298,14 @@ class Store:
         self._commit(key, obj, "ADDED", None)
         if meta.get("ownerReferences") and not self._has_live_owner(obj):
             self._defer(lambda: self._collect_one(key, ns, name))
-        return deep_copy(obj)
+        return obj if ref else deep_copy(obj)
 
     def update(self, key: str, obj: dict, status: bool = False) -> dict:
         return self._update(key, obj, status, owned=False)
 
-    def _update(self, key: str, obj: dict, status: bool, owned: bool) -> dict:
-        """update(); `owned` means obj is already a private copy the store may keep."""
+    def _update(self, key: str, obj: dict, status: bool, owned: bool, ref: bool = False) -> dict:
+        """update(); `owned` means obj is already a private copy the store may keep; `ref` returns
+        the stored object itself (read-only) instead of a copy."""
         res = RESOURCES[key]
         meta = obj.get("metadata") or {}
         ns = meta.get("namespace") or "" if res.namespaced else ""
@@ -259,6 +325,8 @@ class Store:
                 new["status"] = obj["status"] if owned else deep_copy(obj["status"])
         else:
             new = obj if owned else deep_copy(obj)
+            if key == "secrets":
+                fold_string_data(new)
             nmeta = new.get("metadata") or {}
             for f in _SERVER_META:
                 if f in smeta:
@@ -274,24 +342,34 @@ class Store:
                 else:
                     new.pop("status", None)
         if new == stored:
-            return deep_copy(stored)
+            return stored if ref else deep_copy(stored)
         if "generation" in smeta and _spec_of(new) != _spec_of(stored):
             new["metadata"] = dict(new["metadata"], generation=smeta["generation"] + 1)
         if new["metadata"].get("deletionTimestamp") and not new["metadata"].get("finalizers"):
             return self._remove(key, new)
         self._commit(key, new, "MODIFIED", smeta.get("labels") or {})
-        return deep_copy(new)
+        return new if ref else deep_copy(new)
 
     def mutate(self, key: str, namespace: str | None, name: str, fn: Callable[[dict], None],
-               status: bool = False) -> dict | None:
-        obj = self.try_get(key, namespace, name)
-        if obj is None:
+               status: bool = False, ref: bool = False) -> dict | None:
+        """Read-modify-write of one object: fn(obj) changes a private copy, which is then written
+        (as a status write when `status`; fn may then only change `status`, the rest of the object
+        it gets is shared with the store). Returns the result as update() does (the stored object
+        itself, read-only, when `ref`), or None when the object does not exist."""
+        stored = self._ref(key, namespace, name)
+        if stored is None:
             return None
+        if status:   # only the status is taken from fn's result: copy just that
+            obj = dict(stored, metadata=dict(stored["metadata"]))
+            if "status" in stored:
+                obj["status"] = deep_copy(stored["status"])
+        else:
+            obj = deep_copy(stored)
         fn(obj)
         obj["metadata"].pop("resourceVersion", None)
         obj["metadata"]["name"], obj["metadata"]["namespace"] = name, namespace or ""
         try:
-            return self._update(key, obj, status, owned=True)
+            return self._update(key, obj, status, owned=True, ref=ref)
         except ApiError as e:  # removed meanwhile (cannot happen synchronously, but be safe)
             if e.code == 404:
                 return None
@@ -321,12 +399,15 @@ class Store:
             return deep_copy(new)
         return self._remove(key, dict(stored))
 
-    def subscribe(self, fn: Subscriber) -> Callable[[], None]:
-        self._subs.append(fn)
+    def subscribe(self, fn: Subscriber, copy: bool = True) -> Callable[[], None]:
+        """Call fn(type, key, obj) after every commit. `copy=False` hands fn the committed object
+        itself instead of a deep copy: fn must then only read it."""
+        entry = (fn, copy)
+        self._subs.append(entry)
 
         def unsubscribe() -> None:
-            if fn in self._subs:
-                self._subs.remove(fn)
+            if entry in self._subs:
+                self._subs.remove(entry)
 
         return unsubscribe
 
@@ -389,9 +470,9 @@ class Store:
                 ev, o = self._pending.popleft()
                 for w in list(self.watch_listeners):
                     w(ev)
-                for fn in list(self._subs):
+                for fn, copy in list(self._subs):
                     try:
-                        fn(ev.type, ev.key, deep_copy(o))
+                        fn(ev.type, ev.key, deep_copy(o) if copy else o)
                     except Exception:
                         log.exception("store subscriber %r failed on %s %s", fn, ev.type, ev.key)
         finally:

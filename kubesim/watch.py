@@ -14,7 +14,7 @@ import logging
 import time
 from typing import TYPE_CHECKING
 
-from aiohttp import web
+from aiohttp import ClientConnectionResetError, web
 
 from .errors import ApiError, bad_request
 from .resources import Resource
@@ -187,8 +187,10 @@ async def serve_watch(request: web.Request, sim: Simulator, res: Resource,
             await resp.write(item)  # type: ignore[arg-type]
         await resp.write_eof()
         return resp
-    except ConnectionError:  # the client went away (w.stop(), closed socket): nothing to answer
-        log.debug("watch client disconnected")
+    except (ClientConnectionResetError, ConnectionResetError, ConnectionError) as e:
+        # The client went away (w.stop(), a closed or reset socket) while we wrote to it: routine
+        # for a watch, so no traceback; nothing to answer.
+        log.debug("watch client disconnected: %r", e)
         return resp
     finally:
         unregister()

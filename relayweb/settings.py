@@ -256,3 +256,7 @@ CELERY_BEAT_SCHEDULE.update({
     "deliveries-sweep": {"task": "triggers.tasks.deliveries_sweep", "schedule": 15.0},
     "deliveries-prune": {"task": "triggers.tasks.deliveries_prune", "schedule": 3600.0},
 })
+
+# Live status: the watcher process polls Ambassador's admin port for its diag JSON.
+RELAY_AMBASSADOR_ADMIN_URL = os.getenv("RELAY_AMBASSADOR_ADMIN_URL", "http://127.0.0.1:8877").rstrip("/")
+RELAY_DIAG_INTERVAL = float(os.getenv("RELAY_DIAG_INTERVAL", "10"))

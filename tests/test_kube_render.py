@@ -46,7 +46,7 @@ def test_ksvc_matches_the_expected_document(trigger, settings):
         "spec": {
             "template": {
                 "metadata": {
-                    "labels": {"relayweb.io/trigger": str(trigger.pk)},
+                    "labels": {"app.kubernetes.io/managed-by": "relayweb", "relayweb.io/trigger": str(trigger.pk)},
                     "annotations": {
                         "autoscaling.knative.dev/min-scale": "0",
                         "autoscaling.knative.dev/max-scale": "3",
@@ -186,3 +186,13 @@ def test_merge_patch_has_no_nulls_inside_replaced_lists(trigger):
     trigger.env = []
     container = kube.ksvc_merge_patch(kube.render_ksvc(trigger))["spec"]["template"]["spec"]["containers"][0]
     assert None not in container.values()
+
+
+def test_an_event_older_than_the_apply_never_settles_it():
+    from triggers.status import outcome
+
+    old_ready = {"metadata": {"generation": 1}, "status": {"observedGeneration": 1,
+                                                           "conditions": [{"type": "Ready", "status": "True"}]}}
+    assert outcome(old_ready, 2).state == "waiting"
+    assert outcome(old_ready, 1).state == "ready"
+    assert outcome(old_ready, None).state == "ready"

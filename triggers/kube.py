@@ -87,7 +87,11 @@ def render_ksvc(trigger) -> dict:
         },
         "spec": {
             "template": {
-                "metadata": {"labels": {TRIGGER_LABEL: str(trigger.pk)}, "annotations": template_annotations},
+                # revisions and pods carry these, so the watcher selects them like the ksvc
+                "metadata": {
+                    "labels": {**MANAGED, TRIGGER_LABEL: str(trigger.pk)},
+                    "annotations": template_annotations,
+                },
                 "spec": {
                     "containerConcurrency": 0,
                     "timeoutSeconds": trigger.timeout_seconds,
@@ -113,7 +117,9 @@ def fingerprint(ksvc: dict) -> str:
     owned = {
         "labels": {k: v for k, v in (meta.get("labels") or {}).items() if k.startswith(("relayweb.io/", MANAGED_BY))},
         "ambassador_id": (meta.get("annotations") or {}).get(AMBASSADOR_ID),
-        "template_labels": {k: v for k, v in (tmeta.get("labels") or {}).items() if k.startswith("relayweb.io/")},
+        "template_labels": {
+            k: v for k, v in (tmeta.get("labels") or {}).items() if k.startswith(("relayweb.io/", MANAGED_BY))
+        },
         "template_annotations": {
             k: v for k, v in (tmeta.get("annotations") or {}).items() if k in OWNED_TEMPLATE_ANNOTATIONS
         },

@@ -96,6 +96,14 @@ class Trigger(models.Model):
     observed_generation = models.BigIntegerField(null=True, blank=True)
     generation = models.BigIntegerField(null=True, blank=True)
     observed_at = models.DateTimeField(null=True, blank=True)
+    # Observed by the cluster watcher: the serving revision's replicas, Active condition and pods.
+    ready_pods = models.IntegerField(null=True, blank=True)
+    desired_replicas = models.IntegerField(null=True, blank=True)
+    actual_replicas = models.IntegerField(null=True, blank=True)
+    active_status = models.CharField(max_length=8, blank=True, default="")  # True / False / Unknown
+    active_reason = models.CharField(max_length=100, blank=True, default="")  # NoTraffic, Queued, TimedOut
+    active_since = models.DateTimeField(null=True, blank=True)
+    pods = models.JSONField(default=list, blank=True)  # [{name, phase, ready, restarts, reason}]
 
     objects = TriggerQuerySet.as_manager()
 
@@ -268,3 +276,21 @@ class DeliveryAttempt(models.Model):
     class Meta:
         ordering = ["number"]
         constraints = [models.UniqueConstraint(fields=["delivery", "number"], name="one_attempt_per_number")]
+
+
+class ScaleEvent(models.Model):
+    """A change of a trigger's ready pods; activations (0 → N on a queued request) carry the cold-start time."""
+
+    trigger = models.ForeignKey(Trigger, on_delete=models.CASCADE, related_name="scale_events")
+    at = models.DateTimeField(default=timezone.now)
+    from_pods = models.PositiveIntegerField()
+    to_pods = models.PositiveIntegerField()
+    cause = models.CharField(max_length=40)  # activation, deploy, scale up, scale down, scaled to zero, pods failed
+    cold_start_ms = models.FloatField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-at", "-pk"]
+        indexes = [models.Index(fields=["trigger", "-at"])]
+
+    def __str__(self) -> str:
+        return f"{self.trigger} {self.from_pods}→{self.to_pods} {self.cause}"

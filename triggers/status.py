@@ -38,6 +38,8 @@ def outcome(ksvc: dict | None, generation: int | None) -> Outcome:
     ready = condition(ksvc, "Ready")
     if generation is not None and current is not None and current > generation:
         return Outcome("superseded", "", f"The Knative Service changed since (generation {current}).")
+    if generation is not None and (current is None or current < generation):
+        return Outcome("waiting", "", "Knative has not seen this change yet.")  # an older event, still in flight
     if observed != current:
         return Outcome("waiting", ready.get("reason", ""), ready.get("message", ""))
     if ready.get("status") == "True":
@@ -74,7 +76,9 @@ def observed_values(ksvc: dict | None) -> dict:
     }
 
 
-def observe_ksvc(trigger: Trigger, ksvc: dict | None, *, revision_reason=None) -> list[str]:
+def observe_ksvc(
+    trigger: Trigger, ksvc: dict | None, *, revision_reason=None, settled: list | None = None
+) -> list[str]:
     """Write the trigger's observed state when it changed and settle its waiting deployments.
 
     `revision_reason(name) -> (reason, message)` looks up a failed revision's own condition (e.g.
@@ -91,7 +95,8 @@ def observe_ksvc(trigger: Trigger, ksvc: dict | None, *, revision_reason=None) -
             updates = {name: values[name] for name in changed}
             Trigger.objects.filter(pk=trigger.pk).update(observed_at=trigger.observed_at, **updates)
         for deployment in trigger.deployments.filter(status=Deployment.Status.WAITING):
-            settle(deployment, ksvc, revision_reason=revision_reason)
+            if settle(deployment, ksvc, revision_reason=revision_reason) and settled is not None:
+                settled.append(deployment)
     return changed
 
 
@@ -115,3 +120,33 @@ def settle(deployment: Deployment, ksvc: dict | None, *, revision_reason=None) -
     else:
         deployment.finish(Deployment.Status.SUPERSEDED, message=result.message)
     return True
+
+
+def badge(trigger: Trigger) -> tuple[str, str]:
+    """The live state shown to people: (key, text), e.g. ("ready", "Ready (2 pods)").
+
+    Not deployed · Deploying · Ready (N pods) · Scaled to zero · Activating (since …) · Failed: reason.
+    """
+    state = trigger.state
+    if state == "deleting":
+        return "deleting", "Deleting…"
+    if state == "suspended":
+        return "suspended", "Suspended"
+    if state == "not_deployed":
+        return "not_deployed", "Not deployed"
+    if state == "deploying":
+        return "deploying", "Deploying"
+    if state == "failed" and not trigger.latest_ready_revision:
+        last = trigger.last_deployment
+        reason = (last.reason if last else "") or trigger.ready_reason or "unknown"
+        return "failed", f"Failed: {reason}"
+    if trigger.active_status == "Unknown" and trigger.active_reason == "Queued":
+        since = trigger.active_since.strftime("%H:%M:%S") if trigger.active_since else "now"
+        return "activating", f"Activating (cold start, since {since})"
+    if trigger.ready_pods == 0:
+        return "scaled_to_zero", "Scaled to zero"
+    if trigger.ready_pods:
+        return "ready", f"Ready ({trigger.ready_pods} pod{'s' if trigger.ready_pods != 1 else ''})"
+    if state == "failed":
+        return "failed", f"Failed: {trigger.ready_reason or 'unknown'}"
+    return "ready", "Ready"

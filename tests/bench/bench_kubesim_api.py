@@ -1,7 +1,7 @@
 """kubesim API benchmark: `python tests/bench/bench_kubesim_api.py`.
 
-Starts `python -m kubesim` in a subprocess (Knative controllers running) and prints one line per figure
-with its goal: create 1,000 ksvcs and list them through the official client; 10 watchers each receiving
+Starts `python -m kubesim` in a subprocess (Knative controllers running) and prints one line per figure,
+`name: value (goal: …)`: create 1,000 ksvcs and list them through the official client; 10 watchers each receiving
 every event of 1,000 changes; the simulator's RSS with 1,000 ksvcs. Bounded to well under 60 s.
 """
 
@@ -48,25 +48,32 @@ def ksvc(i: int) -> dict:
             "spec": {"template": {"spec": {"containers": [{"image": "gcr.io/x/echo"}]}}}}
 
 
-def bench_create_and_list(api: client.ApiClient) -> None:
+def sim_cpu(proc: subprocess.Popen) -> float:
+    t = psutil.Process(proc.pid).cpu_times()
+    return t.user + t.system
+
+
+def bench_create_and_list(api: client.ApiClient, proc: subprocess.Popen) -> None:
     custom = client.CustomObjectsApi(api)
     client.CoreV1Api(api).create_namespace({"metadata": {"name": "bench"}})
-    start = time.perf_counter()
+    cpu0, start = sim_cpu(proc), time.perf_counter()
     with ThreadPoolExecutor(4) as pool:
         created = list(pool.map(
             lambda i: custom.create_namespaced_custom_object(G, V, "bench", P, ksvc(i)),
             range(N_KSVC)))
-    elapsed = time.perf_counter() - start
+    elapsed, cpu = time.perf_counter() - start, sim_cpu(proc) - cpu0
     assert all(c is not None for c in created)
-    print(f"api create {N_KSVC} ksvcs (4 client threads): {elapsed:.2f} s "
-          f"({N_KSVC / elapsed:.0f}/s) (goal: < 20 s)")
+    # The simulator's CPU seconds say more than wall time on a busy machine (the client shares it).
+    print(f"api create {N_KSVC} ksvcs (4 client threads, controllers running): {elapsed:.2f} s "
+          f"(goal: < 10 s; {N_KSVC / elapsed:.0f}/s, sim CPU {cpu:.1f} s; was 22-36 s before the "
+          "incremental routing indexes)")
     times = []
     for _ in range(5):
         t = time.perf_counter()
         items = custom.list_namespaced_custom_object(G, V, "bench", P)["items"]
         times.append(time.perf_counter() - t)
     assert len(items) == N_KSVC
-    print(f"api list {N_KSVC} ksvcs: {statistics.median(times) * 1000:.0f} ms median of 5 "
+    print(f"api list {N_KSVC} ksvcs (median of 5): {statistics.median(times) * 1000:.0f} ms "
           "(goal: < 1000 ms)")
 
 
@@ -103,7 +110,7 @@ def bench_watchers(api: client.ApiClient) -> None:
     elapsed = time.perf_counter() - start
     lost = sum(N_CHANGES - c for c in counts)
     print(f"api watch {N_WATCHERS} watchers x {N_CHANGES} changes (configmap creates, no controller work): "
-          f"{sum(counts)} events received, {lost} lost in {elapsed:.2f} s (goal: 0 lost)")
+          f"{lost} events lost (goal: 0 lost; {sum(counts)} received in {elapsed:.2f} s)")
 
 
 def bench_memory(proc: subprocess.Popen) -> None:
@@ -119,7 +126,7 @@ def main() -> None:
         proc = start_sim(kubeconfig)
         try:
             api = config.new_client_from_config(config_file=kubeconfig)
-            bench_create_and_list(api)
+            bench_create_and_list(api, proc)
             bench_watchers(api)
             bench_memory(proc)
         finally:

@@ -148,12 +148,18 @@ def test_gateway_stop_and_start(fresh):
             return False
         return True
 
-    assert reachable()
+    def check_ready() -> int:
+        try:
+            return urllib.request.urlopen(st.admin_url + "/ambassador/v0/check_ready", timeout=2).status
+        except urllib.error.HTTPError as e:
+            return e.code
+
+    assert reachable() and st.sim.gateway_running and check_ready() == 200
     code, body, _ = raw(k8s, "POST", "/kubesim/gateway/stop")
     assert code == 200 and body == {"gateway": "stopped"}
-    assert not reachable()
+    assert not reachable() and not st.sim.gateway_running and check_ready() == 503
     code, _, _ = raw(k8s, "POST", "/kubesim/gateway/start")
-    assert code == 200 and reachable()
+    assert code == 200 and reachable() and st.sim.gateway_running and check_ready() == 200
 
 
 def test_unknown_kubesim_endpoint_is_404(fresh):

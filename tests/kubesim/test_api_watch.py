@@ -3,6 +3,9 @@ server-side timeouts, selectors (entering/leaving), cluster-wide and per namespa
 
 from __future__ import annotations
 
+import logging
+import socket
+import struct
 import threading
 import time
 
@@ -171,3 +174,27 @@ def test_client_resumes_after_the_server_closes_the_stream(sim, core, ns):
     t.join(5)
     w.stop()
     assert [e["object"].metadata.name for e in events] == ["a", "b", "c"]
+
+
+def test_client_gone_mid_watch_logs_no_error(sim, core, ns, caplog):
+    """Writing events to a watch whose client reset the connection is routine: debug, no traceback."""
+    host, port = sim.api_url.split("//")[1].rsplit(":", 1)
+    socks = []
+    for _ in range(3):
+        s = socket.create_connection((host, int(port)))
+        s.sendall(f"GET /api/v1/namespaces/{ns}/configmaps?watch=true HTTP/1.1\r\nHost: x\r\n"
+                  f"Authorization: Bearer {sim.token}\r\n\r\n".encode())
+        assert s.recv(100).startswith(b"HTTP/1.1 200")
+        socks.append(s)
+    caplog.set_level(logging.DEBUG, logger="kubesim")
+    for s in socks:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))  # close = RST
+        s.close()
+    for i in range(10):
+        core.create_namespaced_config_map(ns, {"metadata": {"name": f"c{i}"}, "data": {"k": "v" * 20000}})
+    deadline = time.monotonic() + 5
+    while sum("watch client disconnected" in r.getMessage() for r in caplog.records) < 3:
+        assert time.monotonic() < deadline, "the watches did not notice their clients were gone"
+        time.sleep(0.05)
+    errors = [r for r in caplog.records if r.levelno >= logging.ERROR]
+    assert not errors, [r.getMessage() for r in errors]

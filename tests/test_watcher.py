@@ -1,0 +1,142 @@
+"""The cluster watcher against kubesim: observed state, scale events, resume, relist, outages, writes."""
+
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+import requests
+
+from kubesim.config import SimConfig
+from kubesim.sim import SimulatorThread
+from tests.cluster import FAST, REPO, wait_for
+from triggers import kube
+from triggers.models import Deployment, ScaleEvent, Trigger
+from triggers.watcher import Watcher
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+
+@pytest.fixture
+def watcher(cluster):
+    w = Watcher(cluster, watch_timeout=30, max_backoff=0.5)
+    w.start()
+    yield w
+    w.stop()
+
+
+def until(watcher, predicate, timeout=15.0, message="condition"):
+    def check():
+        watcher.step(timeout=0.05)
+        return predicate()
+
+    return wait_for(check, timeout=timeout, interval=0, message=message)
+
+
+def fresh(trigger):
+    return Trigger.objects.get(pk=trigger.pk)
+
+
+def test_pods_replicas_and_scale_events_through_a_full_cycle(watcher, live_trigger, relay):
+    trigger = live_trigger()
+    until(watcher, lambda: fresh(trigger).ready_pods == 1, message="one ready pod")
+    t = fresh(trigger)
+    assert t.pods[0]["ready"] and t.pods[0]["phase"] == "Running" and t.active_status == "True"
+    until(watcher, lambda: fresh(trigger).ready_pods == 0, message="scaled to zero")
+    t = fresh(trigger)
+    assert (t.active_status, t.active_reason) == ("False", "NoTraffic")
+    assert requests.post(f"{relay}/hooks/{t.token}", data=b"{}", timeout=30).status_code == 200
+    until(watcher, lambda: ScaleEvent.objects.filter(trigger=trigger, cause="activation").exists(),
+          message="activation recorded")
+    causes = list(ScaleEvent.objects.filter(trigger=trigger).order_by("at").values_list("from_pods", "to_pods", "cause"))
+    assert causes[:3] == [(0, 1, "deploy"), (1, 0, "scaled to zero"), (0, 1, "activation")]
+    activation = ScaleEvent.objects.get(trigger=trigger, cause="activation")
+    assert activation.cold_start_ms is not None and 0 < activation.cold_start_ms < 10_000
+
+
+def test_deployment_settles_through_the_watcher_alone(watcher, live_trigger, cluster):
+    trigger = live_trigger()
+    Trigger.objects.filter(pk=trigger.pk).update(image="kubesim/crash", spec_version=2)
+    trigger.refresh_from_db()
+    live = cluster.apply_ksvc(kube.render_ksvc(trigger), exists=True)
+    deployment = Deployment.objects.create(trigger=trigger, spec_version=2, status="waiting",
+                                           generation=live["metadata"]["generation"])
+    until(watcher, lambda: Deployment.objects.get(pk=deployment.pk).status == "failed", message="deployment failed")
+    deployment.refresh_from_db()
+    assert deployment.reason == "ExitCode1"
+    assert fresh(trigger).serving_old_revision
+
+
+def test_writes_happen_only_on_real_changes(watcher, live_trigger, cluster, k8s):
+    trigger = live_trigger(min_scale=1)  # never scales to zero: nothing real changes below
+    until(watcher, lambda: fresh(trigger).ready_pods == 1 and fresh(trigger).active_status == "True", message="steady")
+    time.sleep(0.5)
+    watcher.step(timeout=0.5)
+    before = watcher.writes
+    for i in range(5):  # changes the trigger's observed state does not show
+        k8s.custom.patch_namespaced_custom_object(
+            "serving.knative.dev", "v1", "relay-acme", "services", "hello",
+            {"metadata": {"annotations": {"example.com/note": str(i)}}})
+    deadline = time.monotonic() + 1.0
+    handled = 0
+    while time.monotonic() < deadline:
+        handled += watcher.step(timeout=0.1)
+    assert handled >= 5  # the events arrived…
+    assert watcher.writes == before  # …and wrote nothing
+
+
+def test_resumes_after_dropped_watch_streams(watcher, live_trigger, kubesim):
+    trigger = live_trigger()
+    until(watcher, lambda: fresh(trigger).ready_pods == 1, message="steady")
+    dropped = kubesim.call(kubesim.sim.faults.drop_watches)
+    assert dropped >= 3
+    until(watcher, lambda: fresh(trigger).ready_pods == 0, message="scale to zero seen after the drop")
+
+
+def test_recovers_from_an_api_outage(watcher, live_trigger, kubesim):
+    trigger = live_trigger()
+    until(watcher, lambda: fresh(trigger).ready_pods == 1, message="steady")
+    kubesim.call(kubesim.sim.faults.add, 503, None, None, None, None)
+    kubesim.call(kubesim.sim.faults.drop_watches)
+    time.sleep(1.5)  # the watcher retries with backoff while everything fails
+    kubesim.call(kubesim.sim.faults.clear)
+    until(watcher, lambda: fresh(trigger).ready_pods == 0, timeout=20, message="changes seen after recovery")
+
+
+def test_relists_after_410_gone(tenant_a, tmp_path, settings):
+    sim = SimulatorThread(SimConfig(kubeconfig=str(tmp_path / "kc"), watch_history=20, **FAST)).start()
+    try:
+        settings.RELAY_KUBECONFIG = sim.kubeconfig_path
+        kube.reset_cluster()
+        cluster = kube.cluster()
+        cluster.apply_namespace(kube.render_namespace(tenant_a))
+        trigger = Trigger.objects.create(tenant=tenant_a, name="hello", image="kubesim/echo")
+        cluster.apply_ksvc(kube.render_ksvc(trigger), exists=False)
+        w = Watcher(cluster, watch_timeout=30, max_backoff=0.5)
+        w.resource_versions = dict.fromkeys(w.resource_versions, "1")  # long gone from a 20-event history
+        w.start()
+        try:
+            until(w, lambda: fresh(trigger).ready_pods == 1 and fresh(trigger).ready_status == "True",
+                  message="state rebuilt by relisting")
+        finally:
+            w.stop()
+    finally:
+        kube.reset_cluster()
+        sim.stop()
+
+
+def test_watch_cluster_command_stops_cleanly_on_sigterm(kubesim, transactional_db, worker_env):
+    proc = subprocess.Popen([sys.executable, "manage.py", "watch_cluster"], cwd=REPO, env=worker_env,
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        assert "watching" in proc.stdout.readline()
+        time.sleep(0.5)
+        proc.send_signal(signal.SIGTERM)
+        out, _ = proc.communicate(timeout=15)
+    finally:
+        if proc.poll() is None:
+            os.kill(proc.pid, signal.SIGKILL)
+    assert proc.returncode == 0, out
+    assert "stopped" in out and "Traceback" not in out

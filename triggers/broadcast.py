@@ -1,0 +1,88 @@
+"""The only place websocket group names and event payloads are built.
+
+Events go to the Channels group of the trigger's tenant after the transaction commits, one message per
+change. Event types: trigger.status, trigger.pods, deployment, delivery, diag.
+"""
+
+from __future__ import annotations
+
+import logging
+
+from asgiref.sync import async_to_sync
+from channels.layers import get_channel_layer
+from django.db import transaction
+
+from .status import badge
+
+log = logging.getLogger(__name__)
+OPERATORS = "operators"
+
+
+def tenant_group(tenant_id: int) -> str:
+    return f"tenant-{tenant_id}"
+
+
+def trigger_payload(trigger) -> dict:
+    key, text = badge(trigger)
+    last = trigger.last_deployment
+    return {
+        "id": trigger.pk, "name": trigger.name, "badge": key, "badge_text": text,
+        "ready_pods": trigger.ready_pods, "desired": trigger.desired_replicas, "actual": trigger.actual_replicas,
+        "active": trigger.active_status, "active_reason": trigger.active_reason,
+        "active_since": trigger.active_since.isoformat() if trigger.active_since else None,
+        "ready": trigger.ready_status, "reason": trigger.ready_reason, "message": trigger.ready_message,
+        "address_url": trigger.address_url, "latest_ready_revision": trigger.latest_ready_revision,
+        "latest_created_revision": trigger.latest_created_revision,
+        "serving_old_revision": trigger.serving_old_revision,
+        "last_deployment": deployment_payload(last) if last else None,
+    }
+
+
+def pods_payload(trigger) -> dict:
+    return {"id": trigger.pk, "name": trigger.name, "ready_pods": trigger.ready_pods, "pods": trigger.pods}
+
+
+def deployment_payload(deployment) -> dict:
+    return {"id": deployment.pk, "trigger_id": deployment.trigger_id, "status": deployment.status,
+            "reason": deployment.reason, "message": deployment.message, "revision": deployment.revision,
+            "spec_version": deployment.spec_version, "created_at": deployment.created_at.isoformat()}
+
+
+def delivery_payload(delivery) -> dict:
+    return {"id": str(delivery.pk), "trigger_id": delivery.trigger_id, "method": delivery.method,
+            "path": delivery.path, "state": delivery.state, "status": delivery.response_status,
+            "latency_ms": delivery.latency_ms, "cold_start": delivery.cold_start,
+            "received_at": delivery.received_at.isoformat()}
+
+
+def send(group: str, event: str, payload: dict) -> None:
+    """Send after commit (or now, outside a transaction); a broken channel layer never breaks the caller."""
+
+    def deliver() -> None:
+        try:
+            async_to_sync(get_channel_layer().group_send)(group, {"type": "relay.event", "event": event,
+                                                                 "payload": payload})
+        except Exception:  # the layer (Redis) is down: the page reconnects and gets a snapshot
+            log.warning("broadcast of %s to %s failed", event, group, exc_info=True)
+
+    transaction.on_commit(deliver)
+
+
+def trigger_status(trigger) -> None:
+    send(tenant_group(trigger.tenant_id), "trigger.status", trigger_payload(trigger))
+
+
+def trigger_pods(trigger) -> None:
+    send(tenant_group(trigger.tenant_id), "trigger.pods", pods_payload(trigger))
+
+
+def deployment(deployment, tenant_id: int) -> None:
+    send(tenant_group(tenant_id), "deployment", deployment_payload(deployment))
+
+
+def delivery(delivery, tenant_id: int) -> None:
+    send(tenant_group(tenant_id), "delivery", delivery_payload(delivery))
+
+
+def diag(tenant_id: int | None, payload: dict) -> None:
+    send(OPERATORS if tenant_id is None else tenant_group(tenant_id), "diag", payload)

@@ -1,0 +1,322 @@
+"""The cluster watcher: what Knative and Kubernetes report, written to the database and broadcast.
+
+One thread per stream (Knative Services, Revisions, Pods — selected by the managed-by label — and
+the Events of those pods) lists, then watches from the list's resourceVersion; a `410 Gone` relists,
+an API failure reconnects with backoff. Events land in one queue; `step()` applies them in the
+calling thread and writes a trigger only when something it shows changed.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import queue
+import threading
+import time
+from dataclasses import dataclass
+from typing import Any
+
+import urllib3
+from django.db import transaction
+from django.utils import timezone
+from kubernetes import watch
+from kubernetes.client.exceptions import ApiException
+
+from . import broadcast, kube
+from .models import Deployment, ScaleEvent, Trigger
+from .status import condition, observe_ksvc
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Stream:
+    name: str
+    selector: str
+
+
+STREAMS = (
+    Stream("ksvcs", kube.MANAGED_SELECTOR),
+    Stream("revisions", kube.MANAGED_SELECTOR),
+    Stream("pods", kube.MANAGED_SELECTOR),
+    Stream("events", ""),
+)
+
+
+def pod_summary(pod: dict, last_event: str = "") -> dict:
+    status = pod.get("status") or {}
+    containers = [c for c in status.get("containerStatuses") or [] if c.get("name") == "user-container"] or \
+        status.get("containerStatuses") or []
+    reason = ""
+    for c in containers:
+        state = c.get("state") or {}
+        reason = (state.get("waiting") or state.get("terminated") or {}).get("reason", "") or reason
+    return {
+        "name": pod["metadata"]["name"],
+        "phase": status.get("phase", "Pending"),
+        "ready": condition(pod, "Ready").get("status") == "True",
+        "restarts": sum(c.get("restartCount", 0) for c in status.get("containerStatuses") or []),
+        "reason": reason or last_event,
+    }
+
+
+class Watcher:
+    def __init__(self, cluster: kube.Cluster | None = None, *, watch_timeout: int = 300, max_backoff: float = 30.0):
+        self.cluster = cluster or kube.cluster()
+        self.watch_timeout, self.max_backoff = watch_timeout, max_backoff
+        self.queue: queue.Queue = queue.Queue()
+        self.stopping = threading.Event()
+        self.threads: list[threading.Thread] = []
+        self.watches: dict[str, watch.Watch] = {}
+        self.resource_versions: dict[str, str | None] = {s.name: None for s in STREAMS}
+        self.pods: dict[int, dict[str, dict]] = {}  # trigger id → pod name → summary
+        self.pod_owner: dict[tuple[str, str], int] = {}  # (namespace, pod) → trigger id
+        self.pod_events: dict[tuple[str, str], str] = {}
+        self.revisions: dict[tuple[str, str], dict] = {}  # (namespace, revision) → status
+        self.writes = 0  # trigger rows written (tests check that only real changes are)
+
+    # ------------------------------------------------------------ streams (threads)
+
+    def _list(self, stream: Stream, **kwargs):
+        custom, core = self.cluster.custom, self.cluster.core
+        calls = {
+            "ksvcs": lambda **kw: custom.list_cluster_custom_object(**kube.KSVC, **kw),
+            "revisions": lambda **kw: custom.list_cluster_custom_object(
+                group="serving.knative.dev", version="v1", plural="revisions", **kw),
+            "pods": core.list_pod_for_all_namespaces,
+            "events": core.list_event_for_all_namespaces,
+        }
+        return calls[stream.name]
+
+    def start(self) -> None:
+        for stream in STREAMS:
+            thread = threading.Thread(target=self._run, args=(stream,), name=f"watch-{stream.name}", daemon=True)
+            thread.start()
+            self.threads.append(thread)
+
+    def stop(self) -> None:
+        self.stopping.set()
+        for w in list(self.watches.values()):
+            w.stop()
+        for thread in self.threads:
+            thread.join(5)
+
+    def _run(self, stream: Stream) -> None:
+        backoff = 0.5
+        fn = self._list(stream)
+        selector = {"label_selector": stream.selector} if stream.selector else {}
+        while not self.stopping.is_set():
+            try:
+                if self.resource_versions[stream.name] is None:  # (re)list: the complete current state
+                    raw = json.loads(fn(_preload_content=False, _request_timeout=30, **selector).data)
+                    self.resource_versions[stream.name] = raw["metadata"]["resourceVersion"]
+                    self.queue.put((stream.name, "SYNC", raw["items"]))
+                w = self.watches[stream.name] = watch.Watch()
+                for event in w.stream(fn, resource_version=self.resource_versions[stream.name],
+                                      timeout_seconds=self.watch_timeout, allow_watch_bookmarks=True,
+                                      _request_timeout=self.watch_timeout + 30, **selector):
+                    obj = event["raw_object"]
+                    self.resource_versions[stream.name] = obj.get("metadata", {}).get("resourceVersion") or \
+                        self.resource_versions[stream.name]
+                    if event["type"] != "BOOKMARK":
+                        self.queue.put((stream.name, event["type"], obj))
+                    if self.stopping.is_set():
+                        break
+                backoff = 0.5
+            except ApiException as e:
+                if self.stopping.is_set():
+                    return
+                if e.status == 410:
+                    log.info("watch %s: resourceVersion too old, relisting", stream.name)
+                    self.resource_versions[stream.name] = None
+                    continue
+                log.warning("watch %s: API error %s, retrying in %.1fs", stream.name, e.status, backoff)
+                backoff = self._pause(backoff)
+            except (urllib3.exceptions.HTTPError, OSError, ValueError) as e:
+                if self.stopping.is_set():
+                    return
+                log.warning("watch %s: %s, retrying in %.1fs", stream.name, type(e).__name__, backoff)
+                backoff = self._pause(backoff)
+
+    def _pause(self, backoff: float) -> float:
+        self.stopping.wait(backoff)
+        return min(backoff * 2, self.max_backoff)
+
+    # ------------------------------------------------------------ applying (calling thread)
+
+    def step(self, timeout: float = 1.0) -> int:
+        """Apply every queued change (waiting up to `timeout` for the first). Returns how many."""
+        handled = 0
+        try:
+            item = self.queue.get(timeout=timeout)
+        except queue.Empty:
+            return 0
+        while True:
+            self._apply(*item)
+            handled += 1
+            try:
+                item = self.queue.get_nowait()
+            except queue.Empty:
+                return handled
+
+    def _apply(self, stream: str, kind: str, obj: Any) -> None:
+        handler = getattr(self, f"_on_{stream}")
+        if kind == "SYNC":
+            for item in obj:
+                handler("ADDED", item)
+            return
+        handler(kind, obj)
+
+    @staticmethod
+    def _trigger_of(obj: dict) -> Trigger | None:
+        trigger_id = ((obj.get("metadata") or {}).get("labels") or {}).get(kube.TRIGGER_LABEL, "")
+        if not trigger_id.isdigit():
+            return None
+        return Trigger.objects.select_related("tenant").filter(pk=int(trigger_id)).first()
+
+    def _on_ksvcs(self, kind: str, obj: dict) -> None:
+        trigger = self._trigger_of(obj)
+        if trigger is None:
+            return
+        settled: list[Deployment] = []
+        with transaction.atomic():
+            changed = observe_ksvc(trigger, None if kind == "DELETED" else obj,
+                                   revision_reason=self._revision_reason, settled=settled)
+            if changed:
+                self.writes += 1
+                self._refresh_replicas(trigger)
+                broadcast.trigger_status(trigger)
+            for deployment in settled:
+                broadcast.deployment(deployment, trigger.tenant_id)
+
+    def _revision_reason(self, name: str) -> tuple[str, str]:
+        for (_, revision), status in self.revisions.items():
+            if revision == name:
+                return status.get("ready_reason", ""), status.get("ready_message", "")
+        return "", ""
+
+    def _on_revisions(self, kind: str, obj: dict) -> None:
+        meta = obj["metadata"]
+        key = (meta["namespace"], meta["name"])
+        if kind == "DELETED":
+            self.revisions.pop(key, None)
+            return
+        status = obj.get("status") or {}
+        active, ready = condition(obj, "Active"), condition(obj, "Ready")
+        self.revisions[key] = {
+            "desired": status.get("desiredReplicas"), "actual": status.get("actualReplicas"),
+            "active": active.get("status", ""), "active_reason": active.get("reason", ""),
+            "ready_reason": ready.get("reason", ""), "ready_message": ready.get("message", ""),
+        }
+        trigger = self._trigger_of(obj)
+        if trigger is not None:
+            with transaction.atomic():
+                if self._refresh_replicas(trigger):
+                    broadcast.trigger_status(trigger)
+
+    def _refresh_replicas(self, trigger: Trigger) -> bool:
+        """Copy the serving revision's replicas and Active condition onto the trigger, if they changed."""
+        serving = trigger.latest_ready_revision or trigger.latest_created_revision
+        status = self.revisions.get((trigger.namespace, serving))
+        if status is None:
+            return False
+        values = {"desired_replicas": status["desired"], "actual_replicas": status["actual"],
+                  "active_status": status["active"], "active_reason": status["active_reason"]}
+        if values["active_reason"] == "Queued" and trigger.active_reason != "Queued":
+            values["active_since"] = timezone.now()  # a cold start begins
+        return self._write(trigger, values)
+
+    def _write(self, trigger: Trigger, values: dict) -> bool:
+        changed = {k: v for k, v in values.items() if getattr(trigger, k) != v}
+        if not changed:
+            return False
+        for name, value in changed.items():
+            setattr(trigger, name, value)
+        Trigger.objects.filter(pk=trigger.pk).update(**changed)
+        self.writes += 1
+        return True
+
+    def _on_pods(self, kind: str, obj: dict) -> None:
+        trigger = self._trigger_of(obj)
+        if trigger is None:
+            return
+        meta = obj["metadata"]
+        pods = self.pods.setdefault(trigger.pk, {})
+        if kind == "DELETED":
+            pods.pop(meta["name"], None)
+            self.pod_owner.pop((meta["namespace"], meta["name"]), None)
+        else:
+            self.pod_owner[(meta["namespace"], meta["name"])] = trigger.pk
+            pods[meta["name"]] = pod_summary(obj, self.pod_events.get((meta["namespace"], meta["name"]), ""))
+        self._publish_pods(trigger)
+
+    def _on_events(self, kind: str, obj: dict) -> None:
+        involved = obj.get("involvedObject") or {}
+        key = (involved.get("namespace", ""), involved.get("name", ""))
+        if involved.get("kind") != "Pod" or kind == "DELETED" or key not in self.pod_owner:
+            return
+        self.pod_events[key] = obj.get("reason", "")
+        trigger = Trigger.objects.select_related("tenant").filter(pk=self.pod_owner[key]).first()
+        pod = self.pods.get(self.pod_owner[key], {}).get(key[1])
+        if trigger is None or pod is None or pod["ready"]:
+            return  # a running pod's events (Pulled, Started…) change nothing shown
+        pod["reason"] = pod["reason"] or obj.get("reason", "")
+        self._publish_pods(trigger)
+
+    def _publish_pods(self, trigger: Trigger) -> None:
+        pods = sorted(self.pods.get(trigger.pk, {}).values(), key=lambda p: p["name"])
+        ready = sum(1 for p in pods if p["ready"])
+        before = trigger.ready_pods or 0  # never observed: it had none
+        with transaction.atomic():
+            if not self._write(trigger, {"pods": pods, "ready_pods": ready}):
+                return
+            broadcast.trigger_pods(trigger)
+            if before != ready:
+                self._scale_event(trigger, before, ready, pods)
+                broadcast.trigger_status(trigger)
+
+    def _scale_event(self, trigger: Trigger, before: int, after: int, pods: list[dict]) -> None:
+        cold_ms = None
+        if before == 0 and after > 0:
+            if trigger.active_reason == "Queued" and trigger.active_since:
+                cause = "activation"
+                cold_ms = (timezone.now() - trigger.active_since).total_seconds() * 1000
+            else:
+                cause = "deploy"
+        elif after == 0:
+            failing = [p["reason"] for p in pods if p["reason"] and p["reason"] not in ("Completed",)]
+            cause = f"pods failed ({failing[0]})" if failing else "scaled to zero"
+        else:
+            cause = "scale up" if after > before else "scale down"
+        ScaleEvent.objects.create(trigger=trigger, from_pods=before, to_pods=after, cause=cause, cold_start_ms=cold_ms)
+
+
+def poll_diag() -> None:
+    """Poll Ambassador once; operators get the whole snapshot, each tenant only its own routes."""
+    from . import diag
+
+    before, after = diag.load(), diag.poll_once()
+    if before is not None and not diag.changed(before, after):
+        return
+    broadcast.diag(None, after)
+    hosts: dict[int, set[str]] = {}
+    for tenant_id, address in Trigger.objects.live().exclude(address_url="").values_list("tenant_id", "address_url"):
+        hosts.setdefault(tenant_id, set()).add(address.split("://", 1)[-1].split("/", 1)[0])
+    for tenant_id, tenant_hosts in hosts.items():
+        view = diag.for_hosts(after, tenant_hosts)
+        if before is None or diag.for_hosts(before, tenant_hosts) != view:
+            broadcast.diag(tenant_id, view)
+
+
+def run(watcher: Watcher, *, stop: threading.Event, diag_poll=None, diag_interval: float = 10.0) -> None:
+    """The watch_cluster loop: apply changes as they come; poll Ambassador's diag every interval."""
+    watcher.start()
+    next_diag = 0.0
+    try:
+        while not stop.is_set():
+            watcher.step(timeout=0.5)
+            if diag_poll is not None and time.monotonic() >= next_diag:
+                diag_poll()
+                next_diag = time.monotonic() + diag_interval
+    finally:
+        watcher.stop()

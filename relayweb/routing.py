@@ -1,3 +1,10 @@
-"""Websocket routes (Channels). Consumers arrive with the live-status issue."""
+"""Websocket routes (Channels)."""
 
-websocket_urlpatterns: list = []
+from django.urls import path
+
+from triggers.consumers import OperatorsConsumer, TenantConsumer
+
+websocket_urlpatterns = [
+    path("ws/tenants/<slug:slug>/", TenantConsumer.as_asgi()),
+    path("ws/ops/", OperatorsConsumer.as_asgi()),
+]

@@ -6,6 +6,7 @@ from rest_framework.routers import DefaultRouter
 from relayweb import health
 from tenants import api as tenants_api
 from triggers import api as triggers_api
+from triggers import delivery_api
 
 router = DefaultRouter(trailing_slash=True)
 router.register("tenants", tenants_api.TenantViewSet, basename="tenant")
@@ -19,9 +20,15 @@ router.register(
     triggers_api.DeploymentViewSet,
     basename="deployment",
 )
+router.register(
+    rf"tenants/(?P<tenant_slug>[-a-zA-Z0-9_]+)/triggers/(?P<trigger_name>{triggers_api.NAME_REGEX})/deliveries",
+    delivery_api.DeliveryViewSet,
+    basename="delivery",
+)
 
 urlpatterns = [
     path("admin/", admin.site.urls),
+    path("ops/", include("triggers.diag_urls")),
     path("api/v1/", include(router.urls)),
     path("api/schema/", SpectacularAPIView.as_view(), name="schema"),
     path("api/docs/", SpectacularSwaggerView.as_view(url_name="schema"), name="api-docs"),

@@ -11,7 +11,7 @@ from django.test import Client
 from django.urls import URLPattern, URLResolver, get_resolver
 
 from tenants.models import ApiToken, Membership, Tenant
-from triggers.models import Deployment, Trigger
+from triggers.models import Delivery, Deployment, Trigger
 
 pytestmark = pytest.mark.django_db
 
@@ -34,6 +34,11 @@ TENANT_PAGES = {
     "ui-trigger-suspend": ("post", "/t/acme/triggers/hello/suspend/"),
     "ui-trigger-resume": ("post", "/t/acme/triggers/hello/resume/"),
     "ui-trigger-delete": ("post", "/t/acme/triggers/hello/delete/"),
+    "ui-trigger-rotate-token": ("post", "/t/acme/triggers/hello/rotate-token/"),
+    "ui-delivery-list": ("get", "/t/acme/triggers/hello/deliveries/"),
+    "ui-delivery-detail": ("get", "/t/acme/triggers/hello/deliveries/{delivery}/"),
+    "ui-delivery-replay": ("post", "/t/acme/triggers/hello/deliveries/{delivery}/replay/"),
+    "ui-delivery-replay-failed": ("post", "/t/acme/triggers/hello/deliveries/replay-failed/"),
 }
 USER_PAGES = {
     "tenant-list": ("get", "/"),
@@ -62,6 +67,11 @@ TENANT_API = {
     "trigger-resume": ("post", "/api/v1/tenants/acme/triggers/hello/resume/"),
     "deployment-list": ("get", "/api/v1/tenants/acme/triggers/hello/deployments/"),
     "deployment-detail": ("get", "/api/v1/tenants/acme/triggers/hello/deployments/{deployment}/"),
+    "trigger-rotate-token": ("post", "/api/v1/tenants/acme/triggers/hello/rotate-token/"),
+    "delivery-list": ("get", "/api/v1/tenants/acme/triggers/hello/deliveries/"),
+    "delivery-detail": ("get", "/api/v1/tenants/acme/triggers/hello/deliveries/{delivery}/"),
+    "delivery-replay": ("post", "/api/v1/tenants/acme/triggers/hello/deliveries/{delivery}/replay/"),
+    "delivery-replay-failed": ("post", "/api/v1/tenants/acme/triggers/hello/deliveries/replay-failed/"),
 }
 USER_API = {
     "api-root": ("get", "/api/v1/"),
@@ -69,6 +79,10 @@ USER_API = {
     "apitoken-list": ("get", "/api/v1/tokens/"),
     "apitoken-detail": ("get", "/api/v1/tokens/{alice_token}/"),
     "apitoken-detail:delete": ("delete", "/api/v1/tokens/{alice_token}/"),
+}
+# Operator pages: staff only (anonymous users sign in, everyone else gets 404).
+STAFF_PAGES = {
+    "ops-diag": ("get", "/ops/diag/"),
 }
 # Routes that are public or guarded elsewhere, each with the reason.
 NOT_TENANT_DATA = {
@@ -86,9 +100,12 @@ def ids(alice, tenant_a):
     token = ApiToken.generate(user=alice, name="mine")[0]
     trigger = Trigger.objects.create(tenant=tenant_a, name="hello", image="kubesim/echo")
     deployment = Deployment.objects.create(trigger=trigger, spec_version=1)
+    delivery = Delivery.objects.create(trigger=trigger, mode="sync", method="POST", state="failed")
     return {
         "trigger": trigger.pk,
         "deployment": deployment.pk,
+        "delivery": delivery.pk,
+        "token": trigger.token,
         "bob_membership": Membership.objects.get(tenant=tenant_a, user__username="bob").pk,
         "alice_token": token.pk,
     }
@@ -112,7 +129,8 @@ def _all_route_names(resolver=None, prefix="") -> set[str]:
 
 
 def test_every_route_is_listed():
-    listed = {name.split(":")[0] for table in (TENANT_PAGES, USER_PAGES, TENANT_API, USER_API) for name in table}
+    listed = {name.split(":")[0] for table in (TENANT_PAGES, USER_PAGES, TENANT_API, USER_API, STAFF_PAGES)
+              for name in table}
     unlisted = _all_route_names() - listed - set(NOT_TENANT_DATA)
     assert not unlisted, f"add isolation cases for: {sorted(unlisted)}"
 
@@ -155,6 +173,7 @@ def test_tenant_api_is_404_for_other_tenants(name, ids, api, charlie, tenant_b):
     assert Membership.objects.filter(tenant__slug="acme").count() == 2
     trigger = Trigger.objects.get(pk=ids["trigger"])
     assert (trigger.deleting, trigger.suspended, trigger.deployments.count()) == (False, False, 1)
+    assert (trigger.token, trigger.previous_token, trigger.deliveries.count()) == (ids["token"], "", 1)
     assert Tenant.objects.get(slug="acme").state == Tenant.State.READY
 
 
@@ -180,6 +199,20 @@ def test_lists_never_include_other_tenants(api, charlie, tenant_a, tenant_b):
     client.force_login(charlie)
     page = client.get("/").content
     assert b"Globex" in page and b"Acme" not in page
+
+
+@pytest.mark.parametrize("name", STAFF_PAGES)
+def test_staff_pages_refuse_anonymous_users_and_non_staff(name, ids, alice, charlie, staff):
+    method, path = STAFF_PAGES[name]
+    response = _request(Client(), method, path, ids)
+    assert response.status_code == 302 and response["Location"].startswith("/login/")
+    for user in (alice, charlie):  # a tenant owner is not an operator
+        client = Client()
+        client.force_login(user)
+        assert _request(client, method, path, ids).status_code == 404
+    client = Client()
+    client.force_login(staff)
+    assert _request(client, method, path, ids).status_code == 200
 
 
 def test_admin_is_for_staff_only(alice, staff):

@@ -50,7 +50,8 @@ def test_pods_replicas_and_scale_events_through_a_full_cycle(watcher, live_trigg
     assert requests.post(f"{relay}/hooks/{t.token}", data=b"{}", timeout=30).status_code == 200
     until(watcher, lambda: ScaleEvent.objects.filter(trigger=trigger, cause="activation").exists(),
           message="activation recorded")
-    causes = list(ScaleEvent.objects.filter(trigger=trigger).order_by("at").values_list("from_pods", "to_pods", "cause"))
+    events = ScaleEvent.objects.filter(trigger=trigger).order_by("at")
+    causes = list(events.values_list("from_pods", "to_pods", "cause"))
     assert causes[:3] == [(0, 1, "deploy"), (1, 0, "scaled to zero"), (0, 1, "activation")]
     activation = ScaleEvent.objects.get(trigger=trigger, cause="activation")
     assert activation.cold_start_ms is not None and 0 < activation.cold_start_ms < 10_000
@@ -71,7 +72,8 @@ def test_deployment_settles_through_the_watcher_alone(watcher, live_trigger, clu
 
 def test_writes_happen_only_on_real_changes(watcher, live_trigger, cluster, k8s):
     trigger = live_trigger(min_scale=1)  # never scales to zero: nothing real changes below
-    until(watcher, lambda: fresh(trigger).ready_pods == 1 and fresh(trigger).active_status == "True", message="steady")
+    until(watcher, lambda: fresh(trigger).ready_pods == 1 and fresh(trigger).active_status == "True",
+          message="steady")
     time.sleep(0.5)
     watcher.step(timeout=0.5)
     before = watcher.writes

@@ -18,6 +18,7 @@ from django.db import transaction
 from django.utils import timezone
 from yarl import URL
 
+from . import broadcast
 from .models import Delivery, DeliveryAttempt, Trigger, new_token
 
 log = logging.getLogger(__name__)
@@ -99,6 +100,7 @@ def delivery_deliver(delivery_id) -> str:
         delivery.next_attempt_at = None
     delivery.save(update_fields=["response_status", "response_headers", "response_body", "latency_ms", "error",
                                  "state", "next_attempt_at"])
+    broadcast.delivery(delivery, delivery.trigger.tenant_id)
     return delivery.state
 
 

@@ -13,6 +13,7 @@ import logging
 from asgiref.sync import sync_to_async
 from django.db import IntegrityError, transaction
 
+from . import broadcast
 from .models import Delivery, DeliveryAttempt
 
 log = logging.getLogger(__name__)
@@ -93,6 +94,9 @@ def _write(batch) -> dict[int, Exception]:
         for row, _, _, _ in batch if row.attempts and id(row) not in failures
     ]
     DeliveryAttempt.objects.bulk_create(attempts, ignore_conflicts=True)
+    for row, _, _, _ in batch:
+        if id(row) not in failures and getattr(row, "tenant_id", None):
+            broadcast.delivery(row, row.tenant_id)
     enqueue = [row.pk for row, _, should, _ in batch if should and id(row) not in failures]
     if enqueue:
         from .tasks import delivery_deliver

@@ -18,7 +18,7 @@ from django.utils import timezone
 
 from tenants.models import Tenant
 
-from . import kube
+from . import broadcast, kube
 from .models import Deployment, Trigger
 from .status import condition, observe_ksvc
 
@@ -64,6 +64,8 @@ def _apply(deployment: Deployment) -> str:
         deployment.status, deployment.message = Deployment.Status.WAITING, ""
         deployment.save(update_fields=["generation", "manifest", "applied_at", "status", "message"])
         observe_ksvc(trigger, live)
+        broadcast.deployment(deployment, trigger.tenant_id)
+        broadcast.trigger_status(trigger)
         transaction.on_commit(schedule_poll)
     return deployment.status
 
@@ -132,8 +134,13 @@ def deployments_poll() -> int:
     live = {(o["metadata"]["namespace"], o["metadata"]["name"]): o for o in items or []}
     for namespace, deployments in by_namespace.items() if items is not None else ():
         for trigger in {d.trigger_id: d.trigger for d in deployments}.values():
-            observe_ksvc(trigger, live.get((namespace, trigger.name)),
-                         revision_reason=_revision_reason(cluster, namespace))
+            settled: list[Deployment] = []
+            changed = observe_ksvc(trigger, live.get((namespace, trigger.name)),
+                                   revision_reason=_revision_reason(cluster, namespace), settled=settled)
+            for deployment in settled:
+                broadcast.deployment(deployment, trigger.tenant_id)
+            if changed or settled:
+                broadcast.trigger_status(trigger)
     _time_out_waiting()
     return Deployment.objects.filter(status=Deployment.Status.WAITING).count()
 

@@ -37,6 +37,7 @@ JSON = [(b"content-type", b"application/json")]
 @dataclass(frozen=True)
 class Route:
     trigger_id: int
+    tenant_id: int
     label: str  # "<tenant>/<trigger>"
     mode: str
     suspended: bool
@@ -59,7 +60,8 @@ class Route:
         verifier = signatures.verifier_for(trigger.verification, secret, header=trigger.hmac_header,
                                            encoding=trigger.hmac_encoding, prefix=trigger.hmac_prefix)
         host = (URL(trigger.address_url).host or "") if trigger.address_url else ""
-        return cls(trigger_id=trigger.pk, label=f"{trigger.tenant.slug}/{trigger.name}", mode=trigger.mode,
+        return cls(trigger_id=trigger.pk, tenant_id=trigger.tenant_id, label=f"{trigger.tenant.slug}/{trigger.name}",
+                   mode=trigger.mode,
                    suspended=trigger.suspended, host=host, servable=bool(host and trigger.latest_ready_revision),
                    timeout=settings.RELAY_ACTIVATION_TIMEOUT + trigger.timeout_seconds, verifier=verifier,
                    dedupe_header=trigger.dedupe_header.lower(), ready_pods=getattr(trigger, "ready_pods", None),
@@ -172,6 +174,7 @@ class Ingress:
             headers=[list(h) for h in signatures.redact(headers, route.verifier)],
             cold_start=route.ready_pods == 0,
         )
+        request.tenant_id = route.tenant_id  # for the live "delivery" event
         verification = route.verifier.verify(lookup, body)
         if not verification.ok:
             request.state, request.verification, request.verification_error = "rejected", "failed", verification.reason

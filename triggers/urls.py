@@ -7,7 +7,7 @@ The create page lives at `triggers/-/new/`: "-" cannot start a trigger name, so 
 
 from django.urls import path
 
-from . import views
+from . import delivery_views, views
 
 prefix = "t/<slug:slug>/triggers/"
 one = prefix + "<slug:name>/"
@@ -22,4 +22,9 @@ urlpatterns = [
     path(one + "suspend/", views.trigger_suspend, name="ui-trigger-suspend"),
     path(one + "resume/", views.trigger_resume, name="ui-trigger-resume"),
     path(one + "delete/", views.trigger_delete, name="ui-trigger-delete"),
+    path(one + "rotate-token/", delivery_views.trigger_rotate_token, name="ui-trigger-rotate-token"),
+    path(one + "deliveries/", delivery_views.delivery_list, name="ui-delivery-list"),
+    path(one + "deliveries/replay-failed/", delivery_views.delivery_replay_failed, name="ui-delivery-replay-failed"),
+    path(one + "deliveries/<uuid:delivery_id>/", delivery_views.delivery_detail, name="ui-delivery-detail"),
+    path(one + "deliveries/<uuid:delivery_id>/replay/", delivery_views.delivery_replay, name="ui-delivery-replay"),
 ]

@@ -13,6 +13,7 @@ from tenants.decorators import tenant_view
 from tenants.permissions import Action, allows
 
 from . import services
+from .delivery_views import webhook_info
 from .forms import TriggerForm, secret_rows
 from .models import Deployment, Trigger
 
@@ -83,7 +84,7 @@ def trigger_create(request, tenant):
     if request.method == "POST" and form.is_valid():
         try:
             trigger = services.trigger_create(
-                tenant=tenant, user=request.user, name=form.cleaned_data["name"], **form.spec())
+                tenant=tenant, user=request.user, name=form.cleaned_data["name"], **form.spec(), **form.edge())
         except ValidationError as e:
             _add_errors(form, e)
         else:
@@ -107,7 +108,8 @@ def trigger_edit(request, tenant, name):
     form = TriggerForm(request.POST or None, trigger=trigger)
     if request.method == "POST" and form.is_valid():
         try:
-            services.trigger_update(trigger=trigger, secret_values=form.secret_values(), **form.spec())
+            services.trigger_update(trigger=trigger, secret_values=form.secret_values(), **form.spec(),
+                                    **form.edge())
         except ValidationError as e:
             _add_errors(form, e)
         else:
@@ -125,6 +127,7 @@ def trigger_detail(request, tenant, name):
     describe(trigger, deployments[0] if deployments else None)
     return render(request, "triggers/detail.html", {
         "tenant": tenant, "trigger": trigger, "deployments": deployments, "secrets": secret_rows(trigger),
+        "webhook": webhook_info(trigger),
         "can_change": allows(request.role, Action.CHANGE) and not trigger.deleting,
     })
 

@@ -1,0 +1,94 @@
+"""Websockets over the real Redis channel layer: who may connect, snapshot, deltas, tenant isolation."""
+
+import asyncio
+
+import pytest
+from asgiref.sync import sync_to_async
+from channels.testing import WebsocketCommunicator
+from django.contrib.auth import SESSION_KEY
+from django.contrib.sessions.backends.db import SessionStore
+
+from relayweb.asgi import application
+from triggers import broadcast
+from triggers.models import Trigger
+
+pytestmark = pytest.mark.django_db(transaction=True)
+ORIGIN = (b"origin", b"http://localhost")
+
+
+def session_cookie(user) -> tuple[bytes, bytes]:
+    session = SessionStore()
+    session[SESSION_KEY] = str(user.pk)
+    session["_auth_user_backend"] = "django.contrib.auth.backends.ModelBackend"
+    session["_auth_user_hash"] = user.get_session_auth_hash()
+    session.save()
+    return b"cookie", f"sessionid={session.session_key}".encode()
+
+
+async def connect(path, user=None, origin=ORIGIN):
+    headers = [origin, (b"host", b"localhost")]
+    if user is not None:
+        headers.append(await sync_to_async(session_cookie)(user))
+    communicator = WebsocketCommunicator(application, path, headers=headers)
+    connected, _ = await communicator.connect(timeout=5)
+    return communicator, connected
+
+
+async def test_anonymous_non_member_and_foreign_origin_are_refused(alice, charlie, tenant_a, tenant_b):
+    for user, origin in [(None, ORIGIN), (charlie, ORIGIN), (alice, (b"origin", b"https://evil.example"))]:
+        communicator, connected = await connect("/ws/tenants/acme/", user, origin)
+        assert connected is False, (user, origin)
+        await communicator.disconnect()
+    communicator, connected = await connect("/ws/ops/", alice)
+    assert connected is False
+
+
+async def test_member_gets_a_snapshot_then_deltas_and_other_tenants_nothing(alice, bob, charlie, tenant_a, tenant_b):
+    trigger = await sync_to_async(Trigger.objects.create)(tenant=tenant_a, name="hello", image="kubesim/echo")
+    viewer, connected = await connect("/ws/tenants/acme/", bob)
+    assert connected
+    snapshot = await viewer.receive_json_from(timeout=5)
+    assert snapshot["type"] == "snapshot"
+    assert [t["name"] for t in snapshot["payload"]["triggers"]] == ["hello"]
+    assert snapshot["payload"]["triggers"][0]["badge_text"] == "Not deployed"
+    other, connected = await connect("/ws/tenants/globex/", charlie)
+    assert connected
+    assert (await other.receive_json_from(timeout=5))["payload"]["triggers"] == []
+
+    trigger.ready_pods = 2
+    await sync_to_async(broadcast.trigger_pods)(trigger)
+    await sync_to_async(broadcast.diag)(tenant_a.pk, {"routes": [{"host": "hello.relay-acme.svc.cluster.local"}]})
+    delta = await viewer.receive_json_from(timeout=2)
+    assert delta == {"type": "trigger.pods", "payload": {"id": trigger.pk, "name": "hello", "ready_pods": 2,
+                                                           "pods": []}}
+    assert (await viewer.receive_json_from(timeout=2))["type"] == "diag"
+    assert await other.receive_nothing(timeout=0.5)
+    for communicator in (viewer, other):
+        await communicator.disconnect()
+
+
+async def test_operators_socket_is_for_staff(staff):
+    communicator, connected = await connect("/ws/ops/", staff)
+    assert connected
+    assert (await communicator.receive_json_from(timeout=5))["type"] == "snapshot"
+    await communicator.disconnect()
+
+
+async def test_events_are_sent_only_after_commit(alice, tenant_a):
+    from django.db import transaction
+
+    viewer, _ = await connect("/ws/tenants/acme/", alice)
+    await viewer.receive_json_from(timeout=5)
+    trigger = await sync_to_async(Trigger.objects.create)(tenant=tenant_a, name="late", image="kubesim/echo")
+
+    def rolled_back():
+        with transaction.atomic():
+            broadcast.trigger_status(trigger)
+            transaction.set_rollback(True)
+
+    await sync_to_async(rolled_back)()
+    assert await viewer.receive_nothing(timeout=0.5)
+    await sync_to_async(broadcast.trigger_status)(trigger)
+    assert (await viewer.receive_json_from(timeout=2))["type"] == "trigger.status"
+    await viewer.disconnect()
+    await asyncio.sleep(0)

@@ -1,0 +1,9 @@
+"""Operator (staff) pages, mounted under /ops/."""
+
+from django.urls import path
+
+from . import diag_views
+
+urlpatterns = [
+    path("diag/", diag_views.ops_diag, name="ops-diag"),
+]

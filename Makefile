@@ -6,7 +6,7 @@ PORT   ?= 8000
 export RELAY_PORT := $(PORT)
 
 # Embedded defaults, each replaced by the real thing when its variable is set.
-PROCESSES := web worker beat $(if $(REDIS_URL),,redis) $(if $(RELAY_KUBECONFIG)$(KUBECONFIG),,kubesim)
+PROCESSES := web worker beat watcher $(if $(REDIS_URL),,redis) $(if $(RELAY_KUBECONFIG)$(KUBECONFIG),,kubesim)
 ifeq ($(RELAY_KUBECONFIG)$(KUBECONFIG),)
 export RELAY_KUBECONFIG := $(CURDIR)/var/kubeconfig
 endif

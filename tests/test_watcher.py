@@ -13,7 +13,7 @@ from kubesim.config import SimConfig
 from kubesim.sim import SimulatorThread
 from tests.cluster import FAST, REPO, wait_for
 from triggers import kube
-from triggers.models import Deployment, ScaleEvent, Trigger
+from triggers.models import Delivery, Deployment, ScaleEvent, Trigger
 from triggers.watcher import Watcher
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -55,6 +55,8 @@ def test_pods_replicas_and_scale_events_through_a_full_cycle(watcher, live_trigg
     assert causes[:3] == [(0, 1, "deploy"), (1, 0, "scaled to zero"), (0, 1, "activation")]
     activation = ScaleEvent.objects.get(trigger=trigger, cause="activation")
     assert activation.cold_start_ms is not None and 0 < activation.cold_start_ms < 10_000
+    delivery = wait_for(lambda: Delivery.objects.filter(trigger=trigger).first(), message="delivery recorded")
+    assert delivery.cold_start is True  # the trigger had no ready pod when the webhook arrived
 
 
 def test_deployment_settles_through_the_watcher_alone(watcher, live_trigger, cluster):

@@ -19,11 +19,10 @@ from django.utils import timezone
 from yarl import URL
 
 from . import broadcast
+from .ingress import HOP_BY_HOP
 from .models import Delivery, DeliveryAttempt, Trigger, new_token
 
 log = logging.getLogger(__name__)
-HOP_BY_HOP = {"connection", "keep-alive", "proxy-authenticate", "proxy-authorization", "te", "trailer",
-              "transfer-encoding", "upgrade", "host", "content-length"}
 RETRYABLE = {408, 425, 429, 500, 502, 503, 504}
 _pool = urllib3.PoolManager(num_pools=4, maxsize=16, retries=False)
 

@@ -7,15 +7,19 @@ from django.contrib import messages
 from django.core.exceptions import ValidationError
 from django.db.models import OuterRef, Subquery
 from django.shortcuts import get_object_or_404, redirect, render
+from django.utils import timezone
 from django.views.decorators.http import require_POST
 
 from tenants.decorators import tenant_view
 from tenants.permissions import Action, allows
 
-from . import services
+from . import charts, diag, services
 from .delivery_views import webhook_info
 from .forms import TriggerForm, secret_rows
 from .models import Deployment, Trigger
+
+RECENT_DELIVERIES = 10
+CHART_ROWS = 5000
 
 
 def _trigger(tenant, name: str) -> Trigger:
@@ -129,7 +133,22 @@ def trigger_detail(request, tenant, name):
         "tenant": tenant, "trigger": trigger, "deployments": deployments, "secrets": secret_rows(trigger),
         "webhook": webhook_info(trigger),
         "can_change": allows(request.role, Action.CHANGE) and not trigger.deleting,
+        **live_context(trigger),
     })
+
+
+def live_context(trigger: Trigger) -> dict:
+    """What the live trigger page draws first: scale timeline, recent deliveries, last-hour charts, diag."""
+    now = timezone.now()
+    rows = trigger.deliveries.filter(received_at__gte=charts.window_start(now)).order_by("-received_at")
+    rows = list(rows.values_list("pk", "received_at", "latency_ms", "cold_start")[:CHART_ROWS])
+    return {
+        "scale_events": list(trigger.scale_events.all()[:30]),
+        "recent_deliveries": list(trigger.deliveries.defer("body", "response_body")[:RECENT_DELIVERIES]),
+        "chart": charts.last_hour(rows[::-1], now),
+        "diag": diag.trigger_diag(trigger),
+        "live_hosts": sorted(diag.trigger_hosts(trigger)),
+    }
 
 
 @require_POST

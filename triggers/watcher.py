@@ -190,9 +190,17 @@ class Watcher:
                 broadcast.deployment(deployment, trigger.tenant_id)
 
     def _revision_reason(self, name: str) -> tuple[str, str]:
-        for (_, revision), status in self.revisions.items():
+        """A failed revision's own reason (ExitCode1, ContainerMissing…): from its last event if that
+        already says it failed, else asked of the API (failures only, so this is rare)."""
+        for (namespace, revision), status in self.revisions.items():
             if revision == name:
-                return status.get("ready_reason", ""), status.get("ready_message", "")
+                if status.get("ready") == "False":
+                    return status.get("ready_reason", ""), status.get("ready_message", "")
+                try:
+                    ready = condition(self.cluster.get_revision(namespace, name), "Ready")
+                except kube.KubeError:
+                    return "", ""
+                return ready.get("reason", ""), ready.get("message", "")
         return "", ""
 
     def _on_revisions(self, kind: str, obj: dict) -> None:
@@ -206,7 +214,8 @@ class Watcher:
         self.revisions[key] = {
             "desired": status.get("desiredReplicas"), "actual": status.get("actualReplicas"),
             "active": active.get("status", ""), "active_reason": active.get("reason", ""),
-            "ready_reason": ready.get("reason", ""), "ready_message": ready.get("message", ""),
+            "ready": ready.get("status", ""), "ready_reason": ready.get("reason", ""),
+            "ready_message": ready.get("message", ""),
         }
         trigger = self._trigger_of(obj)
         if trigger is not None:

@@ -80,6 +80,18 @@ def tenant_delete(request, tenant):
     return redirect("tenant-list")
 
 
+@require_POST
+@tenant_view(Action.MANAGE)
+def tenant_provision(request, tenant):
+    try:
+        services.tenant_provision_retry(tenant=tenant)
+    except ValidationError as e:
+        messages.error(request, " ".join(e.messages))
+    else:
+        messages.success(request, f"Provisioning namespace {tenant.namespace} again.")
+    return redirect("tenant-detail", slug=tenant.slug)
+
+
 @tenant_view(Action.VIEW)
 def member_list(request, tenant):
     form = MemberAddForm(request.POST or None)

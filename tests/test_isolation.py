@@ -20,6 +20,7 @@ TENANT_PAGES = {
     "tenant-detail": ("get", "/t/acme/"),
     "tenant-settings": ("get", "/t/acme/settings/"),
     "tenant-delete": ("post", "/t/acme/delete/"),
+    "tenant-provision-retry": ("post", "/t/acme/provision/"),
     "member-list": ("get", "/t/acme/members/"),
     "member-role": ("post", "/t/acme/members/{bob_membership}/role/"),
     "member-remove": ("post", "/t/acme/members/{bob_membership}/remove/"),

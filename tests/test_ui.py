@@ -153,3 +153,16 @@ def test_static_assets_are_served(alice):
     response = Client().get("/static/css/relayweb.css")
     assert response.status_code == 200
     assert b"--accent" in b"".join(response.streaming_content)
+
+
+def test_a_failed_tenant_can_retry_provisioning_from_its_page(alice, bob, tenant_a):
+    Tenant.objects.filter(pk=tenant_a.pk).update(state=Tenant.State.FAILED, message="Provisioning failed: 403")
+    page = signed_in(alice).get("/t/acme/").content.decode()
+    assert "Provisioning failed: 403" in page and "Retry provisioning" in page
+    assert "Retry provisioning" not in signed_in(bob).get("/t/acme/").content.decode()
+    assert signed_in(bob).post("/t/acme/provision/").status_code == 403
+    response = signed_in(alice).post("/t/acme/provision/", follow=True)
+    assert "Provisioning namespace relay-acme again" in response.content.decode()
+    assert Tenant.objects.get(pk=tenant_a.pk).state == Tenant.State.PROVISIONING
+    response = signed_in(alice).post("/t/acme/provision/", follow=True)
+    assert "only a failed tenant can be retried" in response.content.decode()

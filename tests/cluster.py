@@ -205,3 +205,16 @@ def live_trigger(cluster, tenant_a, k8s):
     k8s.core.delete_namespace(tenant_a.namespace)
     wait_for(lambda: tenant_a.namespace not in {n.metadata.name for n in k8s.core.list_namespace().items},
              message="namespace gone")
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _release_test_database(django_db_setup, django_db_blocker):
+    """Threads of the in-process servers keep database connections; end them so the test DB can be dropped."""
+    yield
+    with django_db_blocker.unblock():
+        from django.db import connection
+
+        if connection.vendor == "postgresql":
+            with connection.cursor() as cursor:
+                cursor.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                               "WHERE datname = current_database() AND pid <> pg_backend_pid()")

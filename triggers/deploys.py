@@ -92,7 +92,7 @@ def schedule_poll(*, again: bool = False) -> None:
     client = redis.Redis.from_url(settings.REDIS_URL)
     if not client.set(POLL_KEY, "1", nx=not again, px=key_ttl_ms):
         return
-    deployments_poll.apply_async(countdown=interval)
+    deployments_poll.apply_async(countdown=interval, priority=0)
 
 
 def release_poll() -> None:

@@ -1,0 +1,269 @@
+// Live tenant pages: one websocket per page (ws/tenants/<slug>/), no polling while connected.
+// The server sends a snapshot on connect, then one message per change (triggers/broadcast.py):
+// trigger.status, trigger.pods, deployment, delivery, diag. Lost connection → reconnect with
+// exponential backoff (0.5 s doubling to 15 s, with jitter); the next snapshot refreshes everything.
+(() => {
+  "use strict";
+  const indicator = document.getElementById("live-indicator");
+  if (!indicator || !("WebSocket" in window)) return;
+
+  const slug = indicator.dataset.liveTenant;
+  const root = document.getElementById("live-trigger"); // only on a trigger page
+  const triggerId = root ? Number(root.dataset.triggerId) : null;
+  const MIN_DELAY = 500, MAX_DELAY = 15000, RECENT = 10, MINUTES = 60;
+  const STATUS_LABELS = { pending: "Pending", applying: "Applying", waiting: "Waiting for Knative", ready: "Ready",
+    failed: "Failed", error: "Error", superseded: "Superseded" };
+  const live = window.relayLive = { state: "connecting", connects: 0, events: [] };
+  let socket = null, retryTimer = null, backoff = MIN_DELAY;
+  const readyPods = new Map();
+
+  // ------------------------------------------------------------------ helpers
+  const el = (tag, attrs = {}, text) => {
+    const node = document.createElement(tag);
+    for (const [k, v] of Object.entries(attrs)) node.setAttribute(k, v);
+    if (text !== undefined) node.textContent = text;
+    return node;
+  };
+  const svgEl = (tag, attrs) => {
+    const node = document.createElementNS("http://www.w3.org/2000/svg", tag);
+    for (const [k, v] of Object.entries(attrs)) node.setAttribute(k, v);
+    return node;
+  };
+  const setText = (node, text) => { if (node.textContent !== text) node.textContent = text; };
+  const hhmmss = (iso) => { const d = new Date(iso); return isNaN(d) ? iso : d.toISOString().slice(11, 19); };
+
+  function setState(name, text) {
+    live.state = name;
+    indicator.dataset.state = name;
+    setText(indicator.querySelector(".live-text"), text);
+  }
+
+  // ------------------------------------------------------------------ badges and pod counts
+  function applyTrigger(p) {
+    document.querySelectorAll(`[data-trigger-badge="${p.id}"]`).forEach((badge) => {
+      badge.className = `badge live-badge live-${p.badge}`;
+      badge.dataset.badge = p.badge;
+      setText(badge, p.badge_text);
+    });
+    applyPodCount(p.id, p.ready_pods);
+    if (p.id === triggerId && p.last_deployment) applyDeployment(p.last_deployment);
+  }
+
+  function applyPodCount(id, count) {
+    document.querySelectorAll(`[data-trigger-pods="${id}"]`).forEach((n) => setText(n, count == null ? "—" : String(count)));
+    const before = readyPods.get(id);
+    readyPods.set(id, count);
+    if (id === triggerId && before !== undefined && before !== count) refresh(["scale-timeline"]);
+  }
+
+  // ------------------------------------------------------------------ trigger page
+  function renderPods(pods) {
+    const body = document.getElementById("pods-body");
+    if (!body) return;
+    const rows = pods.map((p) => {
+      const tr = el("tr", { "data-pod": p.name });
+      const name = el("td"); name.append(el("code", {}, p.name));
+      tr.append(name, el("td", {}, p.phase || ""), el("td", {}, p.ready ? "yes" : "no"),
+        el("td", {}, String(p.restarts ?? 0)), el("td", {}, p.reason || "—"));
+      return tr;
+    });
+    if (!rows.length) {
+      const tr = el("tr", { class: "empty-row" });
+      tr.append(el("td", { colspan: "5", class: "muted" }, "No pods."));
+      rows.push(tr);
+    }
+    body.replaceChildren(...rows);
+  }
+
+  function applyDeployment(d) {
+    const card = document.getElementById("deployment-progress");
+    if (!card || d.trigger_id !== triggerId) return;
+    const known = Number(card.dataset.deploymentId || 0);
+    if (d.id < known) return; // an older deployment settling late
+    const status = document.getElementById("deployment-status");
+    if (d.id !== known || !status || !status.dataset.status) {
+      refresh(["deployment-progress", "deployment-history"]);
+      return;
+    }
+    status.className = `badge status-${d.status}`;
+    status.dataset.status = d.status;
+    setText(status, STATUS_LABELS[d.status] || d.status);
+    const steps = document.getElementById("deployment-steps");
+    if (steps) steps.dataset.status = d.status;
+    const detail = document.getElementById("deployment-detail");
+    if (detail) {
+      detail.replaceChildren();
+      if (d.reason) detail.append(el("code", {}, d.reason), " ");
+      if (d.message) detail.append(d.message);
+      if (d.revision) detail.append(" ", el("small", { class: "muted" }, `revision ${d.revision}`));
+    }
+    if (!["pending", "applying", "waiting"].includes(d.status)) refresh(["deployment-history"]);
+  }
+
+  function applyDelivery(d) {
+    if (d.trigger_id !== triggerId) return;
+    const table = document.getElementById("recent-deliveries");
+    if (table) {
+      const body = table.tBodies[0];
+      const url = root.dataset.deliveryUrl.replace("00000000-0000-0000-0000-000000000000", d.id);
+      const tr = el("tr", { "data-delivery": d.id });
+      const when = el("td"); when.append(el("a", { href: url }, hhmmss(d.received_at)));
+      const req = el("td"); req.append(el("code", {}, `${d.method} ${(d.path || "").slice(0, 40)}`));
+      const state = el("td");
+      state.append(el("span", { class: `badge state-${d.state}` }, d.state.charAt(0).toUpperCase() + d.state.slice(1)));
+      if (d.status) state.append(" ", el("small", {}, String(d.status)));
+      const start = el("td");
+      start.append(d.cold_start ? el("span", { class: "badge state-deploying" }, "cold") : el("span", { class: "muted" }, "warm"));
+      tr.append(when, req, state, el("td", {}, d.latency_ms == null ? "—" : `${Math.round(d.latency_ms)} ms`), start);
+      const existing = body.querySelector(`tr[data-delivery="${d.id}"]`);
+      if (existing) existing.replaceWith(tr);
+      else {
+        body.querySelectorAll("tr.empty-row").forEach((r) => r.remove());
+        body.prepend(tr);
+        while (body.rows.length > RECENT) body.lastElementChild.remove();
+      }
+    }
+    if (chart) {
+      chart.rows.set(d.id, { at: d.received_at, ms: d.latency_ms, cold: d.cold_start });
+      drawCharts();
+    }
+  }
+
+  // ------------------------------------------------------------------ charts (same formulas as triggers/charts.py)
+  let chart = null;
+  function loadChart() {
+    const script = document.getElementById("chart-data");
+    if (!script) { chart = null; return; }
+    const data = JSON.parse(script.textContent);
+    chart = { width: data.width, height: data.height, rows: new Map(data.rows.map((r) => [r.id, r])) };
+  }
+  const axisTop = (value) => {
+    for (let step = 1; ; step *= 10) for (const m of [1, 2, 5]) if (value <= step * m) return step * m;
+  };
+
+  function drawCharts() {
+    const bars = document.querySelector("#chart-deliveries g.bars");
+    const latency = document.getElementById("chart-latency");
+    if (!chart || !bars || !latency) return;
+    const { width: W, height: H } = chart;
+    const now = new Date();
+    const start = new Date(now); start.setUTCSeconds(0, 0);
+    const t0 = start.getTime() - (MINUTES - 1) * 60000, span = MINUTES * 60000;
+    const rows = [...chart.rows.values()].map((r) => ({ ...r, t: new Date(r.at).getTime() - t0 }))
+      .filter((r) => r.t >= 0 && r.t < span);
+    const counts = new Array(MINUTES).fill(0);
+    rows.forEach((r) => { counts[Math.floor(r.t / 60000)] += 1; });
+    const top = axisTop(Math.max(0, ...counts)), w = W / MINUTES;
+    bars.replaceChildren(...counts.flatMap((c, i) => {
+      if (!c) return [];
+      const rect = svgEl("rect", { x: (i * w).toFixed(2), y: (H - c / top * H).toFixed(2), width: (w - 1).toFixed(2),
+        height: (c / top * H).toFixed(2) });
+      rect.append(svgEl("title", {})); rect.firstChild.textContent = String(c);
+      return [rect];
+    }));
+    const timed = rows.filter((r) => r.ms != null);
+    const ltop = axisTop(Math.max(0, ...timed.map((r) => r.ms)));
+    for (const kind of ["warm", "cold"]) {
+      const group = latency.querySelector(`g.${kind}`);
+      group.replaceChildren(...timed.filter((r) => !!r.cold === (kind === "cold")).map((r) => {
+        const c = svgEl("circle", { cx: (r.t / span * W).toFixed(2), cy: (H - Math.min(r.ms, ltop) / ltop * H).toFixed(2), r: "3" });
+        c.append(svgEl("title", {})); c.firstChild.textContent = `${Math.round(r.ms)} ms${kind === "cold" ? " (cold)" : ""}`;
+        return c;
+      }));
+    }
+    const label = (name, text) => document.querySelectorAll(`[data-chart="${name}"]`).forEach((n) => setText(n, text));
+    label("deliveries-top", String(top));
+    label("deliveries-total", String(counts.reduce((a, b) => a + b, 0)));
+    label("latency-top", String(ltop));
+  }
+
+  // ------------------------------------------------------------------ fragments re-read from the server
+  // After a reconnect (events may have been missed) and for parts the events do not carry
+  // (scale timeline, Ambassador route), the page is fetched once and those blocks replaced.
+  const pending = new Set();
+  let refreshTimer = null;
+  function refresh(ids) {
+    if (!root) return;
+    ids.forEach((id) => pending.add(id));
+    clearTimeout(refreshTimer);
+    refreshTimer = setTimeout(doRefresh, 150);
+  }
+  async function doRefresh() {
+    const ids = [...pending];
+    pending.clear();
+    let html;
+    try {
+      const response = await fetch(location.href, { credentials: "same-origin", headers: { Accept: "text/html" } });
+      if (!response.ok) return;
+      html = await response.text();
+    } catch (e) { return; }
+    const doc = new DOMParser().parseFromString(html, "text/html");
+    for (const id of ids) {
+      const fresh = doc.getElementById(id), old = document.getElementById(id);
+      if (fresh && old) old.replaceWith(document.importNode(fresh, true));
+    }
+    if (ids.includes("charts")) { loadChart(); drawCharts(); }
+  }
+
+  // ------------------------------------------------------------------ the socket
+  function handle(message) {
+    const { type, payload } = message;
+    live.events.push({ type, id: payload && (payload.id ?? null), trigger: payload && (payload.trigger_id ?? payload.id ?? null) });
+    if (live.events.length > 200) live.events.shift();
+    if (type === "snapshot") {
+      (payload.triggers || []).forEach(applyTrigger);
+      if (live.connects > 1) {
+        refresh(["pods-body", "deployment-progress", "deployment-history", "charts", "recent-deliveries",
+          "scale-timeline", "trigger-diag"]);
+      }
+    } else if (type === "trigger.status") applyTrigger(payload);
+    else if (type === "trigger.pods") {
+      if (payload.id === triggerId) renderPods(payload.pods || []);
+      applyPodCount(payload.id, payload.ready_pods);
+    } else if (type === "deployment") applyDeployment(payload);
+    else if (type === "delivery") applyDelivery(payload);
+    else if (type === "diag") refresh(["trigger-diag"]);
+  }
+
+  function connect() {
+    retryTimer = null;
+    setState(live.connects ? "reconnecting" : "connecting", live.connects ? "Reconnecting…" : "Connecting…");
+    const scheme = location.protocol === "https:" ? "wss:" : "ws:";
+    const ws = socket = live.socket = new WebSocket(`${scheme}//${location.host}/ws/tenants/${encodeURIComponent(slug)}/`);
+    ws.onmessage = (event) => {
+      let message;
+      try { message = JSON.parse(event.data); } catch (e) { return; }
+      if (message.type === "snapshot") {
+        live.connects += 1;
+        backoff = MIN_DELAY;
+        setState("live", "Live");
+      }
+      handle(message);
+    };
+    ws.onclose = () => {
+      if (socket !== ws) return;
+      socket = null;
+      schedule();
+    };
+  }
+
+  function schedule() {
+    const delay = backoff / 2 + Math.random() * backoff / 2; // jitter: spread reconnects of many pages
+    backoff = Math.min(backoff * 2, MAX_DELAY);
+    setState("reconnecting", `Reconnecting in ${Math.max(1, Math.round(delay / 1000))} s…`);
+    retryTimer = setTimeout(connect, delay);
+  }
+
+  window.addEventListener("online", () => {
+    if (retryTimer) { clearTimeout(retryTimer); connect(); }
+  });
+  window.addEventListener("pagehide", () => { if (socket) { const ws = socket; socket = null; ws.close(); } });
+  window.addEventListener("pageshow", (event) => { if (event.persisted && !socket && !retryTimer) connect(); });
+
+  loadChart();
+  document.querySelectorAll("[data-trigger-pods]").forEach((n) => {
+    const id = Number(n.dataset.triggerPods);
+    if (!readyPods.has(id)) readyPods.set(id, n.textContent === "—" ? null : Number(n.textContent));
+  });
+  connect();
+})();

@@ -1,0 +1,180 @@
+"""The live pages as the server renders them: badges and pod counts with their live hooks, pods table,
+scale timeline with cold-start durations, last-hour charts (triggers/charts.py), Ambassador block, access.
+
+What changes afterwards in the browser is tested with Chromium in tests/e2e/test_browser_live.py.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from datetime import UTC, datetime, timedelta
+from html import unescape
+
+import pytest
+from django.test import Client
+from django.utils import timezone
+
+from tests.test_diag_views import good_state, store  # noqa: F401 (fixture)
+from triggers import charts
+from triggers.models import Delivery, Deployment, ScaleEvent, Trigger
+
+pytestmark = pytest.mark.django_db
+
+DETAIL, LIST, OVERVIEW = "/t/acme/triggers/hello/", "/t/acme/triggers/", "/t/acme/"
+NOW = datetime(2026, 1, 2, 12, 30, 20, tzinfo=UTC)
+
+
+def signed_in(user) -> Client:
+    client = Client()
+    client.force_login(user)
+    return client
+
+
+def get(user, url: str) -> str:
+    response = signed_in(user).get(url)
+    assert response.status_code == 200
+    return unescape(response.content.decode())
+
+
+@pytest.fixture
+def hello(tenant_a, alice):
+    """A deployed trigger with one ready pod."""
+    trigger = Trigger.objects.create(
+        tenant=tenant_a, name="hello", image="kubesim/echo", spec_version=1, ready_status="True", generation=1,
+        observed_generation=1, latest_ready_revision="hello-00001", latest_created_revision="hello-00001",
+        address_url="http://hello.relay-acme.svc.cluster.local", url="http://hello.relay-acme.example.com",
+        ready_pods=1, desired_replicas=1, actual_replicas=1, active_status="True",
+        pods=[{"name": "hello-00001-deployment-abc", "phase": "Running", "ready": True, "restarts": 2,
+               "reason": ""},
+              {"name": "hello-00001-deployment-def", "phase": "Pending", "ready": False, "restarts": 0,
+               "reason": "ImagePullBackOff"}])
+    Deployment.objects.create(trigger=trigger, spec_version=1, status="ready", revision="hello-00001")
+    return trigger
+
+
+# ------------------------------------------------------------------------------- charts (pure)
+def test_deliveries_per_minute_counts_the_last_hour_only():
+    start = charts.window_start(NOW)
+    assert start == datetime(2026, 1, 2, 11, 31, tzinfo=UTC)
+    times = [NOW, NOW - timedelta(seconds=5), start, start - timedelta(seconds=1), NOW + timedelta(minutes=1)]
+    counts = charts.per_minute(times, NOW)
+    assert len(counts) == 60 and counts[-1] == 2 and counts[0] == 1 and sum(counts) == 3
+
+
+def test_bars_scale_to_a_round_top_and_skip_empty_minutes():
+    counts = [0] * 60
+    counts[0], counts[59] = 3, 5
+    chart = charts.bars(counts)
+    assert chart["top"] == 5 and chart["total"] == 8
+    assert chart["bars"] == [
+        {"x": 0, "y": 48.0, "w": 9.0, "h": 72.0, "count": 3},
+        {"x": 590.0, "y": 0.0, "w": 9.0, "h": 120.0, "count": 5},
+    ]
+    assert charts.bars([0] * 60) == {"top": 1, "bars": [], "total": 0}
+
+
+def test_latency_points_split_cold_and_warm():
+    start = charts.window_start(NOW)
+    rows = [(start + timedelta(minutes=30), 1500.0, True), (start, 100.0, False),
+            (start + timedelta(minutes=59), None, False), (start - timedelta(minutes=1), 50.0, False)]
+    points = charts.latency_points(rows, NOW)
+    assert points["top"] == 2000
+    assert points["cold"] == [{"x": 300.0, "y": 30.0, "ms": 1500.0}]
+    assert points["warm"] == [{"x": 0.0, "y": 114.0, "ms": 100.0}]
+
+
+# ------------------------------------------------------------------------------- pages
+def test_trigger_list_and_overview_show_live_badges_and_pod_counts(alice, hello, tenant_a):
+    Trigger.objects.create(tenant=tenant_a, name="idle", image="kubesim/echo")
+    for url in (LIST, OVERVIEW):
+        html = get(alice, url)
+        assert 'data-live-tenant="acme"' in html and 'id="live-indicator"' in html and "js/live.js" in html
+        assert re.search(rf'class="badge live-badge live-ready" data-trigger-badge="{hello.pk}"[^>]*>Ready \(1 pod\)<',
+                         html), url
+        assert re.search(r'live-not_deployed"[^>]*>Not deployed<', html), url
+        assert f'<span data-trigger-pods="{hello.pk}">1</span>' in html
+
+
+def test_scaled_to_zero_and_activating_badges(alice, hello):
+    Trigger.objects.filter(pk=hello.pk).update(ready_pods=0, pods=[])
+    assert "Scaled to zero" in get(alice, LIST)
+    since = timezone.now().replace(hour=12, minute=0, second=1)
+    Trigger.objects.filter(pk=hello.pk).update(active_status="Unknown", active_reason="Queued", active_since=since)
+    html = get(alice, DETAIL)
+    assert "Activating (cold start, since 12:00:01)" in html and "live-activating" in html
+    assert "No pods: scaled to zero" in html
+
+
+def test_trigger_page_shows_pods_table_and_deployment_progress(alice, hello):
+    html = get(alice, DETAIL)
+    pods = html.split('id="pods-body"')[1].split("</tbody>")[0]
+    rows = re.findall(r"<tr data-pod=.*?</tr>", pods, re.S)
+    assert len(rows) == 2
+    assert all(x in rows[0] for x in ("hello-00001-deployment-abc", "Running", "yes", ">2<", "—"))
+    assert all(x in rows[1] for x in ("Pending", ">no<", "ImagePullBackOff"))
+    progress = html.split('id="deployment-progress"')[1].split("</section>")[0]
+    assert 'data-status="ready"' in progress and "Ready" in progress and "revision hello-00001" in progress
+
+
+def test_scale_timeline_lists_events_with_cold_start_durations(alice, hello):
+    t = timezone.now()
+    ScaleEvent.objects.create(trigger=hello, at=t - timedelta(minutes=3), from_pods=0, to_pods=1, cause="deploy")
+    ScaleEvent.objects.create(trigger=hello, at=t - timedelta(minutes=2), from_pods=1, to_pods=0,
+                              cause="scaled to zero")
+    ScaleEvent.objects.create(trigger=hello, at=t - timedelta(minutes=1), from_pods=0, to_pods=1,
+                              cause="activation", cold_start_ms=1834.4)
+    timeline = get(alice, DETAIL).split('id="scale-timeline"')[1].split("</table>")[0]
+    rows = re.findall(r"<tr data-cause=.*?</tr>", timeline, re.S)
+    assert [re.search(r'data-cause="([^"]+)"', r).group(1) for r in rows] == ["activation", "scaled to zero", "deploy"]
+    assert "0 → 1" in rows[0] and "1834 ms" in rows[0]
+    assert "1 → 0" in rows[1] and "—" in rows[1]
+
+
+def test_charts_are_drawn_from_the_last_hours_deliveries(alice, hello):
+    now = timezone.now()
+    start = charts.window_start(now)
+    made = [(now, 40.0, False), (now, 60.0, False), (now, 2000.0, True),
+            (start + timedelta(seconds=30), 100.0, False), (now - timedelta(hours=2), 10.0, False)]
+    for at, ms, cold in made:
+        Delivery.objects.create(trigger=hello, received_at=at, mode="sync", method="POST", state="succeeded",
+                                response_status=200, latency_ms=ms, cold_start=cold)
+    html = get(alice, DETAIL)
+    bars = html.split('id="chart-deliveries"')[1].split("</svg>")[0]
+    rects = re.findall(r'<rect x="([\d.]+)" y="([\d.]+)" width="([\d.]+)" height="([\d.]+)"><title>(\d+)</title>', bars)
+    assert rects == [("0.0", "96.0", "9.0", "24.0", "1"), ("590.0", "48.0", "9.0", "72.0", "3")]  # of 5 per minute
+    latency = html.split('id="chart-latency"')[1].split("</svg>")[0]
+    cold = re.findall(r'<circle cx="([\d.]+)" cy="([\d.]+)"', latency.split('class="cold"')[1])
+    warm = re.findall(r'<circle cx="([\d.]+)" cy="([\d.]+)"', latency.split('class="cold"')[0])
+    assert len(cold) == 1 and cold[0][1] == "0.0"  # 2000 ms is the top of the axis
+    assert [cy for _, cy in warm] == ["114.0", "117.6", "116.4"]  # 100, 40, 60 ms of 2000, oldest first
+    data = json.loads(html.split('id="chart-data" type="application/json">')[1].split("</script>")[0])
+    assert len(data["rows"]) == 4 and data["deliveries"]["total"] == 4  # the two-hour-old one is not drawn
+
+
+def test_recent_deliveries_newest_first_with_links(alice, hello):
+    old = Delivery.objects.create(trigger=hello, received_at=timezone.now() - timedelta(minutes=1), mode="sync",
+                                  method="POST", state="succeeded", response_status=200, latency_ms=12.0)
+    new = Delivery.objects.create(trigger=hello, mode="sync", method="POST", path="/x", state="failed",
+                                  response_status=500, latency_ms=900.0, cold_start=True)
+    recent = get(alice, DETAIL).split('id="recent-deliveries"')[1].split("</table>")[0]
+    assert recent.index(str(new.pk)) < recent.index(str(old.pk))
+    assert f'href="/t/acme/triggers/hello/deliveries/{new.pk}/"' in recent and "cold" in recent
+
+
+def test_trigger_page_includes_its_ambassador_route(alice, hello, store):  # noqa: F811
+    store(good_state())
+    html = get(alice, DETAIL)
+    block = html.split('id="trigger-diag"')[1].split("</section>")[0]
+    assert "hello.relay-acme.svc.cluster.local" in block and "100% healthy" in block
+    assert "globex" not in block
+    assert 'data-hosts="hello.relay-acme.example.com hello.relay-acme.svc.cluster.local"' in html
+
+
+def test_viewer_sees_the_live_page_and_non_members_get_404(bob, charlie, hello, tenant_b):
+    html = get(bob, DETAIL)
+    assert 'id="live-trigger"' in html and 'id="pods-table"' in html
+    for url in (DETAIL, LIST, OVERVIEW):
+        assert signed_in(charlie).get(url).status_code == 404
+        assert Client().get(url).status_code == 302  # anonymous: to the login page
+    assert f'data-trigger-badge="{hello.pk}"' not in get(charlie, "/t/globex/triggers/")

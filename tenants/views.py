@@ -55,7 +55,9 @@ def tenant_create(request):
 
 @tenant_view(Action.VIEW)
 def tenant_detail(request, tenant):
-    return render(request, "tenants/detail.html", {"tenant": tenant})
+    from triggers.views import described_triggers  # the overview shows the tenant's triggers live
+
+    return render(request, "tenants/detail.html", {"tenant": tenant, "triggers": described_triggers(tenant)})
 
 
 @tenant_view(Action.MANAGE)

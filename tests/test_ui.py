@@ -166,3 +166,21 @@ def test_a_failed_tenant_can_retry_provisioning_from_its_page(alice, bob, tenant
     assert Tenant.objects.get(pk=tenant_a.pk).state == Tenant.State.PROVISIONING
     response = signed_in(alice).post("/t/acme/provision/", follow=True)
     assert "only a failed tenant can be retried" in response.content.decode()
+
+
+def test_tenant_overview_queries_do_not_grow_with_triggers(alice, tenant_a, django_assert_max_num_queries):
+    from triggers.models import Deployment, Trigger
+
+    client = signed_in(alice)
+    for i in range(3):
+        Deployment.objects.create(trigger=Trigger.objects.create(tenant=tenant_a, name=f"t{i}", image="x/y"),
+                                  spec_version=1, status="ready")
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    with CaptureQueriesContext(connection) as few:
+        client.get("/t/acme/")
+    for i in range(3, 13):
+        Trigger.objects.create(tenant=tenant_a, name=f"t{i}", image="x/y")
+    with django_assert_max_num_queries(len(few.captured_queries)):
+        assert client.get("/t/acme/").status_code == 200

@@ -71,13 +71,17 @@ def _deploy(request, trigger: Trigger, *, redeploy: bool = False) -> bool:
     return True
 
 
-@tenant_view(Action.VIEW)
-def trigger_list(request, tenant):
+def described_triggers(tenant) -> list[Trigger]:
+    """The tenant's triggers with their last deployment, in a fixed number of queries."""
     newest = Deployment.objects.filter(trigger=OuterRef("pk")).order_by("-created_at", "-pk").values("pk")[:1]
     triggers = list(tenant.triggers.annotate(last_id=Subquery(newest)))
     last = Deployment.objects.in_bulk([t.last_id for t in triggers if t.last_id])
-    for trigger in triggers:
-        describe(trigger, last.get(trigger.last_id))
+    return [describe(trigger, last.get(trigger.last_id)) for trigger in triggers]
+
+
+@tenant_view(Action.VIEW)
+def trigger_list(request, tenant):
+    triggers = described_triggers(tenant)
     can_change = allows(request.role, Action.CHANGE)
     return render(request, "triggers/list.html", {"tenant": tenant, "triggers": triggers, "can_change": can_change})
 

@@ -138,7 +138,8 @@ CELERY_TIMEZONE = "UTC"
 CHANNEL_LAYERS = {
     "default": {
         "BACKEND": "channels_redis.core.RedisChannelLayer",
-        "CONFIG": {"hosts": [REDIS_URL], "prefix": "relayweb:ch:"},
+        # redis-py 8 times sockets out after 5 s, exactly channels-redis's 5 s blocking pop: give it room
+        "CONFIG": {"hosts": [{"address": REDIS_URL, "socket_timeout": 30}], "prefix": "relayweb:ch:"},
     }
 }
 

@@ -94,7 +94,9 @@ def test_channels_uses_the_redis_layer(settings):
 
     layer = get_channel_layer()
     assert type(layer).__name__ == "RedisChannelLayer"
-    assert settings.CHANNEL_LAYERS["default"]["CONFIG"]["hosts"] == [settings.REDIS_URL]
+    (host,) = settings.CHANNEL_LAYERS["default"]["CONFIG"]["hosts"]
+    assert host["address"] == settings.REDIS_URL
+    assert host["socket_timeout"] > layer.brpop_timeout  # else a blocking receive can time out the socket
 
 
 async def test_channel_layer_round_trips_through_redis():

@@ -55,6 +55,11 @@ def delivery_payload(delivery) -> dict:
             "received_at": delivery.received_at.isoformat()}
 
 
+def delivery_message(delivery) -> dict:
+    """The channel-layer message for a delivery (the ingress sends these itself, in batches)."""
+    return {"type": "relay.event", "event": "delivery", "payload": delivery_payload(delivery)}
+
+
 def send(group: str, event: str, payload: dict) -> None:
     """Send after commit (or now, outside a transaction); a broken channel layer never breaks the caller."""
 

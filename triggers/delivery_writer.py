@@ -11,6 +11,7 @@ import asyncio
 import logging
 
 from asgiref.sync import sync_to_async
+from channels.layers import get_channel_layer
 from django.db import IntegrityError, transaction
 
 from . import broadcast
@@ -26,6 +27,7 @@ class DeliveryWriter:
         self.pending: list[tuple[Delivery, asyncio.Future | None, bool, bool]] = []
         self._wakeup: asyncio.Event | None = None
         self._task: asyncio.Task | None = None
+        self._sending: set[asyncio.Task] = set()
 
     def add(self, row: Delivery, update: bool = False) -> None:
         self._queue(row, None, False, update)
@@ -54,6 +56,7 @@ class DeliveryWriter:
                 except Exception as e:  # the database is down: fail the waiters, keep serving
                     log.exception("delivery writer: batch of %d failed", len(batch))
                     failures = {id(row): e for row, *_ in batch}
+                self._broadcast([row for row, *_ in batch if id(row) not in failures])
                 for row, future, _, _ in batch:
                     if future is None or future.done():
                         continue
@@ -62,6 +65,15 @@ class DeliveryWriter:
                         future.set_exception(error)
                     else:
                         future.set_result(None)
+
+    def _broadcast(self, rows: list[Delivery]) -> None:
+        """Live "delivery" events for committed rows, sent concurrently from the loop (never blocking it)."""
+        messages = [(broadcast.tenant_group(row.tenant_id), broadcast.delivery_message(row))
+                    for row in rows if getattr(row, "tenant_id", None)]
+        if messages:
+            task = asyncio.get_running_loop().create_task(_send_all(messages))
+            self._sending.add(task)
+            task.add_done_callback(self._sending.discard)
 
     async def close(self) -> None:
         if self.pending:
@@ -94,13 +106,19 @@ def _write(batch) -> dict[int, Exception]:
         for row, _, _, _ in batch if row.attempts and id(row) not in failures
     ]
     DeliveryAttempt.objects.bulk_create(attempts, ignore_conflicts=True)
-    for row, _, _, _ in batch:
-        if id(row) not in failures and getattr(row, "tenant_id", None):
-            broadcast.delivery(row, row.tenant_id)
     enqueue = [row.pk for row, _, should, _ in batch if should and id(row) not in failures]
     if enqueue:
         from .tasks import delivery_deliver
 
-        for pk in enqueue:
-            delivery_deliver.delay(str(pk))
+        with delivery_deliver.app.producer_or_acquire() as producer:  # one broker connection for the batch
+            for pk in enqueue:
+                delivery_deliver.apply_async((str(pk),), producer=producer)
     return failures
+
+
+async def _send_all(messages: list[tuple[str, dict]]) -> None:
+    layer = get_channel_layer()
+    results = await asyncio.gather(*(layer.group_send(group, message) for group, message in messages),
+                                   return_exceptions=True)
+    if any(isinstance(r, Exception) for r in results):
+        log.warning("delivery writer: %d live events could not be sent", sum(isinstance(r, Exception) for r in results))

@@ -4,19 +4,20 @@ In one run, with kubesim (`python -m kubesim`), the watcher (`python manage.py w
 (`python -m uvicorn relayweb.asgi:application`, serving the websockets over the Redis channel layer) each in
 its own process, and the clients and drivers here:
 
+- watcher memory (RSS) with 2,000 triggers: 2,000 triggers over 10 tenants, their ksvcs created in kubesim
+  and every pod ready, their observed state written as a previous watcher run would have left it (the
+  product's own functions, in bulk); the watcher then starts and relists everything: its RSS once it is
+  quiet (and the relist's time, CPU and database writes, which should be 0), and again at the end;
 - 200 websocket clients on one tenant (`ws/tenants/<slug>/`, signed in with session cookies); a pod of one of
-  the tenant's triggers is killed in kubesim (`POST /kubesim/pods/<ns>/<pod>/kill`) → time until each client
+  the tenant's triggers is killed in kubesim (`POST /kubesim/pods/<ns>/<pod>/kill`) -> time until each client
   has the `trigger.pods` frame that no longer shows that pod as ready: p50/p95/max over all clients and rounds
   (goal: p95 <= 250 ms), and per round the time until every client had it;
-- watcher CPU time (its process, psutil) per 1,000 cluster events, for ~1,000 no-op events (annotations
-  merge-patched onto ksvcs) and for ~1,000 events of pod churn (pods killed and replaced); the events are
-  counted by this script's own watches on the same streams the watcher uses;
+- watcher CPU time (its process, psutil, idle rate subtracted) per 1,000 cluster events, for ~1,000 no-op
+  events (annotations merge-patched onto ksvcs) and ~1,000 events of pod churn (pods killed and replaced);
+  the events are counted by this script's own watches on the same streams and selectors the watcher uses;
 - database writes per 1,000 events, counted in the database (SQL triggers on this run's throwaway database
   count UPDATEs of trigger rows, INSERTs of scale events and UPDATEs of deployments, whoever makes them):
-  no-op events should cost ~0 writes, pod changes the writes that show them;
-- watcher memory (RSS) with 2,000 triggers: 1,980 more triggers created (rows bulk-inserted, ksvcs created in
-  kubesim), the RSS once the watcher has observed every one's pod ready, and again after a fresh watcher
-  start that relists them all.
+  no-op events should cost ~0 writes, pod changes the writes that show them.
 
 Database: a fresh PostgreSQL database when DATABASE_URL names a PostgreSQL server, else a temporary SQLite
 file; Redis: REDIS_URL, else the embedded one tests.settings starts. Loopback only; everything is stopped and
@@ -295,7 +296,7 @@ class Clients:
 
 
 async def create_cluster_objects(sim: _setup.KubeSim, manifests: list[dict], pods: int, timeout: float) -> float:
-    """Create the ksvcs in kubesim (16 in flight) and wait until `pods` managed pods are ready."""
+    """Create the ksvcs in kubesim (16 in flight) and wait until `pods` managed pods and every ksvc are ready."""
     api = Api(sim)
     t0 = time.monotonic()
     try:
@@ -306,12 +307,14 @@ async def create_cluster_objects(sim: _setup.KubeSim, manifests: list[dict], pod
                 await api.send("POST", f"{KSVCS}/namespaces/{manifest['metadata']['namespace']}/services", manifest)
 
         await asyncio.gather(*(create(m) for m in manifests))
-        while True:
+        while True:  # every pod ready and every ksvc Ready (its status settles a little after the pod)
             items = (await api.get(f"/api/v1/pods?labelSelector={MANAGED}"))["items"]
-            if sum(1 for p in items if is_ready(p)) >= pods:
+            ksvcs = (await api.get(f"{KSVCS}/services?labelSelector={MANAGED}"))["items"]
+            if sum(1 for p in items if is_ready(p)) >= pods and sum(1 for k in ksvcs if is_ready(k)) >= len(manifests):
+                await asyncio.sleep(1.0)  # revisions' replica counts are written on the next reconcile
                 return time.monotonic() - t0
             if time.monotonic() - t0 > timeout:
-                raise RuntimeError(f"kubesim: fewer than {pods} ready pods after {timeout:.0f} s")
+                raise RuntimeError(f"kubesim: fewer than {pods} ready pods / ksvcs after {timeout:.0f} s")
             sim.proc.check()
             await asyncio.sleep(0.5)
     finally:
@@ -326,6 +329,8 @@ def is_ready(obj: dict) -> bool:
 def prefill_observed_state(cluster) -> None:
     """Write what a previous watcher run would have observed (the product's own functions, bulk): the watcher
     started next finds the database in sync with the cluster, as after a restart, and relists."""
+    from django.db import transaction
+
     from triggers import kube
     from triggers.models import Trigger
     from triggers.status import condition, observed_values
@@ -358,7 +363,18 @@ def prefill_observed_state(cluster) -> None:
             status, active = revision.get("status") or {}, condition(revision, "Active")
             t.desired_replicas, t.actual_replicas = status.get("desiredReplicas"), status.get("actualReplicas")
             t.active_status, t.active_reason = active.get("status", ""), active.get("reason", "")
-    Trigger.objects.bulk_update(rows, fields, batch_size=500)
+    with transaction.atomic():  # one UPDATE per row: much faster than bulk_update's CASE WHEN on SQLite
+        for t in rows:
+            Trigger.objects.filter(pk=t.pk).update(**{name: getattr(t, name) for name in fields})
+    return fields
+
+
+def observed_snapshot(fields: list[str]) -> dict[int, tuple]:
+    from triggers.models import Trigger
+
+    fields = [f for f in fields if f != "observed_at"]
+    return {row[0]: dict(zip(fields, row[1:], strict=True))
+            for row in Trigger.objects.values_list("pk", *fields)}
 
 
 def timezone_now():
@@ -401,6 +417,8 @@ async def run_live(ctx: dict) -> None:
               f"({received}/{CLIENTS * ROUNDS} frames received within 10 s"
               + (f"; {len(closed)} sockets closed by the server, codes {sorted(set(closed))}" if closed else "")
               + ") (goal: p95 <= 250 ms)")
+        if closed:
+            print("  uvicorn log (last lines):\n" + ctx["uvicorn"].tail(15))
         print("  time until every client had it, per round: "
               + ", ".join(f"{m:.0f} ms" + ("" if n == CLIENTS else f" ({n}/{CLIENTS})") for n, m in per_round)
               + f"; {clients.frames} frames read in all")
@@ -492,7 +510,8 @@ def main() -> None:
         manifests = [kube.render_ksvc(t) for t in live + bulk]
         took = asyncio.run(create_cluster_objects(sim, manifests, TOTAL_TRIGGERS, 90))
         t0 = time.monotonic()
-        prefill_observed_state(cluster)
+        fields = prefill_observed_state(cluster)
+        before = observed_snapshot(fields)
         print(f"setup: {TOTAL_TRIGGERS} triggers over {BULK_TENANTS + 1} tenants, their ksvcs created in kubesim and "
               f"every pod ready in {took:.1f} s, their observed state written in {time.monotonic() - t0:.1f} s; "
               f"{time.perf_counter() - started:.1f} s so far; database: {db_label}; Redis: {os.environ['REDIS_URL']}; "
@@ -514,15 +533,20 @@ def main() -> None:
         watcher.check()
         rss = meter.rss_mib()
         w = delta(writes(), writes0)
+        rewritten: dict[str, int] = {}
+        for pk, values in observed_snapshot(fields).items():
+            for name, value in values.items():
+                if before[pk][name] != value:
+                    rewritten[name] = rewritten.get(name, 0) + 1
         print(f"watcher memory (RSS) with {TOTAL_TRIGGERS} triggers, after its startup relist: {rss:.0f} MiB "
               f"(goal: none set / baseline: first measurement)")
         print(f"  the relist ({TOTAL_TRIGGERS} ksvcs, revisions and pods, and their Kubernetes events) took "
               f"{time.monotonic() - t0 - 1.0:.1f} s and {meter.cpu():.1f} s of watcher CPU"
               f"{'' if quiet else ' (did NOT go quiet: still working)'}; {sum(w.values())} database writes {w} "
-              f"(goal: 0, nothing changed)")
-        _, base = _setup.start_uvicorn(stack, tmp, _setup.relay_env(sim))
-        ctx = {"sim": sim, "tenant": tenant, "live": live, "cookies": cookies, "base": base, "watcher": watcher,
-               "rss": rss}
+              f"(goal: 0, nothing changed)" + (f"; fields that changed, by trigger count: {rewritten}" if w else ""))
+        uvicorn, base = _setup.start_uvicorn(stack, tmp, _setup.relay_env(sim))
+        ctx = {"uvicorn": uvicorn, "sim": sim, "tenant": tenant, "live": live, "cookies": cookies, "base": base,
+               "watcher": watcher, "rss": rss}
         try:
             asyncio.run(run_live(ctx))
         except BaseException:

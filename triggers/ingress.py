@@ -10,6 +10,7 @@ before waking anything) → dedupe → record → forward (sync) or store and 20
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 import time
@@ -78,20 +79,37 @@ def _load_route(token: str) -> Route | None:
 
 
 class RouteCache:
-    """token → Route for a few seconds: most webhooks cost no database read at all."""
+    """token → Route for a few seconds: most webhooks cost no database read at all.
+
+    Single-flight: when an entry expires under load, one request reloads it and the others wait for
+    that load instead of each querying the database (no stampede).
+    """
 
     def __init__(self, ttl: float):
         self.ttl, self.entries = ttl, {}
+        self.loading: dict[str, asyncio.Future] = {}
 
     async def get(self, token: str) -> Route | None:
         hit = self.entries.get(token)
         now = time.monotonic()
         if hit and hit[0] > now:
             return hit[1]
-        route = await sync_to_async(_load_route, thread_sensitive=False)(token)
+        pending = self.loading.get(token)
+        if pending is not None:
+            return await asyncio.shield(pending)
+        future = self.loading[token] = asyncio.get_running_loop().create_future()
+        try:
+            route = await sync_to_async(_load_route, thread_sensitive=False)(token)
+        except BaseException as e:
+            future.set_exception(e)
+            future.exception()  # retrieved: waiters get it, nothing is logged as unhandled
+            raise
+        finally:
+            self.loading.pop(token, None)
         if len(self.entries) > 10000:
             self.entries.clear()
-        self.entries[token] = (now + self.ttl, route)
+        self.entries[token] = (time.monotonic() + self.ttl, route)
+        future.set_result(route)
         return route
 
 

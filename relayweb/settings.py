@@ -137,8 +137,10 @@ CELERY_TIMEZONE = "UTC"
 
 CHANNEL_LAYERS = {
     "default": {
-        "BACKEND": "channels_redis.core.RedisChannelLayer",
-        # redis-py 8 times sockets out after 5 s, exactly channels-redis's 5 s blocking pop: give it room
+        # Pub/sub: a group send is one PUBLISH, fanned out in each web process to its sockets. Live
+        # updates are best-effort by design: a reconnecting page gets a fresh snapshot.
+        "BACKEND": "channels_redis.pubsub.RedisPubSubChannelLayer",
+        # redis-py 8 times sockets out after 5 s by default: give idle connections room
         "CONFIG": {"hosts": [{"address": REDIS_URL, "socket_timeout": 30}], "prefix": "relayweb:ch:"},
     }
 }

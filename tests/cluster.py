@@ -218,3 +218,29 @@ def _release_test_database(django_db_setup, django_db_blocker):
             with connection.cursor() as cursor:
                 cursor.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
                                "WHERE datname = current_database() AND pid <> pg_backend_pid()")
+
+
+@pytest.fixture(autouse=True)
+def _no_abandoned_transactions(request):
+    """Before a transactional test's flush, end connections an in-process server thread left idle in a
+    transaction (the flush would wait for their locks forever), and say so."""
+    if "transactional_db" not in request.fixturenames and "live_server" not in request.fixturenames:
+        yield
+        return
+    request.getfixturevalue("transactional_db")  # set up first, so this is torn down before the flush
+    yield
+    from django.db import connection
+
+    if connection.vendor != "postgresql":
+        return
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT pid, left(query, 200) FROM pg_stat_activity WHERE datname = current_database() "
+                       "AND state LIKE 'idle in transaction%%' AND pid <> pg_backend_pid()")
+        stuck = cursor.fetchall()
+        for pid, _query in stuck:
+            cursor.execute("SELECT pg_terminate_backend(%s)", [pid])
+    if stuck:
+        import warnings
+
+        warnings.warn(f"{request.node.nodeid}: ended {len(stuck)} connection(s) idle in a transaction: {stuck}",
+                      stacklevel=2)

@@ -12,7 +12,7 @@ import logging
 
 from asgiref.sync import sync_to_async
 from channels.layers import get_channel_layer
-from django.db import IntegrityError, transaction
+from django.db import IntegrityError, close_old_connections, transaction
 
 from . import broadcast
 from .models import Delivery, DeliveryAttempt
@@ -85,6 +85,7 @@ class DeliveryWriter:
 
 def _write(batch) -> dict[int, Exception]:
     """Insert new rows (one statement), update outcomes, enqueue async deliveries. Returns failures by row."""
+    close_old_connections()  # a thread of the ingress, outside Django's request cycle
     failures: dict[int, Exception] = {}
     inserts = [row for row, _, _, update in batch if not update]
     try:

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 import aiohttp
 from asgiref.sync import sync_to_async
 from django.conf import settings
-from django.db import IntegrityError
+from django.db import IntegrityError, close_old_connections
 from django.db.models import Q
 from django.utils import timezone
 from yarl import URL
@@ -70,6 +70,7 @@ class Route:
 
 
 def _load_route(token: str) -> Route | None:
+    close_old_connections()  # outside Django's request cycle: recycle stale or broken connections here
     now = timezone.now()
     trigger = (
         Trigger.objects.live().select_related("tenant")

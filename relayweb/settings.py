@@ -137,10 +137,8 @@ CELERY_TIMEZONE = "UTC"
 
 CHANNEL_LAYERS = {
     "default": {
-        # Pub/sub: a group send is one PUBLISH, fanned out in each web process to its sockets. Live
-        # updates are best-effort by design: a reconnecting page gets a fresh snapshot.
-        "BACKEND": "channels_redis.pubsub.RedisPubSubChannelLayer",
-        # redis-py 8 times sockets out after 5 s by default: give idle connections room
+        "BACKEND": "channels_redis.core.RedisChannelLayer",
+        # redis-py 8 times sockets out after 5 s, exactly channels-redis's 5 s blocking pop: give it room
         "CONFIG": {"hosts": [{"address": REDIS_URL, "socket_timeout": 30}], "prefix": "relayweb:ch:"},
     }
 }

@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import logging
 
-from asgiref.sync import sync_to_async
+from asgiref.sync import async_to_sync, sync_to_async
 from channels.layers import get_channel_layer
 from django.db import IntegrityError, close_old_connections, transaction
 
@@ -27,7 +27,6 @@ class DeliveryWriter:
         self.pending: list[tuple[Delivery, asyncio.Future | None, bool, bool]] = []
         self._wakeup: asyncio.Event | None = None
         self._task: asyncio.Task | None = None
-        self._sending: set[asyncio.Task] = set()
 
     def add(self, row: Delivery, update: bool = False) -> None:
         self._queue(row, None, False, update)
@@ -52,11 +51,10 @@ class DeliveryWriter:
             while self.pending:
                 batch, self.pending = self.pending[: self.max_batch], self.pending[self.max_batch:]
                 try:
-                    failures = await sync_to_async(_write, thread_sensitive=False)(batch)
+                    failures = await sync_to_async(_write_in_thread, thread_sensitive=False)(batch)
                 except Exception as e:  # the database is down: fail the waiters, keep serving
                     log.exception("delivery writer: batch of %d failed", len(batch))
                     failures = {id(row): e for row, *_ in batch}
-                self._broadcast([row for row, *_ in batch if id(row) not in failures])
                 for row, future, _, _ in batch:
                     if future is None or future.done():
                         continue
@@ -66,15 +64,6 @@ class DeliveryWriter:
                     else:
                         future.set_result(None)
 
-    def _broadcast(self, rows: list[Delivery]) -> None:
-        """Live "delivery" events for committed rows, sent concurrently from the loop (never blocking it)."""
-        messages = [(broadcast.tenant_group(row.tenant_id), broadcast.delivery_message(row))
-                    for row in rows if getattr(row, "tenant_id", None)]
-        if messages:
-            task = asyncio.get_running_loop().create_task(_send_all(messages))
-            self._sending.add(task)
-            task.add_done_callback(self._sending.discard)
-
     async def close(self) -> None:
         if self.pending:
             batch, self.pending = self.pending, []
@@ -83,9 +72,13 @@ class DeliveryWriter:
             self._task.cancel()
 
 
+def _write_in_thread(batch) -> dict[int, Exception]:
+    close_old_connections()  # a thread of the ingress, outside Django's request cycle
+    return _write(batch)
+
+
 def _write(batch) -> dict[int, Exception]:
     """Insert new rows (one statement), update outcomes, enqueue async deliveries. Returns failures by row."""
-    close_old_connections()  # a thread of the ingress, outside Django's request cycle
     failures: dict[int, Exception] = {}
     inserts = [row for row, _, _, update in batch if not update]
     try:
@@ -107,6 +100,10 @@ def _write(batch) -> dict[int, Exception]:
         for row, _, _, _ in batch if row.attempts and id(row) not in failures
     ]
     DeliveryAttempt.objects.bulk_create(attempts, ignore_conflicts=True)
+    messages = [(broadcast.tenant_group(row.tenant_id), broadcast.delivery_message(row))
+                for row, *_ in batch if id(row) not in failures and getattr(row, "tenant_id", None)]
+    if messages:  # live "delivery" events: one trip to the channel layer for the whole batch
+        async_to_sync(_send_all)(messages)
     enqueue = [row.pk for row, _, should, _ in batch if should and id(row) not in failures]
     if enqueue:
         from .tasks import delivery_deliver

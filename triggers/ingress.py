@@ -70,13 +70,17 @@ class Route:
 
 
 def _load_route(token: str) -> Route | None:
-    close_old_connections()  # outside Django's request cycle: recycle stale or broken connections here
     now = timezone.now()
     trigger = (
         Trigger.objects.live().select_related("tenant")
         .filter(Q(token=token) | Q(previous_token=token, previous_token_expires_at__gt=now)).first()
     )
     return Route.of(trigger) if trigger else None
+
+
+def _load_route_in_thread(token: str) -> Route | None:
+    close_old_connections()  # outside Django's request cycle: recycle stale or broken connections here
+    return _load_route(token)
 
 
 class RouteCache:
@@ -100,7 +104,7 @@ class RouteCache:
             return await asyncio.shield(pending)
         future = self.loading[token] = asyncio.get_running_loop().create_future()
         try:
-            route = await sync_to_async(_load_route, thread_sensitive=False)(token)
+            route = await sync_to_async(_load_route_in_thread, thread_sensitive=False)(token)
         except BaseException as e:
             future.set_exception(e)
             future.exception()  # retrieved: waiters get it, nothing is logged as unhandled

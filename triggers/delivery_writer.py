@@ -27,6 +27,12 @@ class DeliveryWriter:
         self.pending: list[tuple[Delivery, asyncio.Future | None, bool, bool]] = []
         self._wakeup: asyncio.Event | None = None
         self._task: asyncio.Task | None = None
+        self._writing = 0
+
+    @property
+    def idle(self) -> bool:
+        """Nothing queued and no batch being written."""
+        return not self.pending and not self._writing
 
     def add(self, row: Delivery, update: bool = False) -> None:
         self._queue(row, None, False, update)
@@ -50,11 +56,14 @@ class DeliveryWriter:
             await asyncio.sleep(self.window)
             while self.pending:
                 batch, self.pending = self.pending[: self.max_batch], self.pending[self.max_batch:]
+                self._writing += 1
                 try:
                     failures = await sync_to_async(_write_in_thread, thread_sensitive=False)(batch)
                 except Exception as e:  # the database is down: fail the waiters, keep serving
                     log.exception("delivery writer: batch of %d failed", len(batch))
                     failures = {id(row): e for row, *_ in batch}
+                finally:
+                    self._writing -= 1
                 for row, future, _, _ in batch:
                     if future is None or future.done():
                         continue

@@ -55,9 +55,14 @@ def delivery_payload(delivery) -> dict:
             "received_at": delivery.received_at.isoformat()}
 
 
-def delivery_message(delivery) -> dict:
-    """The channel-layer message for a delivery (the ingress sends these itself, in batches)."""
-    return {"type": "relay.event", "event": "delivery", "payload": delivery_payload(delivery)}
+def delivery_messages(deliveries) -> list[tuple[str, dict]]:
+    """Channel-layer messages for deliveries the ingress wrote together: one per tenant, carrying all of
+    that tenant's "delivery" events (a busy trigger costs one group send per batch, not one per webhook)."""
+    by_tenant: dict[int, list] = {}
+    for delivery in deliveries:
+        by_tenant.setdefault(delivery.tenant_id, []).append(("delivery", delivery_payload(delivery)))
+    return [(tenant_group(tenant_id), {"type": "relay.events", "events": events})
+            for tenant_id, events in by_tenant.items()]
 
 
 def send(group: str, event: str, payload: dict) -> None:

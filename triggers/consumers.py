@@ -53,6 +53,11 @@ class TenantConsumer(AsyncJsonWebsocketConsumer):
     async def relay_event(self, message) -> None:
         await self.send_json({"type": message["event"], "payload": message["payload"]})
 
+    async def relay_events(self, message) -> None:
+        """Several events in one channel-layer message (the ingress batches its "delivery" events)."""
+        for event, payload in message["events"]:
+            await self.send_json({"type": event, "payload": payload})
+
 
 class OperatorsConsumer(TenantConsumer):
     async def connect(self) -> None:

@@ -109,6 +109,17 @@ def _enqueue(delivery_id, countdown: float = 0) -> None:
     task.apply_async((str(delivery_id),), countdown=countdown)
 
 
+def deliveries_dispatch(delivery_ids: list[str]) -> int:
+    """The ingress stores async deliveries in batches and sends one message per batch; each delivery then
+    gets its own task (its own attempts and retries), published here over one broker connection."""
+    from .tasks import delivery_deliver as task
+
+    with task.app.producer_or_acquire() as producer:
+        for pk in delivery_ids:
+            task.apply_async((str(pk),), producer=producer)
+    return len(delivery_ids)
+
+
 def deliveries_sweep() -> int:
     """Re-enqueue due deliveries: retries whose task was lost, and leases of workers that died."""
     due = list(

@@ -12,7 +12,7 @@ import logging
 
 from asgiref.sync import async_to_sync, sync_to_async
 from channels.layers import get_channel_layer
-from django.db import IntegrityError, close_old_connections, transaction
+from django.db import IntegrityError, close_old_connections, connections, router, transaction
 
 from . import broadcast
 from .models import Delivery, DeliveryAttempt
@@ -92,7 +92,7 @@ def _write(batch) -> dict[int, Exception]:
     inserts = [row for row, _, _, update in batch if not update]
     try:
         with transaction.atomic():
-            Delivery.objects.bulk_create(inserts)
+            insert_rows(Delivery, inserts)
     except IntegrityError:  # a duplicate provider id in the batch: find it row by row
         for row in inserts:
             try:
@@ -108,19 +108,42 @@ def _write(batch) -> dict[int, Exception]:
                         error=row.error)
         for row, _, _, _ in batch if row.attempts and id(row) not in failures
     ]
-    DeliveryAttempt.objects.bulk_create(attempts, ignore_conflicts=True)
-    messages = [(broadcast.tenant_group(row.tenant_id), broadcast.delivery_message(row))
-                for row, *_ in batch if id(row) not in failures and getattr(row, "tenant_id", None)]
-    if messages:  # live "delivery" events: one trip to the channel layer for the whole batch
-        async_to_sync(_send_all)(messages)
-    enqueue = [row.pk for row, _, should, _ in batch if should and id(row) not in failures]
-    if enqueue:
-        from .tasks import delivery_deliver
+    insert_rows(DeliveryAttempt, attempts, ignore_conflicts=True)
+    written = [row for row, *_ in batch if id(row) not in failures and getattr(row, "tenant_id", None)]
+    if written:  # live "delivery" events: one message per tenant, one trip to the channel layer for all
+        async_to_sync(_send_all)(broadcast.delivery_messages(written))
+    enqueue = [str(row.pk) for row, _, should, _ in batch if should and id(row) not in failures]
+    if enqueue:  # one broker message for the batch; a worker fans it out (the sweep covers a lost one)
+        from .tasks import deliveries_dispatch
 
-        with delivery_deliver.app.producer_or_acquire() as producer:  # one broker connection for the batch
-            for pk in enqueue:
-                delivery_deliver.apply_async((str(pk),), producer=producer)
+        deliveries_dispatch.apply_async((enqueue,))
     return failures
+
+
+def insert_rows(model, rows: list, ignore_conflicts: bool = False) -> None:
+    """One multi-row INSERT of model instances, defaults already applied (no signals, no returned ids).
+
+    What bulk_create does, minus its per-value SQL compilation: the statement is built once per shape
+    and the values are adapted by the driver (PostgreSQL: execute_values; SQLite: executemany).
+    """
+    if not rows:
+        return
+    connection = connections[router.db_for_write(model)]
+    fields = [f for f in model._meta.concrete_fields if not (f.primary_key and f.db_returning)]
+    table = connection.ops.quote_name(model._meta.db_table)
+    columns = ", ".join(connection.ops.quote_name(f.column) for f in fields)
+    values = [tuple(f.get_db_prep_save(getattr(row, f.attname), connection) for f in fields) for row in rows]
+    with connection.cursor() as cursor, connection.wrap_database_errors:  # driver errors as Django's
+        if connection.vendor == "postgresql":
+            from psycopg2.extras import execute_values
+
+            conflict = " ON CONFLICT DO NOTHING" if ignore_conflicts else ""
+            execute_values(cursor.cursor, f"INSERT INTO {table} ({columns}) VALUES %s{conflict}", values,
+                           page_size=len(values))
+        else:
+            verb = "INSERT OR IGNORE" if ignore_conflicts else "INSERT"
+            marks = ", ".join(["%s"] * len(fields))
+            cursor.executemany(f"{verb} INTO {table} ({columns}) VALUES ({marks})", values)
 
 
 async def _send_all(messages: list[tuple[str, dict]]) -> None:

@@ -85,6 +85,12 @@ def delivery_deliver(delivery_id: str) -> str:
 
 
 @shared_task(acks_late=True, ignore_result=True)
+def deliveries_dispatch(delivery_ids: list[str]) -> int:
+    """A batch of async deliveries the ingress has just stored: one delivery_deliver task each."""
+    return deliveries.deliveries_dispatch(delivery_ids)
+
+
+@shared_task(acks_late=True, ignore_result=True)
 def deliveries_sweep() -> int:
     return deliveries.deliveries_sweep()
 

@@ -29,10 +29,11 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import ExitStack
 from pathlib import Path
-from urllib.parse import urlsplit, urlunsplit
 
 REPO = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import _setup  # noqa: E402
 
 N_TENANTS = 10
 N_TRIGGERS = 200
@@ -49,82 +50,6 @@ KSVC = {"group": "serving.knative.dev", "version": "v1", "plural": "services"}
 
 
 # ---------------------------------------------------------------- setup
-
-
-def fresh_database(stack: ExitStack, tmp: Path) -> str:
-    """A DATABASE_URL for a database nobody else uses; dropped (PostgreSQL) when the stack closes."""
-    given = os.environ.get("DATABASE_URL", "")
-    if not given.startswith(("postgres://", "postgresql://")):
-        return f"sqlite:///{tmp / 'bench.sqlite3'}"
-    import psycopg2
-
-    parts = urlsplit(given)
-    name = f"relayweb_bench_{os.getpid()}"
-    maintenance = urlunsplit(parts._replace(path="/postgres"))
-
-    def run(sql: str) -> None:
-        conn = psycopg2.connect(maintenance)
-        conn.autocommit = True
-        try:
-            with conn.cursor() as cur:
-                cur.execute(sql)
-        finally:
-            conn.close()
-
-    run(f'CREATE DATABASE "{name}"')
-
-    def drop() -> None:
-        from django.db import connections
-
-        connections.close_all()
-        run(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-
-    stack.callback(drop)
-    return urlunsplit(parts._replace(path=f"/{name}"))
-
-
-COUNTER = {"source": "kubesim's Simulator.api_requests"}
-
-
-def count_requests_if_kubesim_does_not(sim_module) -> None:
-    """Until kubesim counts its own API requests (Simulator.api_requests / api_requests_by_verb), count
-    them with a middleware added to the API app the same way: requests under /api and /apis, by verb."""
-    from aiohttp import web
-
-    original = sim_module.make_api_app
-
-    def verb_of(request: web.Request) -> str:
-        parts = [p for p in request.path.split("/") if p]
-        rest = parts[2:] if parts[0] == "api" else parts[3:]
-        if len(rest) >= 3 and rest[0] == "namespaces":
-            rest = rest[2:]
-        named = len(rest) >= 2
-        if request.method == "GET":
-            if not named:
-                return "watch" if request.query.get("watch") in ("true", "1") else "list"
-            return "get"
-        return {"POST": "create", "PUT": "update", "PATCH": "patch",
-                "DELETE": "delete" if named else "deletecollection"}.get(request.method, request.method.lower())
-
-    def make_api_app(sim):
-        app = original(sim)
-        if hasattr(sim, "api_requests"):
-            return app
-        sim.api_requests, sim.api_requests_by_verb = 0, collections.Counter()
-        COUNTER["source"] = "the benchmark's own middleware on kubesim's API app (kubesim has no counter yet)"
-
-        @web.middleware
-        async def counting(request, handler):
-            parts = [p for p in request.path.split("/") if p]
-            if parts and parts[0] in ("api", "apis"):
-                sim.api_requests += 1
-                sim.api_requests_by_verb[verb_of(request)] += 1
-            return await handler(request)
-
-        app.middlewares.insert(0, counting)
-        return app
-
-    sim_module.make_api_app = make_api_app
 
 
 class Worker:
@@ -163,21 +88,7 @@ class Worker:
             self.log.close()
 
 
-def wait_for(predicate, timeout: float, message: str, interval: float = 0.05):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(interval)
-    raise RuntimeError(f"timed out after {timeout:.0f} s waiting for {message}")
-
-
-# ---------------------------------------------------------------- figures
-
-
-def pct(values: list[float], p: int) -> float:
-    return statistics.quantiles(values, n=100, method="inclusive")[p - 1]
+wait_for, pct = _setup.wait_for, _setup.pct
 
 
 def verbs(before: dict, after: dict) -> str:
@@ -351,7 +262,7 @@ def main() -> None:
         stack.callback(shutil.rmtree, tmp, ignore_errors=True)
         kubeconfig = str(tmp / "kubeconfig")
         os.environ["DJANGO_SETTINGS_MODULE"] = "tests.settings"
-        os.environ["DATABASE_URL"] = fresh_database(stack, tmp)
+        os.environ["DATABASE_URL"], db_label = _setup.fresh_database(stack, tmp)
         os.environ["RELAY_KUBECONFIG"] = kubeconfig
         os.environ["RELAY_DEPLOY_POLL_INTERVAL"] = POLL_INTERVAL
         os.environ.setdefault("LOG_LEVEL", "WARNING")
@@ -360,14 +271,12 @@ def main() -> None:
 
         django.setup()  # tests.settings: embedded Redis unless REDIS_URL is set, a per-run Celery queue
         from django.core.management import call_command
-        from django.db import connection
 
         from kubesim import sim as sim_module
         from kubesim.config import SimConfig
 
         call_command("migrate", verbosity=0)
 
-        count_requests_if_kubesim_does_not(sim_module)
         sim = sim_module.SimulatorThread(SimConfig(kubeconfig=kubeconfig, **SIM_TIMINGS)).start()
         stack.callback(sim.stop)
 
@@ -376,8 +285,8 @@ def main() -> None:
         stack.callback(worker.stop)
         worker.start()
         print(f"setup (database, kubesim, worker): {time.perf_counter() - started:.1f} s; "
-              f"database {connection.vendor}, kubesim start delay {START_DELAY:.2f} s; "
-              f"API calls counted by {COUNTER['source']}")
+              f"database {db_label}, kubesim start delay {START_DELAY:.2f} s; "
+              "API calls counted by kubesim (Simulator.api_requests)")
 
         bench = Bench(sim, worker)
         try:

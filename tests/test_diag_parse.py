@@ -342,3 +342,45 @@ def test_kubesim_diag_routes_the_live_trigger_and_counts_its_traffic(kubesim, li
     assert state["reachable"] and [r["host"] for r in view["routes"] if r["host"] == ACME] == [ACME]
     assert all(r["host"].startswith("hello.") for r in view["routes"])
     assert list(view["clusters"]) == [cluster["name"]]
+
+
+async def receive_within(layer, channel: str, seconds: float) -> dict:
+    import asyncio
+
+    try:
+        return await asyncio.wait_for(layer.receive(channel), seconds)
+    except TimeoutError:
+        raise AssertionError(f"nothing arrived on {channel} within {seconds} s") from None
+
+
+@pytest.mark.django_db
+def test_each_tenant_gets_the_routes_of_its_triggers_hosts_as_its_websocket_snapshot_does(
+        fake_admin, diag_key, tenant_a, tenant_b, django_capture_on_commit_callbacks):
+    from asgiref.sync import async_to_sync
+    from channels.layers import get_channel_layer
+
+    from triggers import broadcast
+    from triggers.models import Trigger
+    from triggers.watcher import poll_diag
+
+    # acme's route is known by the trigger's URL only (no address yet); globex's by its address
+    Trigger.objects.create(tenant=tenant_a, name="hello", image="kubesim/echo", url=f"http://{ACME}")
+    Trigger.objects.create(tenant=tenant_b, name="hello", image="kubesim/echo", address_url=f"http://{GLOBEX}")
+    layer = get_channel_layer()
+    inboxes = {t.pk: async_to_sync(layer.new_channel)() for t in (tenant_a, tenant_b)}
+    for tenant_id, channel in inboxes.items():
+        async_to_sync(layer.group_add)(broadcast.tenant_group(tenant_id), channel)
+    try:
+        with django_capture_on_commit_callbacks(execute=True):
+            poll_diag()
+        for tenant, host in ((tenant_a, ACME), (tenant_b, GLOBEX)):
+            message = async_to_sync(receive_within)(layer, inboxes[tenant.pk], 5)
+            assert message["event"] == "diag"
+            assert [r["host"] for r in message["payload"]["routes"]] == [host]
+            # the same view the tenant's websocket snapshot builds from its triggers
+            triggers = Trigger.objects.filter(tenant=tenant)
+            hosts = set().union(*(diag.trigger_hosts(t) for t in triggers))
+            assert message["payload"] == json.loads(json.dumps(diag.for_hosts(diag.load(), hosts)))
+    finally:
+        for tenant_id, channel in inboxes.items():
+            async_to_sync(layer.group_discard)(broadcast.tenant_group(tenant_id), channel)

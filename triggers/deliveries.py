@@ -16,7 +16,6 @@ import urllib3
 from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
-from yarl import URL
 
 from . import broadcast
 from .ingress import HOP_BY_HOP
@@ -53,11 +52,10 @@ def _claim(delivery_id) -> Delivery | None:
 
 def _forward(delivery: Delivery) -> tuple[int | None, bytes, list, str]:
     trigger = delivery.trigger
-    host = URL(trigger.address_url).host if trigger.address_url else ""
-    if not host or not trigger.latest_ready_revision:
+    if not trigger.servable:
         return None, b"", [], f"Trigger {trigger.name} has no ready revision (never deployed, or failed)."
     headers = {k: v for k, v in delivery.headers if k.lower() not in HOP_BY_HOP}
-    headers.update({"Host": host, "X-Relay-Delivery-Id": str(delivery.pk),
+    headers.update({"Host": trigger.gateway_host, "X-Relay-Delivery-Id": str(delivery.pk),
                     "X-Relay-Trigger": f"{trigger.tenant.slug}/{trigger.name}"})
     url = f"{settings.RELAY_GATEWAY_URL}{delivery.path}" + (f"?{delivery.query}" if delivery.query else "")
     timeout = settings.RELAY_ACTIVATION_TIMEOUT + trigger.timeout_seconds

@@ -20,7 +20,7 @@ from tenants.models import Tenant
 
 from . import broadcast, kube
 from .models import Deployment, Trigger
-from .status import condition, observe_ksvc
+from .status import observe_ksvc, revision_ready_reason
 
 log = logging.getLogger(__name__)
 
@@ -103,15 +103,7 @@ def release_poll() -> None:
 
 
 def _revision_reason(cluster: kube.Cluster, namespace: str):
-    def lookup(name: str) -> tuple[str, str]:
-        try:
-            revision = cluster.get_revision(namespace, name)
-        except kube.KubeError:
-            return "", ""
-        ready = condition(revision, "Ready")
-        return ready.get("reason", ""), ready.get("message", "")
-
-    return lookup
+    return lambda name: revision_ready_reason(cluster, namespace, name)
 
 
 def deployments_poll() -> int:

@@ -60,10 +60,9 @@ class Route:
             log.error("trigger %s: verification secret cannot be decrypted", trigger.pk)
         verifier = signatures.verifier_for(trigger.verification, secret, header=trigger.hmac_header,
                                            encoding=trigger.hmac_encoding, prefix=trigger.hmac_prefix)
-        host = (URL(trigger.address_url).host or "") if trigger.address_url else ""
         return cls(trigger_id=trigger.pk, tenant_id=trigger.tenant_id, label=f"{trigger.tenant.slug}/{trigger.name}",
                    mode=trigger.mode,
-                   suspended=trigger.suspended, host=host, servable=bool(host and trigger.latest_ready_revision),
+                   suspended=trigger.suspended, host=trigger.gateway_host, servable=trigger.servable,
                    timeout=settings.RELAY_ACTIVATION_TIMEOUT + trigger.timeout_seconds, verifier=verifier,
                    dedupe_header=trigger.dedupe_header.lower(), ready_pods=getattr(trigger, "ready_pods", None),
                    broken=broken)

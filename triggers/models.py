@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import secrets
 import uuid
+from urllib.parse import urlsplit
 
 from django.conf import settings
 from django.core.validators import MaxValueValidator, MinValueValidator, RegexValidator
@@ -127,6 +128,16 @@ class Trigger(models.Model):
     @property
     def is_ready(self) -> bool:
         return self.ready_status == "True" and self.observed_generation == self.generation
+
+    @property
+    def gateway_host(self) -> str:
+        """The ksvc's cluster-local host (from status.address.url): the Host the gateway routes on."""
+        return urlsplit(self.address_url).hostname or "" if self.address_url else ""
+
+    @property
+    def servable(self) -> bool:
+        """Webhooks can be forwarded: the ksvc has an address and a revision that became ready."""
+        return bool(self.gateway_host and self.latest_ready_revision)
 
     @property
     def serving_old_revision(self) -> bool:

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from django.db import transaction
 from django.utils import timezone
 
+from . import kube
 from .models import Deployment, Trigger
 
 
@@ -20,6 +21,16 @@ def condition(obj: dict | None, kind: str) -> dict:
         if cond.get("type") == kind:
             return cond
     return {}
+
+
+def revision_ready_reason(cluster, namespace: str, name: str) -> tuple[str, str]:
+    """A revision's own Ready reason and message (ExitCode1, ContainerMissing…), read from the API;
+    ("", "") when it cannot be read."""
+    try:
+        ready = condition(cluster.get_revision(namespace, name), "Ready")
+    except kube.KubeError:
+        return "", ""
+    return ready.get("reason", ""), ready.get("message", "")
 
 
 @dataclass(frozen=True)

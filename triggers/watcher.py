@@ -24,7 +24,7 @@ from kubernetes.client.exceptions import ApiException
 
 from . import broadcast, kube
 from .models import Deployment, ScaleEvent, Trigger
-from .status import condition, observe_ksvc
+from .status import condition, observe_ksvc, revision_ready_reason
 
 log = logging.getLogger(__name__)
 
@@ -196,11 +196,7 @@ class Watcher:
             if revision == name:
                 if status.get("ready") == "False":
                     return status.get("ready_reason", ""), status.get("ready_message", "")
-                try:
-                    ready = condition(self.cluster.get_revision(namespace, name), "Ready")
-                except kube.KubeError:
-                    return "", ""
-                return ready.get("reason", ""), ready.get("message", "")
+                return revision_ready_reason(self.cluster, namespace, name)
         return "", ""
 
     def _on_revisions(self, kind: str, obj: dict) -> None:
@@ -308,9 +304,9 @@ def poll_diag() -> None:
     if before is not None and not diag.changed(before, after):
         return
     broadcast.diag(None, after)
-    hosts: dict[int, set[str]] = {}
-    for tenant_id, address in Trigger.objects.live().exclude(address_url="").values_list("tenant_id", "address_url"):
-        hosts.setdefault(tenant_id, set()).add(address.split("://", 1)[-1].split("/", 1)[0])
+    hosts: dict[int, set[str]] = {}  # the same hosts as the tenant's websocket snapshot (consumers.py)
+    for trigger in Trigger.objects.live().only("tenant_id", "address_url", "url"):
+        hosts.setdefault(trigger.tenant_id, set()).update(diag.trigger_hosts(trigger))
     for tenant_id, tenant_hosts in hosts.items():
         view = diag.for_hosts(after, tenant_hosts)
         if before is None or diag.for_hosts(before, tenant_hosts) != view:

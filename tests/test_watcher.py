@@ -8,6 +8,8 @@ import time
 
 import pytest
 import requests
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
 
 from kubesim.config import SimConfig
 from kubesim.sim import SimulatorThread
@@ -90,10 +92,12 @@ def test_writes_happen_only_on_real_changes(watcher, live_trigger, cluster, k8s)
             {"metadata": {"annotations": {"example.com/note": str(i)}}})
     deadline = time.monotonic() + 1.0
     handled = 0
-    while time.monotonic() < deadline:
-        handled += watcher.step(timeout=0.1)
+    with CaptureQueriesContext(connection) as queries:
+        while time.monotonic() < deadline:
+            handled += watcher.step(timeout=0.1)
     assert handled >= 5  # the events arrived…
-    assert watcher.writes == before  # …and wrote nothing
+    assert watcher.writes == before  # …and wrote nothing…
+    assert [q["sql"] for q in queries.captured_queries] == []  # …nor even read the trigger
 
 
 def test_resumes_after_dropped_watch_streams(watcher, live_trigger, kubesim):

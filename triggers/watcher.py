@@ -73,6 +73,9 @@ class Watcher:
         self.pod_owner: dict[tuple[str, str], int] = {}  # (namespace, pod) → trigger id
         self.pod_events: dict[tuple[str, str], str] = {}
         self.revisions: dict[tuple[str, str], dict] = {}  # (namespace, revision) → status
+        # (namespace, ksvc) → what of it the trigger shows: a MODIFIED event that changes none of it (a label,
+        # an annotation, managedFields) costs no database read; ADDED (lists and relists) always looks
+        self.ksvc_seen: dict[tuple[str, str], tuple] = {}
         self.writes = 0  # trigger rows written (tests check that only real changes are)
 
     # ------------------------------------------------------------ streams (threads)
@@ -175,6 +178,15 @@ class Watcher:
         return Trigger.objects.select_related("tenant").filter(pk=int(trigger_id)).first()
 
     def _on_ksvcs(self, kind: str, obj: dict) -> None:
+        meta = obj.get("metadata") or {}
+        key = (meta.get("namespace", ""), meta.get("name", ""))
+        seen = (meta.get("generation"), json.dumps(obj.get("status"), sort_keys=True))
+        if kind == "DELETED":
+            self.ksvc_seen.pop(key, None)
+        else:
+            previous, self.ksvc_seen[key] = self.ksvc_seen.get(key), seen
+            if kind == "MODIFIED" and previous == seen:
+                return
         trigger = self._trigger_of(obj)
         if trigger is None:
             return
@@ -207,12 +219,15 @@ class Watcher:
             return
         status = obj.get("status") or {}
         active, ready = condition(obj, "Active"), condition(obj, "Ready")
+        previous = self.revisions.get(key)
         self.revisions[key] = {
             "desired": status.get("desiredReplicas"), "actual": status.get("actualReplicas"),
             "active": active.get("status", ""), "active_reason": active.get("reason", ""),
             "ready": ready.get("status", ""), "ready_reason": ready.get("reason", ""),
             "ready_message": ready.get("message", ""),
         }
+        if kind == "MODIFIED" and previous == self.revisions[key]:
+            return  # nothing shown changed: no database read
         trigger = self._trigger_of(obj)
         if trigger is not None:
             with transaction.atomic():
@@ -242,10 +257,15 @@ class Watcher:
         return True
 
     def _on_pods(self, kind: str, obj: dict) -> None:
+        meta = obj["metadata"]
+        owner = self.pod_owner.get((meta["namespace"], meta["name"]))
+        if kind == "MODIFIED" and owner is not None:
+            known = self.pods.get(owner, {}).get(meta["name"])
+            if known == pod_summary(obj, self.pod_events.get((meta["namespace"], meta["name"]), "")):
+                return  # nothing shown changed: no database read
         trigger = self._trigger_of(obj)
         if trigger is None:
             return
-        meta = obj["metadata"]
         pods = self.pods.setdefault(trigger.pk, {})
         if kind == "DELETED":
             pods.pop(meta["name"], None)

@@ -99,6 +99,20 @@ def test_writes_happen_only_on_real_changes(watcher, live_trigger, cluster, k8s)
     assert watcher.writes == before  # …and wrote nothing…
     assert [q["sql"] for q in queries.captured_queries] == []  # …nor even read the trigger
 
+    # a running pod's Kubernetes events (Pulled, Started…) change nothing shown either
+    from kubernetes import client as k8s_client
+
+    k8s.core.create_namespaced_event("relay-acme", k8s_client.CoreV1Event(
+        metadata=k8s_client.V1ObjectMeta(name=f"{pod['name']}.note"), reason="Pulled", message="again",
+        involved_object=k8s_client.V1ObjectReference(kind="Pod", namespace="relay-acme", name=pod["name"])))
+    handled = 0
+    with CaptureQueriesContext(connection) as queries:
+        deadline = time.monotonic() + 1.0
+        while time.monotonic() < deadline:
+            handled += watcher.step(timeout=0.1)
+    assert handled >= 1
+    assert [q["sql"] for q in queries.captured_queries] == []
+
 
 def test_resumes_after_dropped_watch_streams(watcher, live_trigger, kubesim):
     trigger = live_trigger()

@@ -281,10 +281,12 @@ class Watcher:
         if involved.get("kind") != "Pod" or kind == "DELETED" or key not in self.pod_owner:
             return
         self.pod_events[key] = obj.get("reason", "")
-        trigger = Trigger.objects.select_related("tenant").filter(pk=self.pod_owner[key]).first()
         pod = self.pods.get(self.pod_owner[key], {}).get(key[1])
-        if trigger is None or pod is None or pod["ready"]:
-            return  # a running pod's events (Pulled, Started…) change nothing shown
+        if pod is None or pod["ready"]:
+            return  # a running pod's events (Pulled, Started…) change nothing shown: no database read
+        trigger = Trigger.objects.select_related("tenant").filter(pk=self.pod_owner[key]).first()
+        if trigger is None:
+            return
         pod["reason"] = pod["reason"] or obj.get("reason", "")
         self._publish_pods(trigger)
 

@@ -41,6 +41,16 @@ def fresh(trigger):
     return Trigger.objects.get(pk=trigger.pk)
 
 
+def steps_for(watcher, seconds: float) -> tuple[int, list[str]]:
+    """Apply what arrives for `seconds`: (events handled, SQL the watcher ran meanwhile)."""
+    deadline = time.monotonic() + seconds
+    handled = 0
+    with CaptureQueriesContext(connection) as queries:
+        while time.monotonic() < deadline:
+            handled += watcher.step(timeout=0.1)
+    return handled, [q["sql"] for q in queries.captured_queries]
+
+
 def test_pods_replicas_and_scale_events_through_a_full_cycle(watcher, live_trigger, relay):
     # a pod that takes 800 ms to start, as real ones do: the watcher sees the activator queue the request first
     trigger = live_trigger(image="kubesim/slow-start:800ms")
@@ -90,14 +100,10 @@ def test_writes_happen_only_on_real_changes(watcher, live_trigger, cluster, k8s)
         k8s.custom.patch_namespaced_custom_object(
             "serving.knative.dev", "v1", "relay-acme", "services", "hello",
             {"metadata": {"annotations": {"example.com/note": str(i)}}})
-    deadline = time.monotonic() + 1.0
-    handled = 0
-    with CaptureQueriesContext(connection) as queries:
-        while time.monotonic() < deadline:
-            handled += watcher.step(timeout=0.1)
+    handled, queries = steps_for(watcher, 1.0)
     assert handled >= 5  # the events arrived…
     assert watcher.writes == before  # …and wrote nothing…
-    assert [q["sql"] for q in queries.captured_queries] == []  # …nor even read the trigger
+    assert queries == []  # …nor even read the trigger
 
     # a running pod's Kubernetes events (Pulled, Started…) change nothing shown either
     from kubernetes import client as k8s_client
@@ -105,13 +111,9 @@ def test_writes_happen_only_on_real_changes(watcher, live_trigger, cluster, k8s)
     k8s.core.create_namespaced_event("relay-acme", k8s_client.CoreV1Event(
         metadata=k8s_client.V1ObjectMeta(name=f"{pod['name']}.note"), reason="Pulled", message="again",
         involved_object=k8s_client.V1ObjectReference(kind="Pod", namespace="relay-acme", name=pod["name"])))
-    handled = 0
-    with CaptureQueriesContext(connection) as queries:
-        deadline = time.monotonic() + 1.0
-        while time.monotonic() < deadline:
-            handled += watcher.step(timeout=0.1)
+    handled, queries = steps_for(watcher, 1.0)
     assert handled >= 1
-    assert [q["sql"] for q in queries.captured_queries] == []
+    assert queries == []
 
 
 def test_resumes_after_dropped_watch_streams(watcher, live_trigger, kubesim):

@@ -107,7 +107,7 @@ def _enqueue(delivery_id, countdown: float = 0) -> None:
     task.apply_async((str(delivery_id),), countdown=countdown)
 
 
-def deliveries_dispatch(delivery_ids: list[str]) -> int:
+def deliveries_dispatch(delivery_ids: list) -> int:
     """The ingress stores async deliveries in batches and sends one message per batch; each delivery then
     gets its own task (its own attempts and retries), published here over one broker connection."""
     from .tasks import delivery_deliver as task
@@ -124,9 +124,7 @@ def deliveries_sweep() -> int:
         Delivery.objects.filter(state__in=("received", "retrying", "forwarded"), mode=Trigger.Mode.ASYNC,
                                 next_attempt_at__lte=timezone.now()).values_list("pk", flat=True)[:1000]
     )
-    for pk in due:
-        _enqueue(pk)
-    return len(due)
+    return deliveries_dispatch(due)  # one broker connection for all of them
 
 
 def delivery_replay(delivery: Delivery) -> Delivery:

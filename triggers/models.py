@@ -132,7 +132,7 @@ class Trigger(models.Model):
     @property
     def gateway_host(self) -> str:
         """The ksvc's cluster-local host (from status.address.url): the Host the gateway routes on."""
-        return urlsplit(self.address_url).hostname or "" if self.address_url else ""
+        return (urlsplit(self.address_url).hostname or "") if self.address_url else ""
 
     @property
     def servable(self) -> bool:

@@ -171,11 +171,13 @@ class Watcher:
         handler(kind, obj)
 
     @staticmethod
-    def _trigger_of(obj: dict) -> Trigger | None:
+    def _trigger(pk: int) -> Trigger | None:
+        return Trigger.objects.select_related("tenant").filter(pk=pk).first()
+
+    @classmethod
+    def _trigger_of(cls, obj: dict) -> Trigger | None:
         trigger_id = ((obj.get("metadata") or {}).get("labels") or {}).get(kube.TRIGGER_LABEL, "")
-        if not trigger_id.isdigit():
-            return None
-        return Trigger.objects.select_related("tenant").filter(pk=int(trigger_id)).first()
+        return cls._trigger(int(trigger_id)) if trigger_id.isdigit() else None
 
     def _on_ksvcs(self, kind: str, obj: dict) -> None:
         meta = obj.get("metadata") or {}
@@ -258,21 +260,21 @@ class Watcher:
 
     def _on_pods(self, kind: str, obj: dict) -> None:
         meta = obj["metadata"]
-        owner = self.pod_owner.get((meta["namespace"], meta["name"]))
-        if kind == "MODIFIED" and owner is not None:
-            known = self.pods.get(owner, {}).get(meta["name"])
-            if known == pod_summary(obj, self.pod_events.get((meta["namespace"], meta["name"]), "")):
-                return  # nothing shown changed: no database read
+        key = (meta["namespace"], meta["name"])
+        summary = None if kind == "DELETED" else pod_summary(obj, self.pod_events.get(key, ""))
+        owner = self.pod_owner.get(key)
+        if kind == "MODIFIED" and owner is not None and self.pods.get(owner, {}).get(meta["name"]) == summary:
+            return  # nothing shown changed: no database read
         trigger = self._trigger_of(obj)
         if trigger is None:
             return
         pods = self.pods.setdefault(trigger.pk, {})
-        if kind == "DELETED":
+        if summary is None:
             pods.pop(meta["name"], None)
-            self.pod_owner.pop((meta["namespace"], meta["name"]), None)
+            self.pod_owner.pop(key, None)
         else:
-            self.pod_owner[(meta["namespace"], meta["name"])] = trigger.pk
-            pods[meta["name"]] = pod_summary(obj, self.pod_events.get((meta["namespace"], meta["name"]), ""))
+            self.pod_owner[key] = trigger.pk
+            pods[meta["name"]] = summary
         self._publish_pods(trigger)
 
     def _on_events(self, kind: str, obj: dict) -> None:
@@ -284,7 +286,7 @@ class Watcher:
         pod = self.pods.get(self.pod_owner[key], {}).get(key[1])
         if pod is None or pod["ready"]:
             return  # a running pod's events (Pulled, Started…) change nothing shown: no database read
-        trigger = Trigger.objects.select_related("tenant").filter(pk=self.pod_owner[key]).first()
+        trigger = self._trigger(self.pod_owner[key])
         if trigger is None:
             return
         pod["reason"] = pod["reason"] or obj.get("reason", "")

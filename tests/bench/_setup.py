@@ -213,7 +213,7 @@ def start_kubesim(stack: ExitStack, tmp: Path, **timings: float) -> KubeSim:
     """`python -m kubesim` on free loopback ports; timings are SimConfig knobs (image_pull_delay=…)."""
     kubeconfig, token = str(tmp / "kubeconfig"), secrets.token_urlsafe(24)
     argv = [sys.executable, "-m", "kubesim", "--api", "127.0.0.1:0", "--gateway", "127.0.0.1:0",
-            "--admin", "127.0.0.1:0", "--kubeconfig", kubeconfig, "--token", token, "--log-level", "WARNING"]
+            "--admin", "127.0.0.1:0", "--kubeconfig", kubeconfig, f"--token={token}", "--log-level", "WARNING"]
     for knob, value in timings.items():
         argv += [f"--{knob.replace('_', '-')}", str(value)]
     proc = start(stack, "kubesim", argv, {**os.environ}, tmp)

@@ -70,3 +70,16 @@ def test_serves_writes_kubeconfig_and_stops_on_sigterm(tmp_path):
         start = time.monotonic()
         rc = proc.wait(timeout=10)
     assert rc == 0 and time.monotonic() - start < 5
+
+
+def test_procfile_passes_a_token_that_starts_with_a_dash():
+    """token_urlsafe() starts with "-" one time in 64: `make run` must still hand it to kubesim whole."""
+    import shlex
+
+    from kubesim.__main__ import build_parser
+
+    line = next(x for x in (REPO / "Procfile").read_text().splitlines() if x.startswith("kubesim:"))
+    token = "-Xk3_token-from-make-run"
+    argv = shlex.split(line.split(":", 1)[1].replace("$(cat var/kubesim.token)", token))
+    assert argv[:3] == ["python", "-m", "kubesim"]
+    assert build_parser().parse_args(argv[3:]).token == token

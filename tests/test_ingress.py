@@ -216,3 +216,43 @@ def test_an_undecryptable_secret_is_503_not_500(relay, live_trigger):
     trigger = live_trigger(verification="github", verification_secret="not-a-fernet-token")
     response = hook(relay, trigger, data=b"{}")
     assert response.status_code == 503 and "RELAY_ENCRYPTION_KEYS" in response.json()["detail"]
+
+
+def test_handlers_cookies_never_reach_another_handler(relay, live_trigger, settings):
+    """One connection pool serves every tenant: a Set-Cookie from one handler is passed back to its sender,
+    never stored and replayed to the next handler (gateways have hostnames, where a cookie jar would keep it)."""
+    import http.server
+
+    seen = []
+
+    class Gateway(http.server.BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1"
+
+        def do_POST(self):
+            self.rfile.read(int(self.headers.get("Content-Length", 0)))
+            seen.append((self.headers["Host"], self.headers.get("Cookie")))
+            body = b'{"ok": true}'
+            self.send_response(200)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(body)))
+            self.send_header("Set-Cookie", "session=secret-of-the-first-handler; Path=/")
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args):
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Gateway)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    first, second = live_trigger("first"), live_trigger("second")
+    settings.RELAY_GATEWAY_URL = f"http://localhost:{server.server_address[1]}"
+    try:
+        one = hook(relay, first, data=b"{}")
+        two = hook(relay, second, data=b"{}")
+        three = hook(relay, first, data=b"{}")
+    finally:
+        server.shutdown()
+        server.server_close()
+    assert one.status_code == two.status_code == three.status_code == 200
+    assert "secret-of-the-first-handler" in one.headers["Set-Cookie"]  # the sender gets it
+    assert [cookie for _, cookie in seen] == [None, None, None], seen

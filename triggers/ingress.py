@@ -156,7 +156,10 @@ class Ingress:
     def session(self) -> aiohttp.ClientSession:
         if self._session is None or self._session.closed:
             connector = aiohttp.TCPConnector(limit=0, keepalive_timeout=30, ttl_dns_cache=300)
-            self._session = aiohttp.ClientSession(connector=connector, auto_decompress=False)
+            # One pool for every tenant's handlers: no cookie jar (a handler's Set-Cookie goes back to its
+            # sender only, never to the next handler), no decompression, no auto headers.
+            self._session = aiohttp.ClientSession(connector=connector, auto_decompress=False,
+                                                  cookie_jar=aiohttp.DummyCookieJar())
         return self._session
 
     async def close(self) -> None:

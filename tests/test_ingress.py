@@ -256,3 +256,40 @@ def test_handlers_cookies_never_reach_another_handler(relay, live_trigger, setti
     assert one.status_code == two.status_code == three.status_code == 200
     assert "secret-of-the-first-handler" in one.headers["Set-Cookie"]  # the sender gets it
     assert [cookie for _, cookie in seen] == [None, None, None], seen
+
+
+def test_members_get_each_delivery_live_a_few_messages_a_second(relay, live_trigger, tenant_a):
+    """Every delivery reaches the tenant's group as a "delivery" event; a burst shares channel-layer messages."""
+    import asyncio
+
+    from asgiref.sync import async_to_sync
+    from channels.layers import get_channel_layer
+
+    from triggers import broadcast
+
+    trigger = live_trigger()
+    layer = get_channel_layer()
+
+    async def listen_while(send):
+        channel = await layer.new_channel()
+        await layer.group_add(broadcast.tenant_group(tenant_a.pk), channel)
+        ids = await asyncio.to_thread(send)
+        messages, seen = [], set()
+        while not set(ids) <= seen:
+            message = await asyncio.wait_for(layer.receive(channel), 10)
+            messages.append(message)
+            seen |= {payload["id"] for event, payload in message["events"] if event == "delivery"}
+        await layer.group_discard(broadcast.tenant_group(tenant_a.pk), channel)
+        return messages
+
+    def send():  # 8 webhooks over ~200 ms: each in its own write batch
+        for i in range(8):
+            assert hook(relay, trigger, data=b'{"n": %d}' % i).status_code == 200
+            time.sleep(0.025)
+        return [str(delivery.pk) for delivery in recorded(trigger, 8)]
+
+    messages = async_to_sync(listen_while)(send)
+    events = [payload for m in messages for event, payload in m["events"] if event == "delivery"]
+    assert len(events) == 8 and {e["trigger_id"] for e in events} == {trigger.pk}
+    assert all(e["state"] == "succeeded" and e["status"] == 200 for e in events)
+    assert len(messages) <= 4, f"{len(messages)} channel-layer messages for 8 deliveries"

@@ -57,7 +57,7 @@ def delivery_payload(delivery) -> dict:
 
 def delivery_messages(deliveries) -> list[tuple[str, dict]]:
     """Channel-layer messages for deliveries the ingress wrote together: one per tenant, carrying all of
-    that tenant's "delivery" events (a busy trigger costs one group send per batch, not one per webhook)."""
+    that tenant's "delivery" events (the ingress sends them a few times a second, not one per webhook)."""
     by_tenant: dict[int, list] = {}
     for delivery in deliveries:
         by_tenant.setdefault(delivery.tenant_id, []).append(("delivery", delivery_payload(delivery)))

@@ -25,7 +25,7 @@ from django.utils import timezone
 from yarl import URL
 
 from . import crypto, signatures
-from .delivery_writer import DeliveryWriter
+from .delivery_writer import DeliveryRecord, DeliveryWriter
 from .models import Delivery, Trigger
 
 log = logging.getLogger(__name__)
@@ -193,13 +193,13 @@ class Ingress:
             body = await read_body(receive, limit)
         except TooLarge:
             return (*problem(413, f"Body larger than {limit} bytes (RELAY_MAX_BODY_BYTES)."), None)
-        request = Delivery(
-            trigger_id=route.trigger_id, mode=route.mode, method=scope["method"], path="/" + sub_path,
+        request = DeliveryRecord(
+            trigger_id=route.trigger_id, tenant_id=route.tenant_id, mode=route.mode, method=scope["method"],
+            path="/" + sub_path,
             query=scope.get("query_string", b"").decode("latin-1"), body=body, body_size=len(body),
             headers=[list(h) for h in signatures.redact(headers, route.verifier)],
             cold_start=route.ready_pods == 0,
         )
-        request.tenant_id = route.tenant_id  # for the live "delivery" event
         verification = route.verifier.verify(lookup, body)
         if not verification.ok:
             request.state, request.verification, request.verification_error = "rejected", "failed", verification.reason
@@ -217,7 +217,7 @@ class Ingress:
             return await self.accept(request)
         return await self.relay(route, request, headers, scope, sub_path)
 
-    async def accept(self, request: Delivery) -> tuple[int, bytes, list | None]:
+    async def accept(self, request: DeliveryRecord) -> tuple[int, bytes, list | None]:
         """Async mode: 202 only once the row is durably stored; Celery delivers it with retries."""
         request.state, request.next_attempt_at = "received", timezone.now()
         try:
@@ -226,7 +226,7 @@ class Ingress:
             return await self.duplicate(request)
         return 202, json.dumps({"delivery_id": str(request.pk)}).encode(), JSON
 
-    async def duplicate(self, request: Delivery) -> tuple[int, bytes, list | None]:
+    async def duplicate(self, request: DeliveryRecord) -> tuple[int, bytes, list | None]:
         """A repeat of a provider delivery id gets the first outcome; the handler is not called again."""
         first = await sync_to_async(
             lambda: Delivery.objects.filter(trigger_id=request.trigger_id,
@@ -239,7 +239,7 @@ class Ingress:
         body = json.dumps({"delivery_id": str(first.pk), "duplicate": True, "state": first.state}).encode()
         return 202, body, JSON + headers
 
-    async def relay(self, route: Route, request: Delivery, headers, scope, sub_path) -> tuple[int, bytes, list]:
+    async def relay(self, route: Route, request: DeliveryRecord, headers, scope, sub_path) -> tuple[int, bytes, list]:
         """Sync mode: forward now, answer with the handler's response, record the outcome."""
         if not route.servable:
             request.state, request.response_status = "failed", 503
@@ -263,7 +263,7 @@ class Ingress:
         self.writer.add(request, update=bool(request.provider_delivery_id))
         return status, body, out_headers
 
-    async def forward(self, route: Route, request: Delivery, headers, scope, sub_path):
+    async def forward(self, route: Route, request: DeliveryRecord, headers, scope, sub_path):
         client = scope.get("client") or ("", 0)
         connection_tokens = {t.strip() for h, v in headers if h == "connection" for t in v.lower().split(",")}
         out = [(k, v) for k, v in headers if k not in HOP_BY_HOP and k not in connection_tokens]

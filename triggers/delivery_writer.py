@@ -6,7 +6,8 @@ row is committed (async mode answers 202 only then; a duplicate provider id rais
 starts a write at once, the rows arriving meanwhile going into the next one.
 
 Rows are `DeliveryRecord`s, not model instances (Model.__init__ alone cost ~30 µs a webhook), and reach
-PostgreSQL through COPY (half the CPU of a multi-row INSERT, on both sides).
+PostgreSQL through COPY (half the CPU of a multi-row INSERT). After the commit: the async rows' Celery
+message, and the live "delivery" events, sent to each tenant's group every `live_interval`.
 """
 
 from __future__ import annotations
@@ -61,7 +62,7 @@ OUTCOME_FIELDS = ["state", "response_status", "response_headers", "response_body
 class DeliveryWriter:
     def __init__(self, window: float = 0.005, max_batch: int = 500, live_interval: float = 0.25):
         self.window, self.max_batch, self.live_interval = window, max_batch, live_interval
-        self.pending: list[tuple[Delivery, asyncio.Future | None, bool, bool]] = []
+        self.pending: list[tuple[DeliveryRecord, asyncio.Future | None, bool, bool]] = []
         self._wakeup: asyncio.Event | None = None
         self._task: asyncio.Task | None = None
         self._writing = 0
@@ -71,7 +72,7 @@ class DeliveryWriter:
 
     @property
     def idle(self) -> bool:
-        """Nothing queued and no batch being written."""
+        """Nothing queued and no batch being written (live events may still be on their way)."""
         return not self.pending and not self._writing
 
     def add(self, row: DeliveryRecord, update: bool = False) -> None:

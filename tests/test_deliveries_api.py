@@ -194,6 +194,14 @@ def test_detail_shows_request_attempts_and_response(api, bob, hello):
     assert body["latency_ms"] == 12.5 and body["attempt_count"] == 2 and body["replays"] == []
 
 
+def test_a_sync_deliverys_attempt_is_its_outcome(api, bob, hello):
+    d = delivery(hello, mode="sync", state="failed", response_status=504, latency_ms=1000.0, attempts=1,
+                 error="The handler did not answer within 1 s.")
+    (attempt,) = api(bob).get(f"{DELIVERIES}{d.pk}/").json()["attempts"]
+    assert (attempt["number"], attempt["status"], attempt["latency_ms"], attempt["error"]) == (
+        1, 504, 1000.0, "The handler did not answer within 1 s.")
+
+
 def test_replay_creates_a_linked_delivery(api, alice, hello):
     original = delivery(hello, state="dead", body=b"payload", body_size=7, headers=[["x-a", "1"]])
     response = api(alice).post(f"{DELIVERIES}{original.pk}/replay/")

@@ -235,6 +235,16 @@ def test_detail_pretty_prints_json_and_shows_headers_attempts_and_response(bob, 
     assert 'id="replay"' not in html  # viewers: read-only
 
 
+def test_detail_shows_a_sync_deliverys_one_attempt_or_why_there_is_none(bob, hello):
+    forwarded = delivery(hello, mode="sync", state="failed", response_status=502, latency_ms=4.0, attempts=1,
+                         error="The gateway is unreachable: refused.")
+    html = page(signed_in(bob).get(f"{LOG}{forwarded.pk}/"))
+    assert 'id="attempt-table"' in html and "The gateway is unreachable: refused." in html and "4 ms" in html
+    rejected = delivery(hello, mode="sync", state="rejected", response_status=401, attempts=0)
+    html = page(signed_in(bob).get(f"{LOG}{rejected.pk}/"))
+    assert 'id="attempt-table"' not in html and "Not forwarded (rejected)." in html
+
+
 def test_detail_shows_binary_bodies_as_hex_and_base64(alice, hello):
     d = delivery(hello, headers=[["content-type", "application/octet-stream"]], body=b"\x00\xffAB", body_size=4)
     html = page(signed_in(alice).get(f"{LOG}{d.pk}/"))

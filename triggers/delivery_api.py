@@ -90,7 +90,7 @@ class DeliveryDetailSerializer(DeliverySerializer):
     response_headers = headers_field()
     response_body = serializers.SerializerMethodField(help_text="The handler's response body (capped).")
     response_body_encoding = serializers.SerializerMethodField()
-    attempts = DeliveryAttemptSerializer(source="attempt_log", many=True, read_only=True)
+    attempts = DeliveryAttemptSerializer(source="attempt_history", many=True, read_only=True)
     replays = serializers.SerializerMethodField(help_text="Ids of the replays of this delivery, newest first.")
 
     class Meta(DeliverySerializer.Meta):

@@ -120,7 +120,7 @@ def delivery_detail(request, tenant, name, delivery_id):
         "tenant": tenant, "trigger": trigger, "delivery": delivery,
         "body": body_view(delivery.body, delivery.headers),
         "response_body": body_view(delivery.response_body, delivery.response_headers),
-        "attempts": delivery.attempt_log.all(), "replays": delivery.replays.order_by("-received_at"),
+        "attempts": delivery.attempt_history(), "replays": delivery.replays.order_by("-received_at"),
         "can_change": allows(request.role, Action.CHANGE) and not trigger.deleting,
     })
 

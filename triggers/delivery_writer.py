@@ -24,7 +24,7 @@ from django.db import IntegrityError, close_old_connections, connections, router
 from django.utils import timezone
 
 from . import broadcast
-from .models import Delivery, DeliveryAttempt
+from .models import Delivery
 
 log = logging.getLogger(__name__)
 _DELIVERY_FIELDS = Delivery._meta.concrete_fields
@@ -162,7 +162,7 @@ def _write_in_thread(batch) -> dict[int, Exception]:
 
 
 def _write(batch) -> dict[int, Exception]:
-    """Insert the new rows, update the outcomes of claimed ones, insert their first attempts: one transaction.
+    """Insert the new rows and update the outcomes of claimed ones, in one transaction.
     Returns the rows that failed (a duplicate provider delivery id), by id(row)."""
     failures: dict[int, Exception] = {}
     inserts = [row for row, _, _, update in batch if not update]
@@ -185,15 +185,11 @@ def _write(batch) -> dict[int, Exception]:
 
 
 def _record_outcomes(batch, failures) -> None:
+    """Outcomes of sync deliveries claimed before forwarding (a provider delivery id). Their one attempt is
+    the row's own outcome (Delivery.attempt_history): no DeliveryAttempt row, half the rows per webhook."""
     for row, _, _, update in batch:
-        if update:
+        if update and id(row) not in failures:
             Delivery.objects.filter(pk=row.pk).update(**{name: getattr(row, name) for name in OUTCOME_FIELDS})
-    attempts = [
-        DeliveryAttempt(delivery_id=row.pk, number=1, status=row.response_status, latency_ms=row.latency_ms,
-                        error=row.error)
-        for row, _, _, _ in batch if row.attempts and id(row) not in failures
-    ]
-    insert_rows(DeliveryAttempt, attempts, ignore_conflicts=True)
 
 
 def _enqueue(delivery_ids: list[str]) -> None:
@@ -202,12 +198,11 @@ def _enqueue(delivery_ids: list[str]) -> None:
     deliveries_dispatch.apply_async((delivery_ids,))
 
 
-def insert_rows(model, rows: list, ignore_conflicts: bool = False) -> None:
+def insert_rows(model, rows: list) -> None:
     """Insert rows (model instances or DeliveryRecords, defaults applied) in one statement: no signals, no
     returned ids, what bulk_create does minus its per-value SQL compilation.
 
-    PostgreSQL: COPY (text format, each column encoded once by its field type), or with
-    `ignore_conflicts` a multi-row INSERT … ON CONFLICT DO NOTHING; SQLite: executemany.
+    PostgreSQL: COPY (text format, each column encoded once by its field type); SQLite: executemany.
     """
     if not rows:
         return
@@ -215,23 +210,16 @@ def insert_rows(model, rows: list, ignore_conflicts: bool = False) -> None:
     fields = [f for f in model._meta.concrete_fields if not (f.primary_key and f.db_returning)]
     table = connection.ops.quote_name(model._meta.db_table)
     columns = ", ".join(connection.ops.quote_name(f.column) for f in fields)
-    if connection.vendor == "postgresql" and not ignore_conflicts:
-        encoders = [(f.attname, _copy_encoder(f)) for f in fields]
-        data = "".join("\t".join([encode(getattr(row, name)) for name, encode in encoders]) + "\n" for row in rows)
-        with connection.cursor() as cursor, connection.wrap_database_errors:  # driver errors as Django's
-            cursor.cursor.copy_expert(f"COPY {table} ({columns}) FROM STDIN", io.StringIO(data))
-        return
-    values = [tuple(f.get_db_prep_save(getattr(row, f.attname), connection) for f in fields) for row in rows]
-    with connection.cursor() as cursor, connection.wrap_database_errors:
+    with connection.cursor() as cursor, connection.wrap_database_errors:  # driver errors as Django's
         if connection.vendor == "postgresql":
-            from psycopg2.extras import execute_values
-
-            execute_values(cursor.cursor, f"INSERT INTO {table} ({columns}) VALUES %s ON CONFLICT DO NOTHING",
-                           values, page_size=len(values))
+            encoders = [(f.attname, _copy_encoder(f)) for f in fields]
+            data = "".join("\t".join([encode(getattr(row, name)) for name, encode in encoders]) + "\n"
+                           for row in rows)
+            cursor.cursor.copy_expert(f"COPY {table} ({columns}) FROM STDIN", io.StringIO(data))
         else:
-            verb = "INSERT OR IGNORE" if ignore_conflicts else "INSERT"
+            values = [tuple(f.get_db_prep_save(getattr(row, f.attname), connection) for f in fields) for row in rows]
             marks = ", ".join(["%s"] * len(fields))
-            cursor.executemany(f"{verb} INTO {table} ({columns}) VALUES ({marks})", values)
+            cursor.executemany(f"INSERT INTO {table} ({columns}) VALUES ({marks})", values)
 
 
 # ---------------------------------------------------------------- COPY text format (PostgreSQL)

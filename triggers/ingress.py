@@ -1,8 +1,10 @@
 """The webhook hot path: `/hooks/<token>[/<sub-path>]`, a plain ASGI app outside Django's middleware.
 
 Measured (ARCHITECTURE.md): a Django view forwarding with aiohttp manages ~2% of a direct backend's
-throughput, a plain ASGI app ~50%. So this is plain ASGI with one shared aiohttp session; the
-database is touched through a token cache and a group-commit writer (triggers/delivery_writer.py).
+throughput, a plain ASGI app ~50%. So this is plain ASGI; it forwards over one keep-alive pool to the
+gateway (triggers/upstream.py: an HTTP/1.1 client on httptools, a third of aiohttp's CPU per webhook,
+measured by tests/bench/bench_ingress.py); the database is touched through a token cache and a
+group-commit writer (triggers/delivery_writer.py).
 
 Order of work per request: route (404/410) → size (413, before reading it all) → signature (401,
 before waking anything) → dedupe → record → forward (sync) or store and 202 (async).
@@ -16,17 +18,16 @@ import logging
 import time
 from dataclasses import dataclass
 
-import aiohttp
 from asgiref.sync import sync_to_async
 from django.conf import settings
 from django.db import IntegrityError, close_old_connections
 from django.db.models import Q
 from django.utils import timezone
-from yarl import URL
 
 from . import crypto, signatures
 from .delivery_writer import DeliveryRecord, DeliveryWriter
 from .models import Delivery, Trigger
+from .upstream import Upstream, UpstreamUnreachable
 
 log = logging.getLogger(__name__)
 
@@ -150,22 +151,21 @@ class Ingress:
     def __init__(self):
         self.routes = RouteCache(settings.RELAY_INGRESS_CACHE_TTL)
         self.writer = DeliveryWriter()
-        self._session: aiohttp.ClientSession | None = None
+        self._upstream: Upstream | None = None
 
     @property
-    def session(self) -> aiohttp.ClientSession:
-        if self._session is None or self._session.closed:
-            connector = aiohttp.TCPConnector(limit=0, keepalive_timeout=30, ttl_dns_cache=300)
-            # One pool for every tenant's handlers: no cookie jar (a handler's Set-Cookie goes back to its
-            # sender only, never to the next handler), no decompression, no auto headers.
-            self._session = aiohttp.ClientSession(connector=connector, auto_decompress=False,
-                                                  cookie_jar=aiohttp.DummyCookieJar())
-        return self._session
+    def upstream(self) -> Upstream:
+        """The keep-alive pool to the gateway (a new one if RELAY_GATEWAY_URL changed)."""
+        if self._upstream is None or self._upstream.base_url != settings.RELAY_GATEWAY_URL:
+            if self._upstream is not None:
+                self._upstream.close()
+            self._upstream = Upstream(settings.RELAY_GATEWAY_URL)
+        return self._upstream
 
     async def close(self) -> None:
         await self.writer.close()
-        if self._session is not None:
-            await self._session.close()
+        if self._upstream is not None:
+            self._upstream.close()
 
     async def __call__(self, scope, receive, send) -> None:
         headers = [(k.decode("latin-1").lower(), v.decode("latin-1")) for k, v in scope["headers"]]
@@ -271,18 +271,14 @@ class Ingress:
                 ("X-Forwarded-Proto", scope.get("scheme", "http")), ("X-Forwarded-Host", dict(headers).get("host", "")),
                 ("X-Relay-Delivery-Id", str(request.pk)), ("X-Relay-Trigger", route.label)]
         query = scope.get("query_string", b"").decode("latin-1")
-        url = URL(f"{settings.RELAY_GATEWAY_URL}/{sub_path}" + (f"?{query}" if query else ""), encoded=True)
+        target = f"/{sub_path}" + (f"?{query}" if query else "")
         try:
-            async with self.session.request(
-                request.method, url, headers=out, data=request.body, allow_redirects=False,
-                skip_auto_headers=("User-Agent", "Accept", "Accept-Encoding", "Content-Type"),
-                timeout=aiohttp.ClientTimeout(total=route.timeout),
-            ) as response:
-                body = await response.read()
-                kept = [(k, v) for k, v in response.raw_headers if k.decode("latin-1").lower() not in HOP_BY_HOP]
-                return response.status, body, kept, ""
+            status, raw_headers, body = await self.upstream.request(request.method, target, out, request.body,
+                                                                    route.timeout)
+            kept = [(k, v) for k, v in raw_headers if k.decode("latin-1").lower() not in HOP_BY_HOP]
+            return status, body, kept, ""
         except TimeoutError:
             status, body = problem(504, f"The handler did not answer within {route.timeout:.0f} s.")
-        except aiohttp.ClientError as e:
-            status, body = problem(502, f"The gateway is unreachable: {type(e).__name__}.")
+        except UpstreamUnreachable as e:
+            status, body = problem(502, f"The gateway is unreachable: {e}.")
         return status, body, JSON, json.loads(body)["detail"]

@@ -275,6 +275,15 @@ class Delivery(models.Model):
     def __str__(self) -> str:
         return f"{self.method} {self.trigger} {self.state}"
 
+    def attempt_history(self) -> list[DeliveryAttempt]:
+        """Every attempt, first to last. A sync delivery's one forward is the delivery's own outcome (status,
+        latency, error), kept in its row and not written twice: it is shown here as attempt 1."""
+        stored = list(self.attempt_log.all())
+        if stored or self.mode != Trigger.Mode.SYNC or not self.attempts:
+            return stored
+        return [DeliveryAttempt(delivery=self, number=1, started_at=self.received_at, status=self.response_status,
+                                latency_ms=self.latency_ms, error=self.error)]
+
 
 class DeliveryAttempt(models.Model):
     delivery = models.ForeignKey(Delivery, on_delete=models.CASCADE, related_name="attempt_log")

@@ -294,3 +294,21 @@ def test_members_get_each_delivery_live_a_few_messages_a_second(relay, live_trig
     assert len(events) == 8 and {e["trigger_id"] for e in events} == {trigger.pk}
     assert all(e["state"] == "succeeded" and e["status"] == 200 for e in events)
     assert len(messages) <= 4, f"{len(messages)} channel-layer messages for 8 deliveries"
+
+
+def test_chunked_request_bodies_and_head_requests_are_forwarded(relay, live_trigger):
+    trigger = live_trigger()
+
+    def chunks():
+        yield b'{"part": 1,'
+        yield b' "part2": true}'
+
+    response = hook(relay, trigger, "/c", data=chunks(), headers={"Content-Type": "application/json"})
+    echo = response.json()
+    assert response.status_code == 200 and echo["body_size"] == 26
+    assert echo["body_sha256"] == hashlib.sha256(b'{"part": 1, "part2": true}').hexdigest()
+    assert "transfer-encoding" not in {k.lower() for k in echo["headers"]}
+    head = hook(relay, trigger, "/h", method="HEAD")
+    assert head.status_code == 200 and head.content == b""
+    methods = [d.method for d in recorded(trigger, 2)]
+    assert methods == ["POST", "HEAD"]

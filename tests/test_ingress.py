@@ -219,6 +219,19 @@ def test_an_undecryptable_secret_is_503_not_500(relay, live_trigger):
     assert response.status_code == 503 and "RELAY_ENCRYPTION_KEYS" in response.json()["detail"]
 
 
+def test_an_undecryptable_secret_is_logged_once_not_on_every_route_reload(live_trigger, caplog):
+    from triggers.ingress import Route
+
+    trigger = live_trigger(verification="github", verification_secret="not-a-fernet-token")
+    with caplog.at_level("ERROR", logger="triggers.ingress"):
+        assert all(Route.of(trigger).broken for _ in range(3))
+        assert len(caplog.records) == 1 and f"trigger {trigger.pk}" in caplog.records[0].getMessage()
+        trigger.verification_secret = crypto.encrypt("fixed")
+        assert not Route.of(trigger).broken
+        trigger.verification_secret = "broken-again"
+        assert Route.of(trigger).broken and len(caplog.records) == 2
+
+
 def test_handlers_cookies_never_reach_another_handler(relay, live_trigger, settings):
     """One connection pool serves every tenant: a Set-Cookie from one handler is passed back to its sender,
     never stored and replayed to the next handler (gateways have hostnames, where a cookie jar would keep it)."""

@@ -34,6 +34,7 @@ log = logging.getLogger(__name__)
 HOP_BY_HOP = {"connection", "keep-alive", "proxy-authenticate", "proxy-authorization", "te", "trailer",
               "transfer-encoding", "upgrade", "host", "content-length"}
 JSON = [(b"content-type", b"application/json")]
+_UNDECRYPTABLE: set[int] = set()  # triggers whose secret failed to decrypt, already logged
 
 
 @dataclass(frozen=True)
@@ -56,9 +57,13 @@ class Route:
         broken = ""
         try:
             secret = crypto.decrypt(trigger.verification_secret) if trigger.verification_secret else ""
+            _UNDECRYPTABLE.discard(trigger.pk)
         except ValueError:
             secret, broken = "", "The verification secret cannot be decrypted (check RELAY_ENCRYPTION_KEYS)."
-            log.error("trigger %s: verification secret cannot be decrypted", trigger.pk)
+            if trigger.pk not in _UNDECRYPTABLE:  # once per process, not on every reload of the route
+                _UNDECRYPTABLE.add(trigger.pk)
+                log.error("trigger %s: verification secret cannot be decrypted (check RELAY_ENCRYPTION_KEYS); "
+                          "its webhooks get 503", trigger.pk)
         verifier = signatures.verifier_for(trigger.verification, secret, header=trigger.hmac_header,
                                            encoding=trigger.hmac_encoding, prefix=trigger.hmac_prefix)
         return cls(trigger_id=trigger.pk, tenant_id=trigger.tenant_id, label=f"{trigger.tenant.slug}/{trigger.name}",

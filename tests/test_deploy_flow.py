@@ -6,6 +6,7 @@ API → Celery worker process → kubesim (official client over HTTP) → Knativ
 import jsonschema
 import pytest
 import yaml
+from django.utils import timezone
 from kubernetes.client.exceptions import ApiException
 
 from tenants.models import Tenant
@@ -155,6 +156,10 @@ def test_worker_killed_mid_deploy_completes_after_restart(api, alice, ready_tena
     make_worker()
     from triggers.tasks import deployments_resume
 
+    # Beat resumes deployments older than RELAY_STUCK_AFTER (1 s here): wait until this one is, or a fast
+    # worker start (under a second) makes the resume below find nothing stuck yet.
+    created = Deployment.objects.get(pk=pk).created_at
+    wait_for(lambda: (timezone.now() - created).total_seconds() > 1.5, message="the deployment counts as stuck")
     deployments_resume.delay()  # what beat does every 30 s
     assert settled(pk, timeout=30).status == "ready"
 

@@ -15,6 +15,9 @@ os.environ.setdefault("ALLOWED_HOSTS", "localhost,127.0.0.1,testserver")
 ensure_redis_url()
 # One queue per test run, inherited by the Celery worker processes the tests start.
 os.environ.setdefault("CELERY_TASK_DEFAULT_QUEUE", f"relayweb-test-{os.getpid()}")
+# and one channel-layer prefix: a group such as tenant-1 starts empty (ids restart with each test database,
+# and channels of earlier runs, never discarded, would linger in it for a day).
+os.environ.setdefault("RELAY_TEST_CHANNEL_PREFIX", f"relayweb-test-{os.getpid()}:ch:")
 os.environ.setdefault("RELAY_DEPLOY_POLL_INTERVAL", "0.2")
 os.environ.setdefault("RELAY_INGRESS_CACHE_TTL", "0.2")
 os.environ.setdefault("RELAY_RETRY_BASE", "0.2")
@@ -22,6 +25,7 @@ os.environ.setdefault("RELAY_RETRY_BASE", "0.2")
 from relayweb.settings import *  # noqa: E402,F403
 
 PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]  # speed only
+CHANNEL_LAYERS["default"]["CONFIG"]["prefix"] = os.environ["RELAY_TEST_CHANNEL_PREFIX"]  # noqa: F405
 STATIC_ROOT = None  # served from the app folders by WhiteNoise's finders; no collectstatic in tests
 WHITENOISE_USE_FINDERS = True
 

@@ -169,3 +169,43 @@ def test_watch_cluster_command_stops_cleanly_on_sigterm(kubesim, transactional_d
             os.kill(proc.pid, signal.SIGKILL)
     assert proc.returncode == 0, out
     assert "stopped" in out and "Traceback" not in out
+
+
+def _revision(trigger, active: str, reason: str, actual: int) -> dict:
+    return {"metadata": {"namespace": trigger.namespace, "name": "hello-00001",
+                         "labels": {kube.TRIGGER_LABEL: str(trigger.pk)}},
+            "status": {"desiredReplicas": 1, "actualReplicas": actual,
+                       "conditions": [{"type": "Active", "status": active, "reason": reason},
+                                      {"type": "Ready", "status": "True"}]}}
+
+
+def _pod(trigger, ready: bool) -> dict:
+    return {"metadata": {"namespace": trigger.namespace, "name": "hello-00001-deployment-x1",
+                         "labels": {kube.TRIGGER_LABEL: str(trigger.pk)}},
+            "status": {"phase": "Running", "conditions": [{"type": "Ready", "status": str(ready)}],
+                       "containerStatuses": [{"name": "user-container", "restartCount": 0, "state": {}}]}}
+
+
+@pytest.mark.parametrize("revision_first", [True, False], ids=["active-before-pod", "pod-before-active"])
+def test_an_activation_is_one_whichever_stream_reports_first(cluster, tenant_a, revision_first):
+    """Knative turns the revision Active when its pod is ready; the two arrive on different watches, in either
+    order. The 0 -> 1 is the activation (with its cold-start time) both ways."""
+    trigger = Trigger.objects.create(tenant=tenant_a, name="hello", image="kubesim/echo", ready_pods=0,
+                                     latest_ready_revision="hello-00001", active_status="False",
+                                     active_reason="NoTraffic")
+    watcher = Watcher(cluster)
+    watcher._on_revisions("MODIFIED", _revision(trigger, "Unknown", "Queued", 0))  # a request waits
+    assert fresh(trigger).active_since is not None
+    if revision_first:
+        watcher._on_revisions("MODIFIED", _revision(trigger, "True", "", 1))
+    watcher._on_pods("ADDED", _pod(trigger, ready=True))
+    if not revision_first:
+        watcher._on_revisions("MODIFIED", _revision(trigger, "True", "", 1))
+    (event,) = ScaleEvent.objects.filter(trigger=trigger)
+    assert (event.from_pods, event.to_pods, event.cause) == (0, 1, "activation")
+    assert event.cold_start_ms is not None and event.cold_start_ms >= 0
+    # the next 0 -> 1 without a queued request (a redeploy) is not that activation again
+    watcher._on_pods("DELETED", _pod(trigger, ready=True))
+    watcher._on_pods("ADDED", _pod(trigger, ready=True))
+    assert list(ScaleEvent.objects.filter(trigger=trigger).order_by("at", "pk").values_list("cause", flat=True)) == [
+        "activation", "scaled to zero", "deploy"]

@@ -60,6 +60,11 @@ def pod_summary(pod: dict, last_event: str = "") -> dict:
     }
 
 
+# An activation that has not brought a pod up within Knative's default progress deadline has failed: a later
+# 0 -> N (a redeploy) is not its cold start.
+ACTIVATION_WINDOW = 600.0
+
+
 class Watcher:
     def __init__(self, cluster: kube.Cluster | None = None, *, watch_timeout: int = 300, max_backoff: float = 30.0):
         self.cluster = cluster or kube.cluster()
@@ -77,6 +82,10 @@ class Watcher:
         # an annotation, managedFields) costs no database read; ADDED (lists and relists) always looks
         self.ksvc_seen: dict[tuple[str, str], tuple] = {}
         self.writes = 0  # trigger rows written (tests check that only real changes are)
+        # trigger id → when its revision went Active=Queued (a request waits for a pod). The revision and pod
+        # streams race: the revision may turn Active=True before the watcher sees the pod ready, and the 0 → N
+        # that follows is still that activation.
+        self.activating: dict[int, float] = {}
 
     # ------------------------------------------------------------ streams (threads)
 
@@ -246,6 +255,7 @@ class Watcher:
                   "active_status": status["active"], "active_reason": status["active_reason"]}
         if values["active_reason"] == "Queued" and trigger.active_reason != "Queued":
             values["active_since"] = timezone.now()  # a cold start begins
+            self.activating[trigger.pk] = time.monotonic()
         return self._write(trigger, values)
 
     def _write(self, trigger: Trigger, values: dict) -> bool:
@@ -306,8 +316,11 @@ class Watcher:
 
     def _scale_event(self, trigger: Trigger, before: int, after: int, pods: list[dict]) -> None:
         cold_ms = None
+        began = self.activating.pop(trigger.pk, None)  # an activation ends with the first scale change after it
+        activating = trigger.active_reason == "Queued" or (
+            began is not None and time.monotonic() - began < ACTIVATION_WINDOW)
         if before == 0 and after > 0:
-            if trigger.active_reason == "Queued" and trigger.active_since:
+            if activating and trigger.active_since:
                 cause = "activation"
                 cold_ms = (timezone.now() - trigger.active_since).total_seconds() * 1000
             else:

@@ -15,9 +15,10 @@ import pytest
 import requests
 from playwright.sync_api import expect
 
+from tests.cluster import wait_for
 from tests.conftest import PASSWORD
 from tests.test_diag_views import good_state, store  # noqa: F401 (store: a fixture)
-from triggers.models import Deployment
+from triggers.models import Deployment, ScaleEvent
 from triggers.watcher import Watcher
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
@@ -78,6 +79,10 @@ def test_trigger_page_follows_a_cold_start_live_and_other_tenants_see_nothing(
     # A slow start keeps "Activating" on screen long enough to be seen.
     trigger = live_trigger(image="kubesim/slow-start:800ms", spec_version=1)
     Deployment.objects.create(trigger=trigger, spec_version=1, status="ready")
+    # The deploy's own pod comes and goes first; the test starts with the trigger really at zero (else the
+    # page may open on a starting pod, and the webhook below may find it warm).
+    wait_for(lambda: ScaleEvent.objects.filter(trigger=trigger, to_pods=0).exists(), timeout=30,
+             message="the deploy's pod scaled to zero")
 
     # charlie (tenant globex) watches his own dashboard the whole time.
     other = browser.new_context().new_page()

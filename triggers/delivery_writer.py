@@ -13,6 +13,7 @@ message, and the live "delivery" events, sent to each tenant's group every `live
 from __future__ import annotations
 
 import asyncio
+import functools
 import io
 import json
 import logging
@@ -169,7 +170,7 @@ def _write(batch) -> dict[int, Exception]:
     try:
         with transaction.atomic():
             insert_rows(Delivery, inserts)
-            _record_outcomes(batch, failures)
+            _record_outcomes(batch)
         return failures
     except IntegrityError:  # a duplicate provider id in the batch: find it row by row
         pass
@@ -180,15 +181,15 @@ def _write(batch) -> dict[int, Exception]:
         except IntegrityError as e:
             failures[id(row)] = e
     with transaction.atomic():
-        _record_outcomes(batch, failures)
+        _record_outcomes(batch)
     return failures
 
 
-def _record_outcomes(batch, failures) -> None:
+def _record_outcomes(batch) -> None:
     """Outcomes of sync deliveries claimed before forwarding (a provider delivery id). Their one attempt is
     the row's own outcome (Delivery.attempt_history): no DeliveryAttempt row, half the rows per webhook."""
     for row, _, _, update in batch:
-        if update and id(row) not in failures:
+        if update:  # claimed rows are already stored: never among the inserts that can fail
             Delivery.objects.filter(pk=row.pk).update(**{name: getattr(row, name) for name in OUTCOME_FIELDS})
 
 
@@ -234,6 +235,7 @@ def _copy_text(value: str) -> str:
     return value
 
 
+@functools.cache  # one encoder per field, built once, not per batch
 def _copy_encoder(field):
     """value -> COPY text for one column; None is NULL (\\N) whatever the type."""
     kind = field.get_internal_type()

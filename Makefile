@@ -11,7 +11,7 @@ ifeq ($(RELAY_KUBECONFIG)$(KUBECONFIG),)
 export RELAY_KUBECONFIG := $(CURDIR)/var/kubeconfig
 endif
 
-.PHONY: run test bench lint install install-dev clean
+.PHONY: run test test-flaky bench lint install install-dev clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -48,3 +48,12 @@ lint: install-dev
 
 clean:
 	rm -rf $(VENV) var staticfiles .pytest_cache
+
+# Flake hunting: the timing-sensitive tests FLAKY_RUNS times each, shuffled, under GIL contention
+# (FLAKY_CONTEND spinning threads); prints the flake rate per test. Not part of `make test`.
+FLAKY_TESTS  ?= tests/e2e tests/test_watcher.py tests/test_ingress.py tests/test_ingress_async.py tests/test_deploy_flow.py
+FLAKY_RUNS   ?= 5
+FLAKY_CONTEND ?= 2
+test-flaky: install-dev
+	$(BIN)/python -m pytest $(FLAKY_TESTS) --count $(FLAKY_RUNS) --random-order --random-order-bucket=global \
+		--contend $(FLAKY_CONTEND) -q $(PYTEST_ARGS)

@@ -23,12 +23,15 @@ from kubernetes import config as k8s_config
 
 from kubesim.config import SimConfig
 from kubesim.sim import SimulatorThread
+from tests.waiting import describe_cluster, explain_with, wait_for
+
+__all__ = ["wait_for"]  # the tests' one polling helper lives in tests/waiting.py; imported from here too
 
 REPO = Path(__file__).resolve().parents[1]
 FIXTURES = REPO.parent / "shared" / "fixtures"
 
 FAST = dict(image_pull_delay=0.05, start_delay=0.1, stable_window=1.0, scale_to_zero_grace=0.3,
-            progress_deadline=1.0, activation_timeout=5.0, bookmark_interval=0.5)
+            progress_deadline=10.0, activation_timeout=5.0, bookmark_interval=0.5)
 
 
 def shared_fixtures() -> Path:
@@ -53,7 +56,8 @@ def cluster(kubesim, settings):
 
     settings.RELAY_KUBECONFIG = kubesim.kubeconfig_path
     kube.reset_cluster()
-    yield kube.cluster()
+    with explain_with("kubesim", lambda: describe_cluster(kubesim)), explain_with("relayweb", relayweb_state):
+        yield kube.cluster()
     kube.reset_cluster()
     kubesim.call(kubesim.sim.faults.clear)
 
@@ -65,6 +69,18 @@ def k8s(kubesim):
     yield type("K8s", (), {"core": k8s_client.CoreV1Api(api), "custom": k8s_client.CustomObjectsApi(api),
                            "networking": k8s_client.NetworkingV1Api(api), "api": api})
     api.close()
+
+
+def relayweb_state() -> str:
+    """What relayweb has observed of each trigger, and its latest deployments (for a timed-out wait)."""
+    from triggers.models import Deployment, Trigger
+
+    lines = [f"trigger {t.tenant.slug}/{t.name}: ready={t.ready_status} {t.ready_reason} pods={t.ready_pods} "
+             f"generation {t.observed_generation}/{t.generation} spec_version={t.spec_version}"
+             for t in Trigger.objects.select_related("tenant").order_by("pk")[:20]]
+    lines += [f"deployment {d.trigger.name} v{d.spec_version}: {d.status} {d.message[:200]}"
+              for d in Deployment.objects.select_related("trigger").order_by("-pk")[:10]]
+    return "\n".join(lines) or "(no triggers)"
 
 
 def _database_url() -> str:
@@ -142,16 +158,6 @@ def make_worker(worker_env, cluster):
     yield make
     for w in workers:
         w.stop()
-
-
-def wait_for(predicate, timeout: float = 20.0, interval: float = 0.05, message: str = "condition"):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(interval)
-    raise AssertionError(f"timed out after {timeout}s waiting for {message}")
 
 
 @pytest.fixture(scope="session")

@@ -13,7 +13,7 @@ from rest_framework.test import APIClient
 
 from tenants.models import ApiToken, Membership, Role, Tenant
 
-pytest_plugins = ["tests.cluster"]
+pytest_plugins = ["tests.cluster", "tests.flakes"]
 
 PASSWORD = "correct horse battery staple"
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 import uuid
 from collections.abc import Callable, Iterator
+from contextlib import ExitStack
 from pathlib import Path
 
 import pytest
@@ -17,6 +18,7 @@ from kubernetes import client, config
 
 from kubesim.config import SimConfig
 from kubesim.sim import SimulatorThread
+from tests.waiting import describe_cluster, explain_with
 
 REPO = Path(__file__).resolve().parents[2]
 SHARED = REPO.parent / "shared"
@@ -54,9 +56,11 @@ def make_sim(tmp_path) -> Iterator[Callable[..., SimulatorThread]]:
     def make(**overrides) -> SimulatorThread:
         st = _start(tmp_path / f"s{len(started)}", **overrides)
         started.append(st)
+        stack.enter_context(explain_with(f"kubesim #{len(started)} (make_sim)", lambda: describe_cluster(st)))
         return st
 
-    yield make
+    with ExitStack() as stack:
+        yield make
     for st in started:
         st.stop()
 
@@ -68,7 +72,8 @@ def api_client(st: SimulatorThread) -> client.ApiClient:
 @pytest.fixture
 def k8s(sim) -> Iterator[client.ApiClient]:
     api = api_client(sim)
-    yield api
+    with explain_with("kubesim", lambda: describe_cluster(sim)):
+        yield api
     api.close()
 
 

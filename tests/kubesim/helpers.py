@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import json
-import time
 from collections.abc import Callable
 from typing import Any
 
 from kubernetes.client.exceptions import ApiException
+
+from tests import waiting
 
 G, V, KSVC = "serving.knative.dev", "v1", "services"
 
@@ -26,16 +27,10 @@ def status_of(e: ApiException) -> dict:
     return json.loads(e.body)
 
 
-def wait_for(fn: Callable[[], Any], timeout: float = 5.0, interval: float = 0.02) -> Any:
-    """Poll fn until it returns something truthy; fail after `timeout` seconds."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = fn()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"condition not met within {timeout}s")
-        time.sleep(interval)
+def wait_for(fn: Callable[[], Any], timeout: float = 5.0, interval: float = 0.02, message: str | None = None) -> Any:
+    """Poll fn until it returns something truthy; fail after `timeout` seconds, naming what was awaited
+    (the message, or fn's source line) and dumping the simulators the test uses (tests/waiting.py)."""
+    return waiting.wait_for(fn, timeout=timeout, interval=interval, message=message)
 
 
 def gone(fn: Callable[[], Any]) -> bool:

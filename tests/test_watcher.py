@@ -116,22 +116,37 @@ def test_writes_happen_only_on_real_changes(watcher, live_trigger, cluster, k8s)
     assert queries == []
 
 
+def steady_pod(watcher, trigger) -> str:
+    """The one pod of a min-scale-1 trigger, once the watcher shows it ready: a state that lasts (a pod of a
+    trigger at min-scale 0 lives only for the stable window, and a loaded run could miss it)."""
+    until(watcher, lambda: fresh(trigger).ready_pods == 1, message="the trigger's one pod ready")
+    (pod,) = fresh(trigger).pods
+    return pod["name"]
+
+
+def replaced(trigger, old: str) -> bool:
+    t = fresh(trigger)
+    return t.ready_pods == 1 and [p["name"] for p in t.pods] not in ([old], [])
+
+
 def test_resumes_after_dropped_watch_streams(watcher, live_trigger, kubesim):
-    trigger = live_trigger()
-    until(watcher, lambda: fresh(trigger).ready_pods == 1, message="steady")
+    trigger = live_trigger(min_scale=1)
+    old = steady_pod(watcher, trigger)
     dropped = kubesim.call(kubesim.sim.faults.drop_watches)
     assert dropped >= 3
-    until(watcher, lambda: fresh(trigger).ready_pods == 0, message="scale to zero seen after the drop")
+    kubesim.call(kubesim.sim.serving.kill_pod, trigger.namespace, old)  # a change made after the drop
+    until(watcher, lambda: replaced(trigger, old), message="the replacement pod seen after the drop")
 
 
 def test_recovers_from_an_api_outage(watcher, live_trigger, kubesim):
-    trigger = live_trigger()
-    until(watcher, lambda: fresh(trigger).ready_pods == 1, message="steady")
+    trigger = live_trigger(min_scale=1)
+    old = steady_pod(watcher, trigger)
     kubesim.call(kubesim.sim.faults.add, 503, None, None, None, None)
     kubesim.call(kubesim.sim.faults.drop_watches)
+    kubesim.call(kubesim.sim.serving.kill_pod, trigger.namespace, old)  # a change made during the outage
     time.sleep(1.5)  # the watcher retries with backoff while everything fails
     kubesim.call(kubesim.sim.faults.clear)
-    until(watcher, lambda: fresh(trigger).ready_pods == 0, timeout=20, message="changes seen after recovery")
+    until(watcher, lambda: replaced(trigger, old), timeout=20, message="the replacement pod seen after recovery")
 
 
 def test_relists_after_410_gone(tenant_a, tmp_path, settings):
@@ -141,7 +156,8 @@ def test_relists_after_410_gone(tenant_a, tmp_path, settings):
         kube.reset_cluster()
         cluster = kube.cluster()
         cluster.apply_namespace(kube.render_namespace(tenant_a))
-        trigger = Trigger.objects.create(tenant=tenant_a, name="hello", image="kubesim/echo")
+        # min-scale 1: the relisted state lasts (a min-scale-0 pod may be gone before the relist)
+        trigger = Trigger.objects.create(tenant=tenant_a, name="hello", image="kubesim/echo", min_scale=1)
         cluster.apply_ksvc(kube.render_ksvc(trigger), exists=False)
         w = Watcher(cluster, watch_timeout=30, max_backoff=0.5)
         w.resource_versions = dict.fromkeys(w.resource_versions, "1")  # long gone from a 20-event history

@@ -4,6 +4,7 @@ Unset, it runs on a laptop: SQLite, the embedded Redis that `make run` starts, k
 Every setting is listed in README.md ("Settings").
 """
 
+import ipaddress
 import os
 from pathlib import Path
 
@@ -252,6 +253,14 @@ RELAY_MAX_BODY_BYTES = envint("RELAY_MAX_BODY_BYTES", str(1024 * 1024))
 RELAY_RESPONSE_BODY_CAP = envint("RELAY_RESPONSE_BODY_CAP", str(64 * 1024))
 RELAY_TOKEN_OVERLAP = envint("RELAY_TOKEN_OVERLAP", str(24 * 3600))
 RELAY_INGRESS_CACHE_TTL = float(os.getenv("RELAY_INGRESS_CACHE_TTL", "2.0"))
+# Proxies in front of the ingress whose X-Forwarded-* are believed (CIDRs); everyone else's are dropped.
+RELAY_TRUSTED_PROXIES = envlist("RELAY_TRUSTED_PROXIES")
+for _cidr in RELAY_TRUSTED_PROXIES:
+    try:
+        ipaddress.ip_network(_cidr, strict=False)
+    except ValueError:
+        raise ImproperlyConfigured(f"RELAY_TRUSTED_PROXIES: {_cidr!r} is not an IP address or CIDR "
+                                   "(e.g. 10.0.0.0/8,192.168.1.5)") from None
 RELAY_RETRY_BASE = float(os.getenv("RELAY_RETRY_BASE", "2.0"))
 RELAY_RETRY_MAX = float(os.getenv("RELAY_RETRY_MAX", "600"))
 RELAY_DELIVERY_LEASE_MARGIN = float(os.getenv("RELAY_DELIVERY_LEASE_MARGIN", "30"))

@@ -7,6 +7,7 @@ Every setting is listed in README.md ("Settings").
 import ipaddress
 import os
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import dj_database_url
 from django.core.exceptions import ImproperlyConfigured
@@ -55,6 +56,13 @@ if not SECRET_KEY:
 ALLOWED_HOSTS = envlist("ALLOWED_HOSTS", "localhost,127.0.0.1,[::1]" if DEBUG else "")
 CSRF_TRUSTED_ORIGINS = envlist("CSRF_TRUSTED_ORIGINS")
 SITE_URL = os.getenv("SITE_URL", "http://localhost:8000").rstrip("/")
+# Where senders call webhooks (RELAY_HOOKS_URL/hooks/<token>; empty: SITE_URL). On a host of its own, that
+# host serves /hooks/ and nothing else, so relayed handler content never shares the dashboard's origin.
+RELAY_HOOKS_URL = os.getenv("RELAY_HOOKS_URL", "").strip().rstrip("/")
+if RELAY_HOOKS_URL and (urlsplit(RELAY_HOOKS_URL).scheme not in ("http", "https")
+                        or not urlsplit(RELAY_HOOKS_URL).hostname):
+    raise ImproperlyConfigured(f"RELAY_HOOKS_URL must be an http(s) URL such as https://hooks.example.com, "
+                               f"got {RELAY_HOOKS_URL!r}")
 
 INSTALLED_APPS = [
     "django.contrib.admin",

@@ -26,6 +26,7 @@ from django.conf import settings
 # - x-forwarded-* and forwarded: only from a trusted proxy (RELAY_TRUSTED_PROXIES), see forwarded_headers().
 RESERVED_PREFIXES = ("x-relay-", "x-envoy-", "knative-", "k-")
 FORWARDING_PREFIXES = ("x-forwarded-", "forwarded")
+_NOT_FROM_SENDERS = RESERVED_PREFIXES + FORWARDING_PREFIXES
 
 # Handler response headers that reach beyond the one response, onto every page of the origin:
 # cookies; clearing the origin's storage; HSTS and key pinning of the host; alternative services;
@@ -50,7 +51,7 @@ def relayed_headers(headers: Iterable[tuple[bytes, bytes]]) -> list[tuple[bytes,
 def sender_headers(headers: Iterable[Sequence[str]]) -> list[tuple[str, str]]:
     """The sender's request headers the handler may see: without X-Relay-*, x-envoy-*, Knative's, and
     X-Forwarded-* / Forwarded (which forwarded_headers() rebuilds). Used for every forward: sync, async, replay."""
-    return [(k, v) for k, v in headers if not k.lower().startswith(RESERVED_PREFIXES + FORWARDING_PREFIXES)]
+    return [(k, v) for k, v in headers if not k.lower().startswith(_NOT_FROM_SENDERS)]
 
 
 @lru_cache(maxsize=8)

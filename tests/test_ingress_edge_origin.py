@@ -175,6 +175,16 @@ def test_the_gateway_gets_one_of_each_relay_header_and_none_of_the_senders_inter
                                                   "x-forwarded-port"))], sent
 
 
+def test_a_signed_in_browsers_dashboard_cookies_never_reach_a_handler(relay, live_trigger):
+    """A dashboard user following a link to a webhook URL on the dashboard's host sends its cookies along."""
+    trigger = live_trigger()
+    mixed = "sessionid=operators-session; csrftoken=tok; theirs=1; django_language=en; messages=m; other=2"
+    seen = lowered(hook(relay, trigger, method="GET", headers={"Cookie": mixed}).json()["headers"])
+    assert seen["cookie"] == "theirs=1; other=2"
+    seen = lowered(hook(relay, trigger, method="GET", headers={"Cookie": "sessionid=s; csrftoken=t"}).json()["headers"])
+    assert "cookie" not in seen
+
+
 def test_a_trusted_proxys_forwarding_headers_are_kept_and_its_chain_continued(relay, live_trigger, settings):
     settings.RELAY_TRUSTED_PROXIES = ["127.0.0.0/8"]
     trigger = live_trigger()

@@ -1,9 +1,9 @@
 """What crosses the webhook edge in each direction, besides the body.
 
 Towards the handler (`sender_headers`, `forwarded_headers`): the sender's headers minus those only
-relayweb, or a proxy relayweb trusts, may set, then relayweb's own `X-Forwarded-*`. Towards the sender
-(`relayed_headers`): the handler's headers minus those that would act on the whole origin the webhook
-is served from (cookies and other origin-wide state), sandboxed.
+relayweb, or a proxy relayweb trusts, may set, and minus the dashboard's own cookies; then relayweb's
+own `X-Forwarded-*`. Towards the sender (`relayed_headers`): the handler's headers minus those that
+would act on the whole origin the webhook is served from (cookies and other origin-wide state), sandboxed.
 """
 
 from __future__ import annotations
@@ -13,6 +13,7 @@ from collections.abc import Iterable, Sequence
 from functools import lru_cache
 
 from django.conf import settings
+from django.contrib.messages.storage.cookie import CookieStorage
 
 # Headers a sender never gets to set for the handler (name prefixes, lower case):
 # - x-relay-*: relayweb's own (X-Relay-Delivery-Id, X-Relay-Trigger); a handler dedupes and routes by them.
@@ -50,8 +51,22 @@ def relayed_headers(headers: Iterable[tuple[bytes, bytes]]) -> list[tuple[bytes,
 
 def sender_headers(headers: Iterable[Sequence[str]]) -> list[tuple[str, str]]:
     """The sender's request headers the handler may see: without X-Relay-*, x-envoy-*, Knative's, and
-    X-Forwarded-* / Forwarded (which forwarded_headers() rebuilds). Used for every forward: sync, async, replay."""
-    return [(k, v) for k, v in headers if not k.lower().startswith(_NOT_FROM_SENDERS)]
+    X-Forwarded-* / Forwarded (which forwarded_headers() rebuilds), and without the dashboard's own cookies.
+    Used for every forward: sync, async, replay."""
+    out = [(k, v) for k, v in headers if not k.lower().startswith(_NOT_FROM_SENDERS)]
+    if any(k.lower() == "cookie" for k, _ in out):
+        out = [(k, _without_dashboard_cookies(v) if k.lower() == "cookie" else v) for k, v in out]
+        out = [(k, v) for k, v in out if v or k.lower() != "cookie"]
+    return out
+
+
+def _without_dashboard_cookies(value: str) -> str:
+    """A browser signed in to the dashboard sends its session and CSRF cookies along to /hooks/ on the same
+    host (a link is enough: SameSite=Lax allows top-level GETs). They are the user's, never the handler's."""
+    ours = {settings.SESSION_COOKIE_NAME, settings.CSRF_COOKIE_NAME, settings.LANGUAGE_COOKIE_NAME,
+            CookieStorage.cookie_name}
+    pairs = (pair.strip() for pair in value.split(";"))
+    return "; ".join(pair for pair in pairs if pair and pair.split("=", 1)[0].strip() not in ours)
 
 
 @lru_cache(maxsize=8)

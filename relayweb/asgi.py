@@ -2,6 +2,7 @@
 
 Django's ASGI application is created before anything imports models (the Channels tutorial's shape).
 `/hooks/…` goes to the plain-ASGI ingress, outside Django's request/middleware stack (the hot path).
+On a webhooks-only host (RELAY_HOOKS_URL, relayweb/hosts.py) nothing else is served.
 """
 
 import gc
@@ -16,6 +17,7 @@ from channels.auth import AuthMiddlewareStack  # noqa: E402
 from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
 from channels.security.websocket import AllowedHostsOriginValidator  # noqa: E402
 
+from relayweb.hosts import on_hooks_only_host, refuse  # noqa: E402
 from relayweb.routing import websocket_urlpatterns  # noqa: E402
 from triggers.ingress import Ingress  # noqa: E402
 
@@ -54,4 +56,6 @@ async def application(scope, receive, send):
         return await ingress(scope, receive, send)
     if scope["type"] == "lifespan":
         return await lifespan(receive, send)
+    if on_hooks_only_host(scope):  # RELAY_HOOKS_URL on a host of its own: /hooks/ only, nothing else
+        return await refuse(scope, receive, send)
     return await router(scope, receive, send)

@@ -4,8 +4,10 @@ Unset, it runs on a laptop: SQLite, the embedded Redis that `make run` starts, k
 Every setting is listed in README.md ("Settings").
 """
 
+import ipaddress
 import os
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import dj_database_url
 from django.core.exceptions import ImproperlyConfigured
@@ -54,6 +56,13 @@ if not SECRET_KEY:
 ALLOWED_HOSTS = envlist("ALLOWED_HOSTS", "localhost,127.0.0.1,[::1]" if DEBUG else "")
 CSRF_TRUSTED_ORIGINS = envlist("CSRF_TRUSTED_ORIGINS")
 SITE_URL = os.getenv("SITE_URL", "http://localhost:8000").rstrip("/")
+# Where senders call webhooks (RELAY_HOOKS_URL/hooks/<token>; empty: SITE_URL). On a host of its own, that
+# host serves /hooks/ and nothing else, so relayed handler content never shares the dashboard's origin.
+RELAY_HOOKS_URL = os.getenv("RELAY_HOOKS_URL", "").strip().rstrip("/")
+if RELAY_HOOKS_URL and (urlsplit(RELAY_HOOKS_URL).scheme not in ("http", "https")
+                        or not urlsplit(RELAY_HOOKS_URL).hostname):
+    raise ImproperlyConfigured(f"RELAY_HOOKS_URL must be an http(s) URL such as https://hooks.example.com, "
+                               f"got {RELAY_HOOKS_URL!r}")
 
 INSTALLED_APPS = [
     "django.contrib.admin",
@@ -252,6 +261,14 @@ RELAY_MAX_BODY_BYTES = envint("RELAY_MAX_BODY_BYTES", str(1024 * 1024))
 RELAY_RESPONSE_BODY_CAP = envint("RELAY_RESPONSE_BODY_CAP", str(64 * 1024))
 RELAY_TOKEN_OVERLAP = envint("RELAY_TOKEN_OVERLAP", str(24 * 3600))
 RELAY_INGRESS_CACHE_TTL = float(os.getenv("RELAY_INGRESS_CACHE_TTL", "2.0"))
+# Proxies in front of the ingress whose X-Forwarded-* are believed (CIDRs); everyone else's are dropped.
+RELAY_TRUSTED_PROXIES = envlist("RELAY_TRUSTED_PROXIES")
+for _cidr in RELAY_TRUSTED_PROXIES:
+    try:
+        ipaddress.ip_network(_cidr, strict=False)
+    except ValueError:
+        raise ImproperlyConfigured(f"RELAY_TRUSTED_PROXIES: {_cidr!r} is not an IP address or CIDR "
+                                   "(e.g. 10.0.0.0/8,192.168.1.5)") from None
 RELAY_RETRY_BASE = float(os.getenv("RELAY_RETRY_BASE", "2.0"))
 RELAY_RETRY_MAX = float(os.getenv("RELAY_RETRY_MAX", "600"))
 RELAY_DELIVERY_LEASE_MARGIN = float(os.getenv("RELAY_DELIVERY_LEASE_MARGIN", "30"))

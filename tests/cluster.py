@@ -172,7 +172,8 @@ def relay_server():
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
     server = uvicorn.Server(uvicorn.Config("relayweb.asgi:application", host="127.0.0.1", port=port,
-                                           log_level="warning", lifespan="on"))
+                                           log_level="warning", lifespan="on",
+                                           proxy_headers=False))  # as the Procfile: the ingress sees the peer
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
     wait_for(lambda: server.started, message="uvicorn started")

@@ -18,6 +18,7 @@ from django.db import transaction
 from django.utils import timezone
 
 from . import broadcast
+from .edge_headers import sender_headers
 from .ingress import HOP_BY_HOP
 from .models import Delivery, DeliveryAttempt, Trigger, new_token
 
@@ -54,7 +55,7 @@ def _forward(delivery: Delivery) -> tuple[int | None, bytes, list, str]:
     trigger = delivery.trigger
     if not trigger.servable:
         return None, b"", [], f"Trigger {trigger.name} has no ready revision (never deployed, or failed)."
-    headers = {k: v for k, v in delivery.headers if k.lower() not in HOP_BY_HOP}
+    headers = {k: v for k, v in sender_headers(delivery.headers) if k.lower() not in HOP_BY_HOP}
     headers.update({"Host": trigger.gateway_host, "X-Relay-Delivery-Id": str(delivery.pk),
                     "X-Relay-Trigger": f"{trigger.tenant.slug}/{trigger.name}"})
     url = f"{settings.RELAY_GATEWAY_URL}{delivery.path}" + (f"?{delivery.query}" if delivery.query else "")

@@ -26,6 +26,7 @@ from django.utils import timezone
 
 from . import crypto, signatures
 from .delivery_writer import DeliveryRecord, DeliveryWriter
+from .edge_headers import forwarded_headers, relayed_headers, sender_headers
 from .models import Delivery, Trigger
 from .upstream import Upstream, UpstreamUnreachable
 
@@ -240,7 +241,7 @@ class Ingress:
         headers = [(b"x-relay-duplicate-of", str(first.pk).encode())]
         if first.mode == Trigger.Mode.SYNC and first.response_status:
             stored = [(k.encode("latin-1"), v.encode("latin-1")) for k, v in first.response_headers]
-            return first.response_status, bytes(first.response_body), stored + headers
+            return first.response_status, bytes(first.response_body), relayed_headers(stored) + headers
         body = json.dumps({"delivery_id": str(first.pk), "duplicate": True, "state": first.state}).encode()
         return 202, body, JSON + headers
 
@@ -266,14 +267,13 @@ class Ingress:
         request.response_headers = [[k.decode("latin-1"), v.decode("latin-1")] for k, v in out_headers]
         request.response_body = body[: settings.RELAY_RESPONSE_BODY_CAP]
         self.writer.add(request, update=bool(request.provider_delivery_id))
-        return status, body, out_headers
+        return status, body, relayed_headers(out_headers)
 
     async def forward(self, route: Route, request: DeliveryRecord, headers, scope, sub_path):
         client = scope.get("client") or ("", 0)
         connection_tokens = {t.strip() for h, v in headers if h == "connection" for t in v.lower().split(",")}
-        out = [(k, v) for k, v in headers if k not in HOP_BY_HOP and k not in connection_tokens]
-        out += [("Host", route.host), ("X-Forwarded-For", client[0]),
-                ("X-Forwarded-Proto", scope.get("scheme", "http")), ("X-Forwarded-Host", dict(headers).get("host", "")),
+        out = [(k, v) for k, v in sender_headers(headers) if k not in HOP_BY_HOP and k not in connection_tokens]
+        out += [("Host", route.host), *forwarded_headers(headers, client[0], scope.get("scheme", "http")),
                 ("X-Relay-Delivery-Id", str(request.pk)), ("X-Relay-Trigger", route.label)]
         query = scope.get("query_string", b"").decode("latin-1")
         target = f"/{sub_path}" + (f"?{query}" if query else "")

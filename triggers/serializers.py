@@ -58,7 +58,8 @@ class TriggerSerializer(StrictFieldsMixin, serializers.ModelSerializer):
     status = TriggerStatusSerializer(source="*", read_only=True)
     last_deployment = DeploymentSerializer(read_only=True, allow_null=True)
     # The webhook edge (ingress). The verification secret is write-only: only whether one is set comes back.
-    webhook_url = serializers.SerializerMethodField(help_text="The public URL senders call (SITE_URL/hooks/<token>).")
+    webhook_url = serializers.SerializerMethodField(
+        help_text="The public URL senders call (RELAY_HOOKS_URL/hooks/<token>).")
     previous_webhook_url_expires_at = serializers.SerializerMethodField(
         help_text="After rotate-token: until when the previous webhook URL keeps working (null: none)."
     )

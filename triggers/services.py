@@ -13,6 +13,7 @@ from django.core.exceptions import ValidationError
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
+from relayweb import hosts
 from tenants.models import Tenant
 
 from . import crypto, kube, signatures
@@ -168,8 +169,8 @@ def delivery_check_replayable(*, trigger: Trigger, delivery=None) -> None:
 
 
 def trigger_webhook_url(trigger: Trigger, token: str | None = None) -> str:
-    """The public URL senders call: SITE_URL/hooks/<token>."""
-    return f"{settings.SITE_URL}/hooks/{token or trigger.token}"
+    """The public URL senders call: RELAY_HOOKS_URL/hooks/<token> (RELAY_HOOKS_URL defaults to SITE_URL)."""
+    return f"{hosts.hooks_url()}/hooks/{token or trigger.token}"
 
 
 def trigger_set_secrets(*, trigger: Trigger, values: dict[str, str | None]) -> Trigger:

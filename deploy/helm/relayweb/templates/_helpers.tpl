@@ -71,6 +71,8 @@ helm.sh/chart: {{ printf "%s-%s" .root.Chart.Name .root.Chart.Version | replace 
 {{- define "relayweb.configData" -}}
 {{- $hosts := concat (list .Values.host) (compact (list .Values.ingress.hooksHost)) .Values.extraAllowedHosts | uniq -}}
 SITE_URL: {{ printf "https://%s" .Values.host | quote }}
+RELAY_HOOKS_URL: {{ with .Values.ingress.hooksHost }}{{ printf "https://%s" . | quote }}{{ else }}""{{ end }}
+RELAY_TRUSTED_PROXIES: {{ .Values.relay.trustedProxies | quote }}
 ALLOWED_HOSTS: {{ join "," $hosts | quote }}
 CSRF_TRUSTED_ORIGINS: {{ printf "https://%s" .Values.host | quote }}
 LOG_LEVEL: {{ .Values.logLevel | quote }}

@@ -4,6 +4,7 @@ from datetime import timedelta
 
 import pytest
 from django.db import IntegrityError, connection
+from django.test import Client
 from django.utils import timezone
 
 from triggers.delivery_writer import DeliveryRecord, DuplicateDelivery, RowNotStored, TriggerGone, _write
@@ -170,3 +171,19 @@ def test_an_integrity_error_other_than_the_dedupe_constraint_is_not_a_duplicate(
     assert not any(isinstance(failures[id(row)], IntegrityError) for row in (orphan, unsigned))
     assert Delivery.objects.filter(pk=good.pk).exists()
     assert not Delivery.objects.filter(pk__in=[orphan.pk, duplicate.pk, unsigned.pk]).exists()
+
+
+def test_a_row_stored_cut_to_fit_says_so_in_the_api_and_on_its_log_page(trigger, api, bob):
+    record = _row(trigger, error=SURROGATE)
+    assert _write([(record, None, False, False)]) == {}
+    url = f"/api/v1/tenants/acme/triggers/hello/deliveries/{record.pk}/"
+    body = api(bob).get(url).json()
+    assert body["truncated"] is True and body["record_note"].startswith("error: characters the database refuses")
+    client = Client()
+    client.force_login(bob)
+    html = client.get(f"/t/acme/triggers/hello/deliveries/{record.pk}/").content.decode()
+    assert 'id="record-note"' in html and "Stored cut to fit the log: error: characters" in html
+    plain = _row(trigger)
+    _write([(plain, None, False, False)])
+    assert api(bob).get(url.replace(str(record.pk), str(plain.pk))).json()["truncated"] is False
+    assert 'id="record-note"' not in client.get(f"/t/acme/triggers/hello/deliveries/{plain.pk}/").content.decode()

@@ -12,7 +12,8 @@ import pytest
 import requests
 
 from tests.cluster import wait_for
-from triggers.ingress import Ingress, request_limit
+from triggers.delivery_writer import RowNotStored, TriggerGone
+from triggers.ingress import Ingress, not_stored, request_limit
 from triggers.models import Delivery, Trigger
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -194,3 +195,9 @@ def test_a_trigger_deleted_while_its_route_is_cached_is_404_not_a_duplicate(rela
     response = hook(relay, inbox, data=b"{}")
     assert response.status_code == 404 and response.json() == {"detail": "Unknown webhook URL."}
     assert "X-Relay-Duplicate-Of" not in response.headers
+
+
+def test_a_delivery_the_log_refuses_is_a_json_503_and_a_deleted_trigger_a_404():
+    status, body = not_stored(RowNotStored("delivery x could not be stored: CHECK"))
+    assert status == 503 and json.loads(body)["detail"].startswith("The delivery could not be recorded")
+    assert not_stored(TriggerGone("trigger 1 no longer exists")) == (404, b'{"detail": "Unknown webhook URL."}')

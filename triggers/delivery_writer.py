@@ -274,13 +274,13 @@ def _classified(row, error: IntegrityError) -> Exception:
     text = str(error)
     constraint = getattr(getattr(error.__cause__, "diag", None), "constraint_name", None)  # PostgreSQL
     if constraint == DEDUPE_CONSTRAINT or ("UNIQUE constraint failed" in text and "provider_delivery_id" in text):
-        duplicate = DuplicateDelivery(text)
+        classified = DuplicateDelivery(text)
     elif not Trigger.objects.filter(pk=row.trigger_id).exists():
-        duplicate = TriggerGone(f"trigger {row.trigger_id} no longer exists")
+        classified = TriggerGone(f"trigger {row.trigger_id} no longer exists")
     else:
         return _not_stored(row, error)
-    duplicate.__cause__ = error
-    return duplicate
+    classified.__cause__ = error
+    return classified
 
 
 def _not_stored(row, error: Exception) -> RowNotStored:

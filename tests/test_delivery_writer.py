@@ -3,10 +3,11 @@
 from datetime import timedelta
 
 import pytest
-from django.db import IntegrityError
+from django.db import IntegrityError, connection
+from django.test import Client
 from django.utils import timezone
 
-from triggers.delivery_writer import DeliveryRecord, _write
+from triggers.delivery_writer import DeliveryRecord, DuplicateDelivery, RowNotStored, TriggerGone, _write
 from triggers.models import Delivery, Trigger
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -63,7 +64,8 @@ def test_a_duplicate_provider_id_fails_only_its_own_row(trigger):
     rows = [DeliveryRecord(trigger_id=trigger.pk, mode="sync", method="POST", provider_delivery_id=pid)
             for pid in ("evt-0", "evt-1", "evt-2")]
     failures = _write([(row, None, False, False) for row in rows])
-    assert list(failures) == [id(rows[1])] and isinstance(failures[id(rows[1])], IntegrityError)
+    assert list(failures) == [id(rows[1])] and isinstance(failures[id(rows[1])], DuplicateDelivery)
+    assert isinstance(failures[id(rows[1])], IntegrityError)
     assert sorted(Delivery.objects.values_list("provider_delivery_id", flat=True)) == ["evt-0", "evt-1", "evt-2"]
     assert Delivery.objects.filter(pk__in=[rows[0].pk, rows[2].pk]).count() == 2
 
@@ -83,3 +85,105 @@ def test_a_sync_deliverys_one_attempt_is_its_own_outcome(trigger):
     queued = Delivery.objects.create(trigger=trigger, mode="async", method="POST", attempts=1)
     queued.attempt_log.create(number=1, status=500, latency_ms=2.0)
     assert [(a.number, a.status) for a in queued.attempt_history()] == [(1, 500)]
+
+
+# ---------------------------------------------------------------- one row never fails another
+
+LONG_METHOD, LONG_ERROR = "X" * 40, "e" * 1000  # Delivery.method holds 16, verification_error 300
+SURROGATE = "half a pair: \ud800 here"  # no UTF-8 encoding: refused by both backends' drivers
+
+
+def _stored(record):
+    return Delivery.objects.get(pk=record.pk)
+
+
+def _row(trigger, **values):
+    return DeliveryRecord(**{"trigger_id": trigger.pk, "tenant_id": trigger.tenant_id, "mode": "async",
+                             "method": "POST", **values})
+
+
+@pytest.fixture
+def other(tenant_b):
+    return Trigger.objects.create(tenant=tenant_b, name="other", image="kubesim/echo")
+
+
+def test_a_row_the_database_refuses_does_not_fail_the_rest_of_the_batch(trigger, other):
+    good = [_row(trigger, path=f"/ok/{i}", headers=[["x-n", str(i)]]) for i in range(40)]
+    bad = [_row(other, method=LONG_METHOD), _row(other, verification_error=LONG_ERROR),
+           _row(other, headers=[["x-nul", "a\x00b"]]), _row(other, error=SURROGATE)]
+    batch = good[:20] + bad + good[20:]
+    assert _write([(row, None, False, False) for row in batch]) == {}
+    assert Delivery.objects.count() == 44
+    for row in good:  # every other row exactly as it arrived, unflagged
+        stored = _stored(row)
+        assert (stored.path, stored.headers, stored.truncated, stored.record_note) == (row.path, row.headers, False, "")
+    assert _stored(bad[3]).truncated and _stored(bad[3]).error == "half a pair: \ufffd here"
+
+
+def test_a_row_that_cannot_be_stored_as_it_is_is_stored_cut_to_fit_and_flagged(trigger):
+    record = _row(trigger, method=LONG_METHOD, verification_error=LONG_ERROR, headers=[["x-nul", "a\x00b"]],
+                  error=SURROGATE, path="/p" * 3000)
+    assert _write([(record, None, False, False)]) == {}
+    stored = _stored(record)
+    assert stored.truncated and "error: characters the database refuses replaced by U+FFFD" in stored.record_note
+    assert stored.error == "half a pair: \ufffd here" and stored.path == "/p" * 3000  # path is text: never cut
+    if connection.vendor == "postgresql":  # SQLite holds over-long text and NUL as they are
+        assert (stored.method, stored.verification_error) == ("X" * 16, "e" * 300)
+        assert stored.headers == [["x-nul", "a\ufffdb"]]
+        assert "method: 40 characters cut to 16" in stored.record_note
+        assert "verification_error: 1000 characters cut to 300" in stored.record_note
+        assert "headers: characters the database refuses replaced by U+FFFD" in stored.record_note
+
+
+def test_a_claimed_rows_outcome_the_database_refuses_is_stored_cut_to_fit_and_flagged(trigger, other):
+    claimed = [_row(trigger, mode="sync", provider_delivery_id=f"evt-{i}", state="forwarded") for i in range(2)]
+    assert _write([(row, None, False, False) for row in claimed]) == {}
+    fine, poisoned = claimed
+    fine.state, fine.response_status, fine.response_headers = "succeeded", 200, [["content-type", "text/plain"]]
+    poisoned.state, poisoned.response_status, poisoned.error = "failed", 500, SURROGATE
+    poisoned.response_headers = [["x-nul", "\x00"]]
+    new = _row(other)
+    assert _write([(poisoned, None, False, True), (new, None, False, False), (fine, None, False, True)]) == {}
+    assert (_stored(fine).state, _stored(fine).response_headers, _stored(fine).truncated) == (
+        "succeeded", [["content-type", "text/plain"]], False)
+    stored = _stored(poisoned)
+    assert (stored.state, stored.response_status, stored.error, stored.truncated) == (
+        "failed", 500, "half a pair: \ufffd here", True)
+    assert "error: characters the database refuses" in stored.record_note
+    assert _stored(new).state == "received"
+
+
+def test_an_integrity_error_other_than_the_dedupe_constraint_is_not_a_duplicate(trigger, other):
+    """Only the provider delivery id's constraint is a duplicate: a deleted trigger, or a value a CHECK
+    constraint refuses, is reported as what it is, and the other rows are stored."""
+    Delivery.objects.create(trigger=trigger, mode="async", method="POST", provider_delivery_id="evt-1")
+    gone = Trigger.objects.create(tenant=other.tenant, name="gone", image="kubesim/echo")
+    orphan, gone_id = _row(gone, provider_delivery_id="evt-1"), gone.pk
+    gone.delete()  # deleted while the ingress still had its route cached
+    duplicate = _row(trigger, provider_delivery_id="evt-1")
+    unsigned = _row(trigger, response_status=-1)  # PositiveIntegerField: a CHECK constraint
+    good = _row(other, provider_delivery_id="evt-1")
+    failures = _write([(row, None, False, False) for row in (orphan, duplicate, unsigned, good)])
+    assert set(failures) == {id(orphan), id(duplicate), id(unsigned)}
+    assert isinstance(failures[id(duplicate)], DuplicateDelivery)
+    assert isinstance(failures[id(orphan)], TriggerGone) and f"trigger {gone_id}" in str(failures[id(orphan)])
+    assert isinstance(failures[id(unsigned)], RowNotStored) and not isinstance(failures[id(unsigned)], TriggerGone)
+    assert not any(isinstance(failures[id(row)], IntegrityError) for row in (orphan, unsigned))
+    assert Delivery.objects.filter(pk=good.pk).exists()
+    assert not Delivery.objects.filter(pk__in=[orphan.pk, duplicate.pk, unsigned.pk]).exists()
+
+
+def test_a_row_stored_cut_to_fit_says_so_in_the_api_and_on_its_log_page(trigger, api, bob):
+    record = _row(trigger, error=SURROGATE)
+    assert _write([(record, None, False, False)]) == {}
+    url = f"/api/v1/tenants/acme/triggers/hello/deliveries/{record.pk}/"
+    body = api(bob).get(url).json()
+    assert body["truncated"] is True and body["record_note"].startswith("error: characters the database refuses")
+    client = Client()
+    client.force_login(bob)
+    html = client.get(f"/t/acme/triggers/hello/deliveries/{record.pk}/").content.decode()
+    assert 'id="record-note"' in html and "Stored cut to fit the log: error: characters" in html
+    plain = _row(trigger)
+    _write([(plain, None, False, False)])
+    assert api(bob).get(url.replace(str(record.pk), str(plain.pk))).json()["truncated"] is False
+    assert 'id="record-note"' not in client.get(f"/t/acme/triggers/hello/deliveries/{plain.pk}/").content.decode()

@@ -96,7 +96,7 @@ class DeliveryDetailSerializer(DeliverySerializer):
     class Meta(DeliverySerializer.Meta):
         fields = [*DeliverySerializer.Meta.fields, "headers", "body", "body_encoding", "verification_error",
                   "provider_delivery_id", "error", "next_attempt_at", "response_headers", "response_body",
-                  "response_body_encoding", "attempts", "replays"]
+                  "response_body_encoding", "attempts", "replays", "truncated", "record_note"]
         read_only_fields = fields
 
     def get_body(self, delivery: Delivery) -> str:

@@ -2,8 +2,9 @@
 
 Rows are inserted together (one round trip for many webhooks): `add()` does not wait (sync mode records
 the outcome after answering) and gives the batch a few milliseconds to fill; `store()` waits until its
-row is committed (async mode answers 202 only then; a duplicate provider id raises IntegrityError) and
-starts a write at once, the rows arriving meanwhile going into the next one.
+row is committed (async mode answers 202 only then; a duplicate provider id raises DuplicateDelivery, a
+trigger deleted meanwhile TriggerGone) and starts a write at once, the rows arriving meanwhile going into
+the next one. One row never fails another: a failed batch is written again in parts (`_write`).
 
 Rows are `DeliveryRecord`s, not model instances (Model.__init__ alone cost ~30 µs a webhook), and reach
 PostgreSQL through COPY (half the CPU of a multi-row INSERT). After the commit: the async rows' Celery
@@ -17,18 +18,40 @@ import functools
 import io
 import json
 import logging
+import re
 from datetime import datetime
 
 from asgiref.sync import sync_to_async
 from channels.layers import get_channel_layer
-from django.db import IntegrityError, close_old_connections, connections, router, transaction
+from django.db import (
+    IntegrityError,
+    InterfaceError,
+    OperationalError,
+    close_old_connections,
+    connections,
+    router,
+    transaction,
+)
 from django.utils import timezone
 
 from . import broadcast
-from .models import Delivery
+from .models import Delivery, Trigger
 
 log = logging.getLogger(__name__)
 _DELIVERY_FIELDS = Delivery._meta.concrete_fields
+DEDUPE_CONSTRAINT = "one_delivery_per_provider_id"
+
+
+class DuplicateDelivery(IntegrityError):
+    """The row repeats a provider delivery id its trigger already has (the dedupe constraint)."""
+
+
+class RowNotStored(Exception):
+    """The database refused the row for a reason other than a duplicate, even with its values cut to fit."""
+
+
+class TriggerGone(RowNotStored):
+    """The row's trigger was deleted (while the ingress still had its route cached)."""
 
 
 class DeliveryRecord:
@@ -164,33 +187,159 @@ def _write_in_thread(batch) -> dict[int, Exception]:
 
 def _write(batch) -> dict[int, Exception]:
     """Insert the new rows and update the outcomes of claimed ones, in one transaction.
-    Returns the rows that failed (a duplicate provider delivery id), by id(row)."""
-    failures: dict[int, Exception] = {}
+
+    When that fails, no row fails another: the rows are written again in halves, down to the ones that fail
+    alone (a few statements for one bad row among hundreds). A row that fails alone because the database
+    refuses one of its values is stored cut to fit and flagged (`_fit`); one that still cannot be stored is
+    returned, by id(row), as DuplicateDelivery (the provider delivery id is taken), TriggerGone or RowNotStored.
+    A lost connection is raised: it fails the batch, not a row.
+    """
     inserts = [row for row, _, _, update in batch if not update]
+    updates = [row for row, _, _, update in batch if update]
     try:
         with transaction.atomic():
             insert_rows(Delivery, inserts)
-            _record_outcomes(batch)
-        return failures
-    except IntegrityError:  # a duplicate provider id in the batch: find it row by row
-        pass
-    for row in inserts:
-        try:
-            with transaction.atomic():
-                row.to_model().save(force_insert=True)
-        except IntegrityError as e:
-            failures[id(row)] = e
-    with transaction.atomic():
-        _record_outcomes(batch)
+            for row in updates:
+                _record_outcome(row)
+        return {}
+    except Exception as e:  # a duplicate id, a value the database refuses, a trigger deleted meanwhile
+        _raise_if_unreachable(e)
+    failures: dict[int, Exception] = {}
+    unsettled = {id(row): row for row in [*inserts, *updates]}
+    try:
+        _insert_apart(inserts, failures, unsettled)
+        for row in updates:  # claimed rows are already stored: their outcome is written alone
+            _write_alone(row, _record_outcome, OUTCOME_FIELDS, failures, unsettled)
+    except (OperationalError, InterfaceError) as e:  # unreachable: the rows written so far are stored, not the rest
+        failures.update(dict.fromkeys(unsettled, e))
     return failures
 
 
-def _record_outcomes(batch) -> None:
-    """Outcomes of sync deliveries claimed before forwarding (a provider delivery id). Their one attempt is
+def _insert_apart(rows: list, failures: dict, unsettled: dict) -> None:
+    """Rows whose insert together failed: each half is tried on its own, down to single rows."""
+    if not rows:
+        return
+    if len(rows) == 1:
+        _write_alone(rows[0], lambda row: insert_rows(Delivery, [row]), None, failures, unsettled)
+        return
+    for part in (rows[: len(rows) // 2], rows[len(rows) // 2:]):
+        try:
+            with transaction.atomic():
+                insert_rows(Delivery, part)
+        except Exception as e:
+            _raise_if_unreachable(e)
+            _insert_apart(part, failures, unsettled)
+        else:
+            for row in part:
+                unsettled.pop(id(row), None)
+
+
+def _write_alone(row, write, names, failures: dict, unsettled: dict) -> None:
+    """Write one row; if the database refuses a value, once more with its values cut to fit and flagged."""
+    fitted = False
+    while True:
+        try:
+            with transaction.atomic():
+                write(row)
+            break
+        except IntegrityError as e:
+            failures[id(row)] = _classified(row, e)
+            break
+        except Exception as e:  # DataError: too long for its column, NUL in text (PostgreSQL); unencodable text
+            _raise_if_unreachable(e)
+            if fitted or not _fit(row, names):
+                failures[id(row)] = _not_stored(row, e)
+                break
+            fitted = True
+    unsettled.pop(id(row), None)
+    if fitted and id(row) not in failures:
+        log.warning("delivery writer: delivery %s stored cut to fit: %s", row.pk, row.record_note)
+
+
+def _raise_if_unreachable(error: Exception) -> None:
+    """A lost connection, or SQLite's wait for its lock running out, fails the batch: no row can be written now.
+    An OperationalError on a PostgreSQL connection that still answers is a row's (its COPY was aborted by a
+    value the driver cannot encode)."""
+    if isinstance(error, InterfaceError):
+        raise error
+    if isinstance(error, OperationalError):
+        connection = connections[router.db_for_write(Delivery)]
+        if connection.vendor != "postgresql" or connection.connection is None or not connection.is_usable():
+            raise error
+
+
+def _classified(row, error: IntegrityError) -> Exception:
+    """Only the dedupe constraint means a duplicate; a missing trigger is TriggerGone; anything else is not
+    a duplicate either (the row was refused for another reason)."""
+    text = str(error)
+    constraint = getattr(getattr(error.__cause__, "diag", None), "constraint_name", None)  # PostgreSQL
+    if constraint == DEDUPE_CONSTRAINT or ("UNIQUE constraint failed" in text and "provider_delivery_id" in text):
+        classified = DuplicateDelivery(text)
+    elif not Trigger.objects.filter(pk=row.trigger_id).exists():
+        classified = TriggerGone(f"trigger {row.trigger_id} no longer exists")
+    else:
+        return _not_stored(row, error)
+    classified.__cause__ = error
+    return classified
+
+
+def _not_stored(row, error: Exception) -> RowNotStored:
+    log.warning("delivery writer: delivery %s could not be stored: %s", row.pk, error)
+    failure = RowNotStored(f"delivery {row.pk} could not be stored: {error}")
+    failure.__cause__ = error
+    return failure
+
+
+def _record_outcome(row) -> None:
+    """The outcome of a sync delivery claimed before forwarding (a provider delivery id). Its one attempt is
     the row's own outcome (Delivery.attempt_history): no DeliveryAttempt row, half the rows per webhook."""
-    for row, _, _, update in batch:
-        if update:  # claimed rows are already stored: never among the inserts that can fail
-            Delivery.objects.filter(pk=row.pk).update(**{name: getattr(row, name) for name in OUTCOME_FIELDS})
+    names = [*OUTCOME_FIELDS, "truncated", "record_note"] if row.truncated else OUTCOME_FIELDS
+    Delivery.objects.filter(pk=row.pk).update(**{name: getattr(row, name) for name in names})
+
+
+# ---------------------------------------------------------------- rows the database refuses as they are
+
+_UNSTORABLE = re.compile("[\x00\ud800-\udfff]")  # NUL (PostgreSQL text and jsonb), unpaired surrogates (UTF-8)
+_TEXT_FIELDS = [(f.attname, f.max_length) for f in _DELIVERY_FIELDS
+                if f.get_internal_type() in ("CharField", "TextField") and not f.choices]
+_JSON_FIELDS = [f.attname for f in _DELIVERY_FIELDS if f.get_internal_type() == "JSONField"]
+
+
+def _fit(row, names=None) -> bool:
+    """Make the row's values storable: unstorable characters become U+FFFD, text longer than its column is cut.
+    Flags the row (truncated, record_note says what changed); False if nothing needed changing."""
+    notes = []
+    for name, limit in _TEXT_FIELDS:
+        value = getattr(row, name)
+        if (names is not None and name not in names) or not isinstance(value, str):
+            continue
+        if _UNSTORABLE.search(value):
+            value = _UNSTORABLE.sub("\ufffd", value)
+            notes.append(f"{name}: characters the database refuses replaced by U+FFFD")
+        if limit and len(value) > limit:
+            notes.append(f"{name}: {len(value)} characters cut to {limit}")
+            value = value[:limit]
+        setattr(row, name, value)
+    for name in _JSON_FIELDS:
+        if names is None or name in names:
+            value = _clean_json(getattr(row, name))
+            if value != getattr(row, name):
+                notes.append(f"{name}: characters the database refuses replaced by U+FFFD")
+                setattr(row, name, value)
+    if notes:
+        row.truncated = True
+        row.record_note = "; ".join(filter(None, [row.record_note, *notes]))
+    return bool(notes)
+
+
+def _clean_json(value):
+    if isinstance(value, str):
+        return _UNSTORABLE.sub("\ufffd", value)
+    if isinstance(value, list | tuple):
+        return [_clean_json(v) for v in value]
+    if isinstance(value, dict):
+        return {_clean_json(k): _clean_json(v) for k, v in value.items()}
+    return value
 
 
 def _enqueue(delivery_ids: list[str]) -> None:

@@ -7,7 +7,8 @@ measured by tests/bench/bench_ingress.py); the database is touched through a tok
 group-commit writer (triggers/delivery_writer.py).
 
 Order of work per request: route (404/410) → size (413, before reading it all) → signature (401,
-before waking anything) → dedupe → record → forward (sync) or store and 202 (async).
+before waking anything) → dedupe → record → forward (sync) or store and 202 (async). First of all, the
+request line and headers are held to their limits (`request_limit`: method 400, URL 414, headers 431).
 """
 
 from __future__ import annotations
@@ -15,17 +16,18 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import re
 import time
 from dataclasses import dataclass
 
 from asgiref.sync import sync_to_async
 from django.conf import settings
-from django.db import IntegrityError, close_old_connections
+from django.db import close_old_connections
 from django.db.models import Q
 from django.utils import timezone
 
 from . import crypto, signatures
-from .delivery_writer import DeliveryRecord, DeliveryWriter
+from .delivery_writer import DeliveryRecord, DeliveryWriter, DuplicateDelivery, RowNotStored, TriggerGone
 from .edge_headers import forwarded_headers, relayed_headers, sender_headers
 from .models import Delivery, Trigger
 from .upstream import Upstream, UpstreamUnreachable
@@ -153,6 +155,33 @@ def problem(status: int, detail: str, **extra) -> tuple[int, bytes]:
     return status, json.dumps({"detail": detail, **extra}).encode()
 
 
+_METHOD = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")  # an RFC 9110 token
+MAX_METHOD_CHARS = Delivery._meta.get_field("method").max_length  # what the delivery log can hold
+
+
+def request_limit(scope) -> tuple[int, bytes] | None:
+    """The request line's and headers' limits, checked before anything is read, stored or forwarded."""
+    method = scope["method"]
+    if len(method) > MAX_METHOD_CHARS or not _METHOD.fullmatch(method):
+        return problem(400, f"The HTTP method must be a token of at most {MAX_METHOD_CHARS} characters.")
+    query = scope.get("query_string", b"")
+    if len(scope["raw_path"]) + (len(query) + 1 if query else 0) > settings.RELAY_MAX_URL_BYTES:
+        return problem(414, f"URL longer than {settings.RELAY_MAX_URL_BYTES} bytes (RELAY_MAX_URL_BYTES).")
+    if len(scope["headers"]) > settings.RELAY_MAX_HEADERS:
+        return problem(431, f"More than {settings.RELAY_MAX_HEADERS} request headers (RELAY_MAX_HEADERS).")
+    if sum(len(k) + len(v) + 4 for k, v in scope["headers"]) > settings.RELAY_MAX_HEADER_BYTES:  # "k: v\r\n"
+        return problem(431, f"Request headers larger than {settings.RELAY_MAX_HEADER_BYTES} bytes "
+                            "(RELAY_MAX_HEADER_BYTES).")
+    return None
+
+
+def not_stored(error: RowNotStored) -> tuple[int, bytes]:
+    """The delivery could not be recorded (never a duplicate): its trigger was just deleted, or the log refused it."""
+    if isinstance(error, TriggerGone):
+        return problem(404, "Unknown webhook URL.")
+    return problem(503, "The delivery could not be recorded; it was not accepted. Try again later.")
+
+
 class Ingress:
     def __init__(self):
         self.routes = RouteCache(settings.RELAY_INGRESS_CACHE_TTL)
@@ -174,6 +203,9 @@ class Ingress:
             self._upstream.close()
 
     async def __call__(self, scope, receive, send) -> None:
+        if (refused := request_limit(scope)) is not None:
+            await respond(send, *refused, JSON)
+            return
         headers = [(k.decode("latin-1").lower(), v.decode("latin-1")) for k, v in scope["headers"]]
         try:
             status, body, extra = await self.handle(scope, headers, receive)
@@ -228,8 +260,10 @@ class Ingress:
         request.state, request.next_attempt_at = "received", timezone.now()
         try:
             await self.writer.store(request, enqueue=True)
-        except IntegrityError:
+        except DuplicateDelivery:
             return await self.duplicate(request)
+        except RowNotStored as e:
+            return (*not_stored(e), None)
         return 202, json.dumps({"delivery_id": str(request.pk)}).encode(), JSON
 
     async def duplicate(self, request: DeliveryRecord) -> tuple[int, bytes, list | None]:
@@ -257,8 +291,10 @@ class Ingress:
             request.state = "forwarded"  # claim the id before calling the handler
             try:
                 await self.writer.store(request)
-            except IntegrityError:
+            except DuplicateDelivery:
                 return await self.duplicate(request)
+            except RowNotStored as e:
+                return (*not_stored(e), None)
         started = time.perf_counter()
         status, body, out_headers, error = await self.forward(route, request, headers, scope, sub_path)
         request.latency_ms = (time.perf_counter() - started) * 1000

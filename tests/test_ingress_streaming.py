@@ -11,10 +11,12 @@ from urllib.parse import urlsplit
 
 import pytest
 import requests
+from django.utils import timezone
 
 from kubesim.handlers import Generated
 from tests.cluster import wait_for
-from triggers.models import Delivery
+from triggers.deliveries import delivery_deliver
+from triggers.models import Delivery, Trigger
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -174,3 +176,21 @@ def test_relaying_a_large_response_does_not_hold_it_in_memory(relay, live_trigge
         tracemalloc.stop()
     assert received == 64 * 1024 * 1024
     assert peak < 16 * 1024 * 1024, f"{peak / 2 ** 20:.1f} MiB allocated at the peak"
+
+
+def test_an_async_attempt_reads_a_large_response_capped_without_holding_it(relay, live_trigger, settings):
+    """The worker's attempt (delivery_deliver, run here in-process) keeps RELAY_RESPONSE_BODY_CAP bytes and
+    drops the rest as it reads it."""
+    trigger = live_trigger(image="kubesim/big:32Mi", mode=Trigger.Mode.ASYNC)
+    delivery = Delivery.objects.create(trigger=trigger, mode=Trigger.Mode.ASYNC, method="POST", path="/",
+                                       body=b"{}", body_size=2, next_attempt_at=timezone.now())
+    tracemalloc.start()
+    try:
+        state = delivery_deliver(delivery.pk)
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    delivery.refresh_from_db()
+    assert (state, delivery.response_status) == ("succeeded", 200)
+    assert bytes(delivery.response_body) == pattern(32 * 1024 * 1024)[: settings.RELAY_RESPONSE_BODY_CAP]
+    assert peak < 8 * 1024 * 1024, f"{peak / 2 ** 20:.1f} MiB allocated at the peak"

@@ -140,6 +140,27 @@ def test_a_response_that_breaks_off_aborts_the_senders_connection_and_fails_the_
     assert bytes(delivery.response_body) == b"x" * 100
 
 
+def test_a_response_that_stalls_mid_body_times_out_and_fails_the_delivery(relay, live_trigger, scripted, settings):
+    release = threading.Event()
+
+    def script(sock):
+        sock.sendall(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nstart\r\n")
+        release.wait(10)
+
+    scripted(script)
+    trigger = live_trigger(timeout_seconds=1)
+    settings.RELAY_ACTIVATION_TIMEOUT = 0.2
+    try:
+        response = connect(relay, trigger)
+        assert response.status == 200
+        with pytest.raises(http.client.IncompleteRead):
+            response.read()
+    finally:
+        release.set()
+    delivery = recorded(trigger)
+    assert delivery.state == "failed" and "sent no more of its response for 1 s (after 5 bytes)" in delivery.error
+
+
 def test_a_sender_that_goes_away_mid_body_stops_the_read_from_the_handler(relay, live_trigger, scripted):
     size, written = 256 * 1024 * 1024, [0]
 

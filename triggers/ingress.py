@@ -135,14 +135,13 @@ class Streaming:
     request: DeliveryRecord
     started: float  # perf_counter() when it was forwarded
 
-    @property
-    def timeout(self) -> float:
-        return self.response.timeout
-
 
 async def _disconnected(receive) -> None:
     """Returns once the sender went away (the request body has been read already)."""
-    while (await receive())["type"] != "http.disconnect":
+    try:
+        while (await receive())["type"] != "http.disconnect":
+            pass
+    except Exception:  # noqa: BLE001 - a server whose receive fails once the sender is gone: gone as well
         pass
 
 
@@ -330,7 +329,7 @@ class Ingress:
                 if len(kept) < cap:
                     kept += part[: cap - len(kept)]
         except TimeoutError:
-            request.error = (f"The handler sent no more of its response for {streaming.timeout:.0f} s "
+            request.error = (f"The handler sent no more of its response for {response.timeout:.0f} s "
                              f"(after {relayed} bytes).")
         except UpstreamUnreachable as e:
             request.error = f"The handler's response broke off after {relayed} bytes: {e}."

@@ -15,7 +15,7 @@ from typing import Any
 
 from aiohttp import web
 
-from .handlers import Request
+from .handlers import Generated, Request
 from .knative_runtime import RevisionRuntime
 
 _SERVER = {"server": "envoy"}
@@ -23,6 +23,17 @@ _SERVER = {"server": "envoy"}
 
 def _text(status: int, body: str) -> web.Response:
     return web.Response(status=status, text=body, headers=_SERVER)
+
+
+async def _write_generated(request: web.Request, status: int, body: Generated, ctype: str) -> web.StreamResponse:
+    """A large body written as it is produced, at the pace the client reads it (Content-Length known)."""
+    response = web.StreamResponse(status=status, headers=_SERVER)
+    response.content_type, response.content_length = ctype, body.size
+    await response.prepare(request)
+    for chunk in body.chunks():
+        await response.write(chunk)
+    await response.write_eof()
+    return response
 
 
 def make_gateway_app(sim: Any) -> web.Application:
@@ -90,6 +101,8 @@ def make_gateway_app(sim: Any) -> web.Application:
         finally:
             rt.inflight -= 1
             rt.last_request = monotonic()
+        if type(out) is Generated:
+            return await _write_generated(request, status, out, ctype)
         return web.Response(status=status, body=out, content_type=ctype, headers=_SERVER)
 
     async def handle(request: web.Request) -> web.Response:

@@ -18,6 +18,8 @@ from typing import Any
 DEFAULT_SLOW_START = 5.0
 DEFAULT_SLOW_RESPONSE = 1.0
 ECHO_BODY_LIMIT = 4096  # echo the body text itself only when it is small UTF-8
+DEFAULT_BIG_SIZE = 1024 * 1024
+_SIZE_UNITS = {"": 1, "K": 1000, "Ki": 1024, "M": 1000 ** 2, "Mi": 1024 ** 2, "G": 1000 ** 3, "Gi": 1024 ** 3}
 
 
 @dataclass(frozen=True)
@@ -79,11 +81,35 @@ def _int(tag: str, default: int) -> int:
     return int(tag) if tag.isdigit() else default
 
 
+def _size(tag: str, default: int) -> int:
+    """`200Mi`, `64Ki`, `1G`, `5000` (bytes), as Kubernetes quantities are written."""
+    m = re.fullmatch(r"(\d+)(Ki|Mi|Gi|K|M|G)?", tag)
+    return int(m.group(1)) * _SIZE_UNITS[m.group(2) or ""] if m else default
+
+
+class Generated:
+    """A response body produced while it is written (never held whole): `size` bytes of a fixed pattern."""
+
+    BLOCK = bytes(range(256)) * 256  # 64 KiB
+
+    __slots__ = ("size",)
+
+    def __init__(self, size: int):
+        self.size = size
+
+    def chunks(self):
+        whole, rest = divmod(self.size, len(self.BLOCK))
+        for _ in range(whole):
+            yield self.BLOCK
+        if rest:
+            yield self.BLOCK[:rest]
+
+
 @dataclass
 class Behaviour:
     """What a container built from an image does; decided once per revision."""
 
-    kind: str = "echo"                 # echo | hello | status | slow | flaky
+    kind: str = "echo"                 # echo | hello | status | slow | flaky | big
     digest_error: str | None = None    # digest resolution fails with this error (ContainerMissing)
     pull_error: str | None = None      # kubelet cannot pull (ErrImagePull / ImagePullBackOff)
     crash: bool = False                # container exits with code 1 after starting (ExitCode1)
@@ -92,6 +118,7 @@ class Behaviour:
     status: int = 200
     delay: float = 0.0                 # per-request delay before answering
     fail_times: int = 0                # flaky: first N requests per pod answer 500
+    size: int = 0                      # big: bytes of the response body
     env: dict[str, str] = field(default_factory=dict)
 
     @property
@@ -122,6 +149,8 @@ def behaviour_for(image: str, env: dict[str, str] | None = None) -> Behaviour:
         b.kind, b.delay = "slow", _duration(tag, DEFAULT_SLOW_RESPONSE)
     elif name == "flaky":
         b.kind, b.fail_times = "flaky", _int(tag, 1)
+    elif name == "big":
+        b.kind, b.size = "big", _size(tag, DEFAULT_BIG_SIZE)
     elif "helloworld" in name:
         b.kind = "hello"
     return b
@@ -138,7 +167,7 @@ class Request:
     body: bytes
 
 
-Response = tuple[int, bytes, str]   # status, body, content type
+Response = tuple[int, bytes | Generated, str]   # status, body, content type
 
 
 def echo_payload(req: Request, pod: str = "") -> dict[str, Any]:
@@ -182,6 +211,8 @@ class Container:
         if kind == "status":
             return b.status, json.dumps({"status": b.status, "pod": self.pod}).encode(), \
                 "application/json"
+        if kind == "big":
+            return 200, Generated(b.size), "application/octet-stream"
         if kind == "flaky" and self.served <= b.fail_times:
             return 500, json.dumps({"error": "flaky failure", "attempt": self.served,
                                     "pod": self.pod}).encode(), "application/json"

@@ -4,9 +4,18 @@ import asyncio
 
 import pytest
 
-from triggers.upstream import Upstream, UpstreamUnreachable
+from triggers.upstream import HIGH_WATER, Upstream, UpstreamUnreachable
 
 OK = b"HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: 2\r\n\r\nok"
+
+
+async def fetch(upstream: Upstream, method: str, target: str, headers, body: bytes, timeout: float):
+    """(status, headers, whole body) of one request."""
+    response = await upstream.request(method, target, headers, body, timeout)
+    parts = [response.body]
+    while not response.done:
+        parts.append(await response.read())
+    return response.status, response.headers, b"".join(parts)
 
 
 class Gateway:
@@ -33,8 +42,9 @@ class Gateway:
                 self.requests.append(head + await reader.readexactly(length))
                 reply = self.replies.pop(0)
                 if callable(reply):
-                    await reply(writer)
-                    return
+                    if not await reply(writer):  # True: the connection stays open for the next request
+                        return
+                    continue
                 writer.write(reply)
                 await writer.drain()
         except (asyncio.IncompleteReadError, ConnectionError):
@@ -52,9 +62,9 @@ async def test_sends_the_request_as_given_and_reuses_the_connection():
     async with Gateway(OK, OK) as gw:
         upstream = Upstream(gw.url)
         for _ in range(2):
-            status, headers, body = await upstream.request(
-                "POST", "/hook/a%20b?x=1&y=%C3%A9", [("Host", "h.ns.svc.cluster.local"), ("X-A", "1")], b"\x00\xff",
-                timeout=5)
+            status, headers, body = await fetch(
+                upstream, "POST", "/hook/a%20b?x=1&y=%C3%A9", [("Host", "h.ns.svc.cluster.local"), ("X-A", "1")],
+                b"\x00\xff", timeout=5)
             assert (status, body) == (200, b"ok") and (b"Content-Type", b"text/plain") in headers
         assert gw.connections == 1
         head, _, body = gw.requests[0].partition(b"\r\n\r\n")
@@ -73,11 +83,11 @@ async def test_chunked_close_delimited_head_204_and_100_continue():
     until_close = b"HTTP/1.0 200 OK\r\n\r\nuntil the end"
     async with Gateway(chunked, head, no_content, continued, lambda w: close_after(w, until_close)) as gw:
         upstream = Upstream(gw.url)
-        assert (await upstream.request("GET", "/", [], b"", 5))[2] == b"abcde"
-        assert (await upstream.request("HEAD", "/", [], b"", 5))[::2] == (200, b"")
-        assert (await upstream.request("GET", "/", [], b"", 5))[::2] == (204, b"")
-        assert (await upstream.request("POST", "/", [("Expect", "100-continue")], b"x", 5))[::2] == (200, b"ok")
-        assert (await upstream.request("GET", "/", [], b"", 5))[::2] == (200, b"until the end")
+        assert (await fetch(upstream, "GET", "/", [], b"", 5))[2] == b"abcde"
+        assert (await fetch(upstream, "HEAD", "/", [], b"", 5))[::2] == (200, b"")
+        assert (await fetch(upstream, "GET", "/", [], b"", 5))[::2] == (204, b"")
+        assert (await fetch(upstream, "POST", "/", [("Expect", "100-continue")], b"x", 5))[::2] == (200, b"ok")
+        assert (await fetch(upstream, "GET", "/", [], b"", 5))[::2] == (200, b"until the end")
         upstream.close()
 
 
@@ -85,8 +95,8 @@ async def test_a_reused_connection_that_breaks_before_any_answer_is_replaced_onc
     """The gateway closed the idle connection as the request went out: sent again on a new connection."""
     async with Gateway(b"HTTP/1.1 200 OK\r\nContent-Length: 1\r\n\r\n1", close_after, OK) as gw:
         upstream = Upstream(gw.url)
-        await upstream.request("GET", "/", [], b"", 5)
-        assert (await upstream.request("POST", "/again", [], b"x", 5))[2] == b"ok"
+        await fetch(upstream, "GET", "/", [], b"", 5)
+        assert (await fetch(upstream, "POST", "/again", [], b"x", 5))[2] == b"ok"
         assert gw.connections == 2 and [r.split(b" ")[1] for r in gw.requests] == [b"/", b"/again", b"/again"]
         upstream.close()
 
@@ -95,7 +105,7 @@ async def test_a_new_connection_that_breaks_is_not_retried():
     async with Gateway(close_after, OK) as gw:
         upstream = Upstream(gw.url)
         with pytest.raises(UpstreamUnreachable, match="closed the connection"):
-            await upstream.request("POST", "/", [], b"x", 5)
+            await fetch(upstream, "POST", "/", [], b"x", 5)
         assert len(gw.requests) == 1
         upstream.close()
 
@@ -103,9 +113,9 @@ async def test_a_new_connection_that_breaks_is_not_retried():
 async def test_a_connection_idle_for_longer_than_keepalive_is_not_reused():
     async with Gateway(OK, OK) as gw:
         upstream = Upstream(gw.url, keepalive=0.05)
-        await upstream.request("GET", "/", [], b"", 5)
+        await fetch(upstream, "GET", "/", [], b"", 5)
         await asyncio.sleep(0.1)
-        await upstream.request("GET", "/", [], b"", 5)
+        await fetch(upstream, "GET", "/", [], b"", 5)
         assert gw.connections == 2 and len(upstream.idle) == 1
         upstream.close()
 
@@ -114,9 +124,9 @@ async def test_connection_close_is_not_reused():
     close = b"HTTP/1.1 200 OK\r\nConnection: close\r\nContent-Length: 1\r\n\r\n1"
     async with Gateway(close, OK) as gw:
         upstream = Upstream(gw.url)
-        await upstream.request("GET", "/", [], b"", 5)
+        await fetch(upstream, "GET", "/", [], b"", 5)
         assert upstream.idle == []
-        await upstream.request("GET", "/", [], b"", 5)
+        await fetch(upstream, "GET", "/", [], b"", 5)
         assert gw.connections == 2
         upstream.close()
 
@@ -124,14 +134,14 @@ async def test_connection_close_is_not_reused():
 async def test_unreachable_broken_and_malformed_answers_raise_unreachable():
     upstream = Upstream("http://127.0.0.1:9")
     with pytest.raises(UpstreamUnreachable, match="cannot connect"):
-        await upstream.request("GET", "/", [], b"", 5)
+        await fetch(upstream, "GET", "/", [], b"", 5)
     half = b"HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\nabc"
     async with Gateway(lambda w: close_after(w, half), b"NOT HTTP AT ALL\r\n\r\n") as gw:
         upstream = Upstream(gw.url)
         with pytest.raises(UpstreamUnreachable, match="closed the connection"):
-            await upstream.request("GET", "/", [], b"", 5)
+            await fetch(upstream, "GET", "/", [], b"", 5)
         with pytest.raises(UpstreamUnreachable, match="malformed"):
-            await upstream.request("GET", "/", [], b"", 5)
+            await fetch(upstream, "GET", "/", [], b"", 5)
         assert upstream.idle == []
 
 
@@ -142,9 +152,9 @@ async def test_a_timeout_drops_the_connection():
     async with Gateway(never, OK) as gw:
         upstream = Upstream(gw.url)
         with pytest.raises(TimeoutError):
-            await upstream.request("GET", "/slow", [], b"", 0.2)
+            await fetch(upstream, "GET", "/slow", [], b"", 0.2)
         assert upstream.idle == []
-        assert (await upstream.request("GET", "/", [], b"", 5))[2] == b"ok"
+        assert (await fetch(upstream, "GET", "/", [], b"", 5))[2] == b"ok"
         assert gw.connections == 2
         upstream.close()
 
@@ -153,6 +163,124 @@ async def test_concurrent_requests_each_get_their_own_response():
     replies = [b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n%d" % (len(str(i)), i) for i in range(50)]
     async with Gateway(*replies) as gw:
         upstream = Upstream(gw.url)
-        bodies = await asyncio.gather(*(upstream.request("GET", f"/{i}", [], b"", 5) for i in range(50)))
+        bodies = await asyncio.gather(*(fetch(upstream, "GET", f"/{i}", [], b"", 5) for i in range(50)))
         assert sorted(int(b) for _, _, b in bodies) == list(range(50))
+        upstream.close()
+
+
+async def test_a_small_response_arrives_whole_and_its_connection_is_back_in_the_pool_at_once():
+    async with Gateway(OK) as gw:
+        upstream = Upstream(gw.url)
+        response = await upstream.request("GET", "/", [], b"", 5)
+        assert response.done and response.body == b"ok" and response.length == 2 and len(upstream.idle) == 1
+        assert await response.read() == b""
+        upstream.close()
+
+
+def write_slowly(*parts: bytes, pause: float = 0.2, keep: bool = False):
+    """A reply written in parts, `pause` seconds apart; the connection is closed after it unless `keep`."""
+    async def reply(writer):
+        for part in parts:
+            writer.write(part)
+            await writer.drain()
+            await asyncio.sleep(pause)
+        return keep
+    return reply
+
+
+async def test_the_head_is_returned_before_the_body_which_is_read_as_it_arrives():
+    head = b"HTTP/1.1 200 OK\r\nContent-Length: 6\r\n\r\n"
+    async with Gateway(write_slowly(head, b"abc", b"def", pause=0.3)) as gw:
+        upstream = Upstream(gw.url)
+        loop = asyncio.get_running_loop()
+        t0 = loop.time()
+        response = await upstream.request("GET", "/", [], b"", 5)
+        assert loop.time() - t0 < 0.25 and (response.status, response.length, response.done) == (200, 6, False)
+        assert response.body == b"" and await response.read() == b"abc"
+        assert await response.read() == b"def" and response.done
+        upstream.close()
+
+
+async def test_chunked_and_close_delimited_bodies_stream_in_parts():
+    chunked = [b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n", b"3\r\nabc\r\n", b"2\r\nde\r\n0\r\n\r\n"]
+    until_close = [b"HTTP/1.0 200 OK\r\n\r\n", b"until ", b"the end"]
+    async with Gateway(write_slowly(*chunked, pause=0.1)) as gw:
+        upstream = Upstream(gw.url)
+        response = await upstream.request("GET", "/", [], b"", 5)
+        assert response.length is None and not response.done
+        parts = [await response.read() for _ in range(2)]
+        assert parts == [b"abc", b"de"] and response.done
+    async with Gateway(write_slowly(*until_close, pause=0.1)) as gw:
+        upstream = Upstream(gw.url)
+        response = await upstream.request("GET", "/", [], b"", 5)
+        parts = [await response.read(), await response.read()]
+        assert parts == [b"until ", b"the end"]
+        assert await response.read() == b"" and response.done and upstream.idle == []
+
+
+async def test_a_body_read_to_the_end_returns_its_connection_to_the_pool_and_one_left_early_does_not():
+    head = b"HTTP/1.1 200 OK\r\nContent-Length: 6\r\n\r\n"
+    in_two = write_slowly(head + b"abc", b"def", pause=0.1, keep=True)
+    async with Gateway(in_two, OK, in_two, OK) as gw:
+        upstream = Upstream(gw.url)
+        response = await upstream.request("GET", "/", [], b"", 5)
+        assert response.body == b"abc" and await response.read() == b"def" and response.done
+        assert len(upstream.idle) == 1 and (await fetch(upstream, "GET", "/", [], b"", 5))[2] == b"ok"
+        assert gw.connections == 1
+        response = await upstream.request("GET", "/", [], b"", 5)
+        assert response.body == b"abc"
+        response.close()  # the rest is never read: the connection cannot carry the next request
+        assert upstream.idle == []
+        assert (await fetch(upstream, "GET", "/", [], b"", 5))[2] == b"ok" and gw.connections == 2
+        upstream.close()
+
+
+async def test_a_body_that_breaks_off_raises_and_its_connection_is_dropped():
+    half = b"HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\nabc"
+    chunked = b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n"
+    async with Gateway(write_slowly(half, pause=0.05), write_slowly(chunked, pause=0.05)) as gw:
+        upstream = Upstream(gw.url)
+        for _ in range(2):
+            response = await upstream.request("GET", "/", [], b"", 5)
+            received = response.body + (b"" if response.body else await response.read())
+            assert received == b"abc"
+            with pytest.raises(UpstreamUnreachable, match="closed the connection"):
+                await response.read()
+            assert response.done and upstream.idle == []
+
+
+async def test_a_body_that_stalls_times_out_per_read():
+    async with Gateway(write_slowly(b"HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\nabc", pause=5)) as gw:
+        upstream = Upstream(gw.url)
+        response = await upstream.request("GET", "/", [], b"", 0.3)
+        assert response.body == b"abc"
+        with pytest.raises(TimeoutError):
+            await response.read()
+        assert upstream.idle == []
+
+
+async def test_reading_from_the_gateway_waits_for_the_reader_with_a_bounded_buffer():
+    """Back-pressure: a reader that does not read stops the gateway from sending (socket buffers fill up);
+    each read returns at most about HIGH_WATER bytes, whatever the body's size."""
+    size, sent = 64 * 1024 * 1024, [0]
+
+    async def flood(writer):
+        writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n" % size)
+        block = b"x" * (1024 * 1024)
+        for _ in range(size // len(block)):
+            writer.write(block)
+            await writer.drain()
+            sent[0] += len(block)
+
+    async with Gateway(flood) as gw:
+        upstream = Upstream(gw.url)
+        response = await upstream.request("GET", "/", [], b"", 5)
+        await asyncio.sleep(0.5)  # the reader takes nothing for a while
+        assert sent[0] < size // 4, f"the gateway sent {sent[0]} bytes to a reader that read none"
+        received, largest = len(response.body), 0
+        while not response.done:
+            part = await response.read()
+            received, largest = received + len(part), max(largest, len(part))
+        assert received == size and largest <= 2 * HIGH_WATER
+        assert len(upstream.idle) == 1
         upstream.close()

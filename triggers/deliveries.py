@@ -62,14 +62,28 @@ def _forward(delivery: Delivery) -> tuple[int | None, bytes, list, str]:
     timeout = settings.RELAY_ACTIVATION_TIMEOUT + trigger.timeout_seconds
     try:
         response = _pool.request(delivery.method, url, body=bytes(delivery.body), headers=headers,
-                                 timeout=urllib3.Timeout(total=timeout), redirect=False, preload_content=True,
+                                 timeout=urllib3.Timeout(total=timeout), redirect=False, preload_content=False,
                                  decode_content=False)
+        body = _read_capped(response, settings.RELAY_RESPONSE_BODY_CAP)
     except urllib3.exceptions.TimeoutError:
         return 504, b"", [], f"The handler did not answer within {timeout:.0f} s."
     except urllib3.exceptions.HTTPError as e:
         return 502, b"", [], f"The gateway is unreachable: {type(e).__name__}."
     kept = [[k, v] for k, v in response.headers.items() if k.lower() not in HOP_BY_HOP]
-    return response.status, response.data, kept, ""
+    return response.status, body, kept, ""
+
+
+def _read_capped(response: urllib3.BaseHTTPResponse, cap: int) -> bytes:
+    """The first `cap` bytes of the body; the rest is read and dropped, so memory does not grow with the
+    response and the connection can be reused. A body that breaks off raises (the attempt failed)."""
+    kept = bytearray()
+    try:
+        for part in response.stream(64 * 1024, decode_content=False):
+            if len(kept) < cap:
+                kept += part[: cap - len(kept)]
+    finally:
+        response.release_conn()
+    return bytes(kept)
 
 
 def delivery_deliver(delivery_id) -> str:

@@ -30,7 +30,7 @@ from . import crypto, signatures
 from .delivery_writer import DeliveryRecord, DeliveryWriter, DuplicateDelivery, RowNotStored, TriggerGone
 from .edge_headers import forwarded_headers, relayed_headers, sender_headers
 from .models import Delivery, Trigger
-from .upstream import Upstream, UpstreamUnreachable
+from .upstream import Response, Upstream, UpstreamUnreachable
 
 log = logging.getLogger(__name__)
 
@@ -130,6 +130,24 @@ class TooLarge(Exception):
     pass
 
 
+@dataclass
+class Streaming:
+    """A sync delivery whose response head arrived and whose body is still arriving."""
+
+    response: Response
+    request: DeliveryRecord
+    started: float  # perf_counter() when it was forwarded
+
+
+async def _disconnected(receive) -> None:
+    """Returns once the sender went away (the request body has been read already)."""
+    try:
+        while (await receive())["type"] != "http.disconnect":
+            pass
+    except Exception:  # noqa: BLE001 - a server whose receive fails once the sender is gone: gone as well
+        pass
+
+
 async def read_body(receive, limit: int) -> bytes:
     chunks, size = [], 0
     while True:
@@ -210,6 +228,9 @@ class Ingress:
         try:
             status, body, extra = await self.handle(scope, headers, receive)
         except ConnectionResetError:
+            return
+        if isinstance(body, Streaming):
+            await self.stream(send, receive, status, body, extra)
             return
         await respond(send, status, body, extra or JSON)
 
@@ -297,13 +318,67 @@ class Ingress:
                 return (*not_stored(e), None)
         started = time.perf_counter()
         status, body, out_headers, error = await self.forward(route, request, headers, scope, sub_path)
-        request.latency_ms = (time.perf_counter() - started) * 1000
         request.attempts, request.response_status, request.error = 1, status, error
-        request.state = "succeeded" if status < 400 and not error else "failed"
         request.response_headers = [[k.decode("latin-1"), v.decode("latin-1")] for k, v in out_headers]
+        if isinstance(body, Response):  # the body is still arriving: relayed as it comes, recorded at its end
+            return status, Streaming(body, request, started), relayed_headers(out_headers)
+        self.record(request, body, started)
+        return status, body, relayed_headers(out_headers)
+
+    def record(self, request: DeliveryRecord, body: bytes, started: float) -> None:
+        """The outcome of a sync delivery, its response body capped (RELAY_RESPONSE_BODY_CAP)."""
+        request.latency_ms = (time.perf_counter() - started) * 1000
+        request.state = "succeeded" if request.response_status < 400 and not request.error else "failed"
         request.response_body = body[: settings.RELAY_RESPONSE_BODY_CAP]
         self.writer.add(request, update=bool(request.provider_delivery_id))
-        return status, body, relayed_headers(out_headers)
+
+    async def stream(self, send, receive, status: int, streaming: Streaming, headers: list) -> None:
+        """Relay a response body that is still arriving, part by part as it comes, never faster than the
+        sender takes it (each `send` waits while the sender's socket is full, and the upstream buffers a
+        bounded amount); only the first RELAY_RESPONSE_BODY_CAP bytes are kept for the log.
+
+        If the handler's response breaks off (or stalls past the timeout), the sender's connection is closed
+        without the end of the body, so the sender sees a truncated response, and the delivery is failed with
+        that error. If the sender goes away, reading from the handler stops (that gateway connection is
+        closed, not reused) and the delivery is failed with that error."""
+        response, request = streaming.response, streaming.request
+        cap = settings.RELAY_RESPONSE_BODY_CAP
+        if response.length is not None:
+            headers = [*headers, (b"content-length", str(response.length).encode())]
+        part, relayed, complete = response.body, 0, False
+        kept = bytearray(part[:cap])
+        gone = asyncio.ensure_future(_disconnected(receive))
+        try:
+            await send({"type": "http.response.start", "status": status, "headers": headers})
+            while True:
+                if gone.done():
+                    request.error = (f"The sender disconnected after {relayed} bytes of the response; the rest "
+                                     "was not read from the handler.")
+                    break
+                more = not response.done
+                if part or not more:
+                    await send({"type": "http.response.body", "body": part, "more_body": more})
+                    relayed += len(part)
+                if not more:
+                    complete = True
+                    break
+                part = await response.read()
+                if len(kept) < cap:
+                    kept += part[: cap - len(kept)]
+        except TimeoutError:
+            request.error = (f"The handler sent no more of its response for {response.timeout:.0f} s "
+                             f"(after {relayed} bytes).")
+        except UpstreamUnreachable as e:
+            request.error = f"The handler's response broke off after {relayed} bytes: {e}."
+        except OSError as e:  # a server whose send raises once the sender is gone
+            request.error = f"The sender disconnected after {relayed} bytes of the response ({e})."
+        finally:
+            gone.cancel()
+            response.close()
+            if not complete and not request.error:
+                request.error = f"The response was not relayed to the end (after {relayed} bytes)."
+            self.record(request, bytes(kept), streaming.started)
+        # not complete: return without ending the body, so the server closes the sender's connection
 
     async def forward(self, route: Route, request: DeliveryRecord, headers, scope, sub_path):
         client = scope.get("client") or ("", 0)
@@ -314,10 +389,10 @@ class Ingress:
         query = scope.get("query_string", b"").decode("latin-1")
         target = f"/{sub_path}" + (f"?{query}" if query else "")
         try:
-            status, raw_headers, body = await self.upstream.request(request.method, target, out, request.body,
-                                                                    route.timeout)
+            response = await self.upstream.request(request.method, target, out, request.body, route.timeout)
+            status, raw_headers = response.status, response.headers
             kept = [(k, v) for k, v in raw_headers if k.decode("latin-1").lower() not in HOP_BY_HOP]
-            return status, body, kept, ""
+            return status, response.body if response.done else response, kept, ""
         except TimeoutError:
             status, body = problem(504, f"The handler did not answer within {route.timeout:.0f} s.")
         except UpstreamUnreachable as e:

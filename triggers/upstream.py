@@ -1,14 +1,21 @@
 """A keep-alive HTTP/1.1 client for the one upstream the ingress talks to: the Knative gateway.
 
-The ingress forwards every webhook to the same gateway, with a body it has already read in full and a
-response it reads in full. That needs a connection pool, one write per request and an HTTP/1.1 response
-parser (httptools, llhttp: the parser uvicorn uses), not a general-purpose client: measured on the
-ingress benchmark, this costs a third of aiohttp's CPU per webhook.
+The ingress forwards every webhook to the same gateway, with a body it has already read in full, and
+relays the response as it arrives. That needs a connection pool, one write per request and an HTTP/1.1
+response parser (httptools, llhttp: the parser uvicorn uses), not a general-purpose client: measured on
+the ingress benchmark, this costs a third of aiohttp's CPU per webhook.
 
-Errors: `UpstreamUnreachable` (cannot connect, or the connection broke before a whole response) and
-`TimeoutError` (no whole response within the timeout). A request that fails on a *reused* connection
-before any byte of a response arrived is sent again once on a new connection: the gateway closed the
-idle connection as we wrote to it, so nothing was handled (handlers dedupe on X-Relay-Delivery-Id).
+`request()` returns once the response's status and headers arrived, with the part of the body that came
+with them; a small response is then already whole (`done`) and its connection back in the pool. A larger
+one is read with `read()`: at most `HIGH_WATER` bytes are buffered (reading from the socket pauses until
+the caller takes them), so memory does not grow with the response. A connection goes back to the pool
+only once its response was read to the end; `close()` before that drops it.
+
+Errors: `UpstreamUnreachable` (cannot connect, or the connection broke before the whole response) and
+`TimeoutError` (no response head within the timeout, or no more of the body for that long). A request that
+fails on a *reused* connection before any byte of a response arrived is sent again once on a new
+connection: the gateway closed the idle connection as we wrote to it, so nothing was handled (handlers
+dedupe on X-Relay-Delivery-Id).
 """
 
 from __future__ import annotations
@@ -18,6 +25,8 @@ import ssl
 from urllib.parse import urlsplit
 
 import httptools
+
+HIGH_WATER = 256 * 1024  # body bytes buffered per connection before reading from the socket pauses
 
 
 class UpstreamUnreachable(ConnectionError):
@@ -30,18 +39,25 @@ class _Connection(asyncio.Protocol):
     def __init__(self):
         self.transport: asyncio.Transport | None = None
         self.closed = False
-        self.waiter: asyncio.Future | None = None
+        self.waiter: asyncio.Future | None = None  # the reader waiting for the head, or for more body
         self.head = False
-        self.parser = self.status = self.headers = self.body = None
+        self.parser = self.status = self.headers = None
+        self.body: list[bytes] = []  # received, not yet taken by the reader
+        self.buffered = 0
+        self.paused = False  # reading from the socket paused: the buffer is full
         self.started = False  # a byte of the response arrived
         self.headers_done = False
         self.framed = False  # the body has a length (Content-Length or chunked), not "until close"
+        self.length: int | None = None  # Content-Length, when the response has one
+        self.complete = False  # the whole response was received
+        self.keep = False  # the gateway keeps the connection open after this response
+        self.error: Exception | None = None
         self.timer: asyncio.TimerHandle | None = None
         self.idle_since = 0.0
 
     # -- the request
     def send(self, data: bytes, head: bool, deadline: float) -> asyncio.Future:
-        """Write the request; the future gets (status, headers, body, reusable) or the error."""
+        """Write the request; the future is done once the response's head arrived, or gets the error."""
         loop = asyncio.get_running_loop()
         self.waiter = loop.create_future()
         if self.closed or self.transport.is_closing():
@@ -49,7 +65,8 @@ class _Connection(asyncio.Protocol):
             return self.waiter
         self.timer = loop.call_at(deadline, self._expire)
         self.head, self.started, self.headers_done, self.framed = head, False, False, False
-        self.headers, self.body = [], []
+        self.complete, self.keep, self.error, self.length = False, False, None, None
+        self.headers, self.body, self.buffered = [], [], 0
         self.parser = httptools.HttpResponseParser(self)
         self.transport.write(data)
         return self.waiter
@@ -68,13 +85,18 @@ class _Connection(asyncio.Protocol):
         except httptools.HttpParserError as e:
             self._fail(UpstreamUnreachable(f"malformed response from the gateway: {e}"))
             self.transport.close()
+            return
+        if self.buffered > HIGH_WATER and not self.complete and not self.paused:
+            self.paused = True  # back-pressure: the reader resumes it once it took the buffer
+            self.transport.pause_reading()
 
     def connection_lost(self, exc) -> None:
         self.closed = True
-        if self.waiter is None or self.waiter.done():
+        if self.parser is None or self.complete or self.error is not None:
             return
         if self.headers_done and not self.framed:  # a body delimited by the end of the connection
-            self._finish()
+            self.complete = True
+            self._wake()
         else:
             self._fail(UpstreamUnreachable("the gateway closed the connection" + (f": {exc}" if exc else "")))
 
@@ -88,33 +110,120 @@ class _Connection(asyncio.Protocol):
             self.headers = []
             return
         self.headers_done = True
-        names = {name.lower() for name, _ in self.headers}
-        self.framed = (b"content-length" in names or b"transfer-encoding" in names or self.head
-                       or self.status in (204, 304))
-        if self.head:  # no body follows, whatever Content-Length says
-            self._finish()
+        self.timer.cancel()  # the head arrived in time; the body gets an idle timeout per read
+        chunked = False
+        for name, value in self.headers:
+            name = name.lower()
+            if name == b"transfer-encoding":
+                chunked = True
+            elif name == b"content-length" and value.strip().isdigit():
+                self.length = int(value)
+        if chunked:
+            self.length = None
+        self.framed = chunked or self.length is not None or self.head or self.status in (204, 304)
+        if self.head:  # no body follows, whatever Content-Length says (and the connection is not reused)
+            self.length, self.complete = None, True
+        self._wake()
 
     def on_body(self, body: bytes) -> None:
         self.body.append(body)
+        self.buffered += len(body)
+        self._wake()
 
     def on_message_complete(self) -> None:
-        if self.headers_done:
-            self._finish()
+        if self.headers_done and not self.complete:
+            self.complete, self.keep = True, self.parser.should_keep_alive()
+            self._wake()
 
-    def _finish(self) -> None:
+    def _wake(self) -> None:
         if self.waiter is not None and not self.waiter.done():
-            self.timer.cancel()
-            keep = not self.head and not self.closed and self.parser.should_keep_alive()
-            self.waiter.set_result((self.status, self.headers, b"".join(self.body), keep))
+            self.waiter.set_result(None)
 
     def _fail(self, error: Exception) -> None:
-        if self.waiter is not None and not self.waiter.done():
+        if self.error is None:
+            self.error = error
+        if self.timer is not None:
             self.timer.cancel()
+        if self.waiter is not None and not self.waiter.done():
             self.waiter.set_exception(error)
 
     def _expire(self) -> None:
         self._fail(TimeoutError())
         self.transport.close()  # a late answer must not be read as the next request's
+
+
+class Response:
+    """A response whose status and headers arrived. `body` holds what came with them; when `done`, that is
+    the whole body and the connection is already released. Else read the rest with `read()`, and call
+    `close()` when finished (a connection whose body was not read to the end is dropped, not reused)."""
+
+    __slots__ = ("status", "headers", "length", "body", "timeout", "_conn", "_upstream")
+
+    def __init__(self, conn: _Connection, upstream: Upstream, timeout: float):
+        self.status, self.headers, self.length = conn.status, conn.headers, conn.length
+        self._conn, self._upstream, self.timeout = conn, upstream, timeout
+        self.body = self._take() if conn.body else b""
+        if conn.complete and conn.error is None:
+            self._release()
+
+    @property
+    def done(self) -> bool:
+        return self._conn is None
+
+    async def read(self) -> bytes:
+        """The next part of the body (at most about HIGH_WATER bytes); b"" once it was all read."""
+        conn = self._conn
+        if conn is None:
+            return b""
+        loop = asyncio.get_running_loop()
+        while not conn.body:
+            if conn.error is not None:
+                self.close()
+                raise conn.error
+            if conn.complete:
+                self._release()
+                return b""
+            conn.waiter = loop.create_future()
+            conn.timer = loop.call_later(self.timeout, conn._expire)
+            try:
+                await conn.waiter
+            except BaseException:  # the gateway failed, or our caller was cancelled: drop the connection
+                self.close()
+                raise
+            finally:
+                conn.timer.cancel()
+        data = self._take()
+        if conn.complete and conn.error is None:
+            self._release()
+        return data
+
+    def close(self) -> None:
+        """Done with this response: its connection is reused only if the body was read to the end."""
+        conn, self._conn = self._conn, None
+        if conn is None:
+            return
+        if conn.complete and conn.error is None:
+            self._conn = conn
+            self._release()
+            return
+        if conn.timer is not None:
+            conn.timer.cancel()
+        conn.parser = None
+        conn.transport.close()
+
+    def _take(self) -> bytes:
+        conn = self._conn
+        data = conn.body[0] if len(conn.body) == 1 else b"".join(conn.body)
+        conn.body, conn.buffered = [], 0
+        if conn.paused:
+            conn.paused = False
+            conn.transport.resume_reading()
+        return data
+
+    def _release(self) -> None:
+        conn, self._conn = self._conn, None
+        conn.parser, conn.waiter = None, None
+        self._upstream._put(conn, conn.keep and not conn.head and not conn.closed)
 
 
 class Upstream:
@@ -130,8 +239,8 @@ class Upstream:
         self.max_idle, self.keepalive = max_idle, keepalive
 
     async def request(self, method: str, target: str, headers: list[tuple[str, str]], body: bytes,
-                      timeout: float) -> tuple[int, list[tuple[bytes, bytes]], bytes]:
-        """Send one request (target: path and query, already encoded); the whole response."""
+                      timeout: float) -> Response:
+        """Send one request (target: path and query, already encoded); returns once the response's head arrived."""
         head = [f"{method} {self.prefix}{target} HTTP/1.1"]
         head += [f"{name}: {value}" for name, value in headers]
         head.append(f"Content-Length: {len(body)}\r\n\r\n")
@@ -143,7 +252,7 @@ class Upstream:
             if conn is None:
                 conn = await self._connect(deadline - loop.time())
             try:
-                status, response_headers, response_body, keep = await conn.send(data, method == "HEAD", deadline)
+                await conn.send(data, method == "HEAD", deadline)
             except UpstreamUnreachable:
                 conn.transport.close()
                 if reused and not conn.started and attempt == 0:
@@ -154,14 +263,15 @@ class Upstream:
                     conn.timer.cancel()
                 conn.transport.close()
                 raise
-            conn.parser = None
-            if keep and len(self.idle) < self.max_idle:
-                conn.idle_since = loop.time()
-                self.idle.append(conn)
-            else:
-                conn.transport.close()
-            return status, response_headers, response_body
+            return Response(conn, self, timeout)
         raise AssertionError("unreachable")
+
+    def _put(self, conn: _Connection, keep: bool) -> None:
+        if keep and len(self.idle) < self.max_idle:
+            conn.idle_since = asyncio.get_running_loop().time()
+            self.idle.append(conn)
+        else:
+            conn.transport.close()
 
     def _idle(self) -> tuple[_Connection | None, bool]:
         """The most recently used open connection (idle for less than `keepalive`), else None."""

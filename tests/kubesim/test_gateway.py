@@ -114,3 +114,11 @@ async def test_queue_full_503_and_activation_timeout_504(make_sim, ns):
     rev = wait_for(lambda: (r := get_rev(custom, ns, "to-00001")) and
                    cond(r, "Active")[1] == "TimedOut" and r, 3)
     assert cond(rev, "Active") == ("False", "TimedOut", "The target could not be activated.")
+
+
+def test_a_big_body_is_written_as_it_is_produced_with_its_content_length(sim, custom, ns):
+    _make(custom, ns, "big", "kubesim/big:3Mi")
+    status, headers, raw = gw(sim, f"big.{ns}.example.com")
+    length = {k.lower(): v for k, v in headers.items()}["content-length"]
+    assert status == 200 and length == str(3 * 1024 * 1024) and len(raw) == 3 * 1024 * 1024
+    assert raw == bytes(range(256)) * (3 * 4096)

@@ -49,3 +49,18 @@ def test_echo_payload_and_hello_target():
     assert data["body_sha256"] == hashlib.sha256(b"abc").hexdigest() and data["pod"] == "pod-1"
     hello = Container(behaviour_for("helloworld-go", {"TARGET": "Knative"}), "p")
     assert hello.respond(req)[1] == b"Hello Knative!\n"
+
+
+@pytest.mark.parametrize("tag,size", [("200Mi", 200 * 1024 ** 2), ("64Ki", 65536), ("1G", 10 ** 9), ("5000", 5000),
+                                      ("latest", 1024 * 1024), ("10xb", 1024 * 1024)])
+def test_big_answers_a_generated_body_of_the_tagged_size(tag, size):
+    behaviour = behaviour_for(f"kubesim/big:{tag}")
+    assert (behaviour.kind, behaviour.size) == ("big", size)
+
+
+def test_a_generated_body_is_produced_in_blocks_never_whole():
+    status, body, ctype = Container(behaviour_for("kubesim/big:100000"), "p").respond(Request("GET", "/", "", {}, b""))
+    assert (status, ctype, body.size) == (200, "application/octet-stream", 100000)
+    chunks = list(body.chunks())
+    assert [len(c) for c in chunks] == [65536, 100000 - 65536]
+    assert b"".join(chunks) == (bytes(range(256)) * 400)[:100000]

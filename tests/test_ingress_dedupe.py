@@ -200,3 +200,28 @@ def test_repeats_to_a_trigger_not_deployed_yet_are_each_recorded_and_linked(rela
     assert hook(relay, later, "evt_later").status_code == 503  # still not deployed: recorded, linked
     first, second = settled(later, 2)
     assert (first.response_status, second.response_status, second.redelivery_of_id) == (503, 503, first.pk)
+
+
+def test_replay_failed_skips_deliveries_the_sender_has_sent_again(tenant_a):
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    from triggers.deliveries import deliveries_replay_failed
+
+    trigger = Trigger.objects.create(tenant=tenant_a, name="hello", image="kubesim/echo")
+    now = timezone.now()
+
+    def row(state, minutes, first=None, provider_id="evt"):
+        return Delivery.objects.create(trigger=trigger, mode="sync", method="POST", state=state,
+                                       received_at=now + timedelta(minutes=minutes), response_status=503,
+                                       provider_delivery_id=provider_id, redelivery_of=first)
+
+    first = row("failed", 0)
+    superseded = row("failed", 1, first)
+    last = row("failed", 2, first)
+    alone = row("dead", 3, provider_id=None)
+    assert deliveries_replay_failed(trigger) == 2
+    assert set(Delivery.objects.filter(replay_of__isnull=False).values_list("replay_of_id", flat=True)) == {
+        last.pk, alone.pk}
+    assert not Delivery.objects.filter(replay_of__in=[first.pk, superseded.pk]).exists()

@@ -15,6 +15,7 @@ import time
 import urllib3
 from django.conf import settings
 from django.db import transaction
+from django.db.models import F
 from django.utils import timezone
 
 from . import broadcast, sealed, signatures
@@ -142,8 +143,9 @@ def delivery_replay(delivery: Delivery) -> Delivery:
 
 
 def deliveries_replay_failed(trigger: Trigger) -> int:
-    originals = list(trigger.deliveries.filter(state__in=("failed", "dead"), replays__isnull=True,
-                                               redeliveries__isnull=True)[:500])  # the sender sent it again
+    originals = list(  # not replayed yet, and not sent again by the sender since (a later redelivery)
+        trigger.deliveries.filter(state__in=("failed", "dead"), replays__isnull=True, redeliveries__isnull=True)
+        .exclude(redelivery_of__redeliveries__received_at__gt=F("received_at"))[:500])
     with transaction.atomic():
         for delivery in originals:
             delivery_replay(delivery)

@@ -5,6 +5,7 @@ from the log; while one is on its way it is not forwarded twice."""
 import http.server
 import json
 import threading
+import time
 
 import pytest
 import requests
@@ -179,6 +180,30 @@ def test_async_repeats_are_accepted_once_and_again_after_the_first_is_dead(relay
                           message="redelivery attempted")
     assert str(redelivery.redelivery_of_id) == pk and redelivery.attempts == 1
     assert Delivery.objects.filter(trigger=trigger).count() == 2
+
+
+def test_a_claim_left_by_an_ingress_that_stopped_mid_forward_expires(relay, deduped, gateway, settings):
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    upstream = gateway()
+    settings.RELAY_ACTIVATION_TIMEOUT, settings.RELAY_DELIVERY_LEASE_MARGIN = 1, 1
+    Trigger.objects.filter(pk=deduped.pk).update(timeout_seconds=1)
+    deduped.refresh_from_db()
+    stranded = Delivery.objects.create(trigger=deduped, mode="sync", method="POST", state="forwarded",
+                                       provider_delivery_id="evt_lost")
+    recent = Delivery.objects.create(trigger=deduped, mode="sync", method="POST", state="forwarded",
+                                     provider_delivery_id="evt_busy")
+    Delivery.objects.filter(pk=stranded.pk).update(received_at=timezone.now() - timedelta(seconds=4))
+    time.sleep(0.3)  # the route cache sees the new timeout
+    assert hook(relay, deduped, "evt_busy").status_code == 409  # within its lease: still on its way
+    assert hook(relay, deduped, "evt_lost").status_code == 200
+    stranded.refresh_from_db()
+    assert stranded.state == "failed" and "stopped while forwarding" in stranded.error
+    retry = wait_for(lambda: Delivery.objects.filter(redelivery_of=stranded, state="succeeded").first(),
+                     message="forwarded again")
+    assert upstream.hits == [str(retry.pk)] and Delivery.objects.get(pk=recent.pk).state == "forwarded"
 
 
 @pytest.mark.parametrize(("state", "status", "error", "outcome"), [

@@ -159,6 +159,17 @@ def _earlier_deliveries(trigger_id: int, provider_delivery_id: str) -> list[Deli
                 .defer("body", "headers", "sealed_headers").order_by("received_at")[:100])
 
 
+def _abandoned(delivery: Delivery, lease: float) -> bool:
+    return (delivery.mode == Trigger.Mode.SYNC and delivery.state == Delivery.State.FORWARDED
+            and delivery.received_at < timezone.now() - timezone.timedelta(seconds=lease))
+
+
+def _mark_abandoned(pk) -> bool:
+    close_old_connections()
+    return bool(Delivery.objects.filter(pk=pk, state=Delivery.State.FORWARDED).update(
+        state=Delivery.State.FAILED, error="No outcome was recorded: the ingress stopped while forwarding it."))
+
+
 class Ingress:
     def __init__(self):
         self.routes = RouteCache(settings.RELAY_INGRESS_CACHE_TTL)
@@ -243,14 +254,17 @@ class Ingress:
             await self.writer.store(request, enqueue=True)
         return 202, json.dumps({"delivery_id": str(request.pk)}).encode(), JSON
 
-    async def claim(self, request: DeliveryRecord, enqueue: bool = False) -> tuple[int, bytes, list] | None:
+    async def claim(self, request: DeliveryRecord, enqueue: bool = False,
+                    lease: float = 0) -> tuple[int, bytes, list] | None:
         """Store the row that claims its provider delivery id: None once it is ours to deliver, else the
         answer to a repeat. A repeat gets the earlier outcome when one succeeded (or the handler gave its
         own final answer, such as 400); while one is still on its way, a sync repeat gets 409 and
         Retry-After (not a 202 that a provider would count as delivered), an async one its 202; when all
         failed (5xx, 408/429, gateway down, timeout, dead), it is delivered again as a new delivery linked
-        to the first (the database lets one such redelivery be in flight at a time)."""
-        for _ in range(3):
+        to the first (the database lets one such redelivery be in flight at a time). A sync delivery still
+        "forwarded" `lease` seconds after it arrived has lost its ingress (a restart mid-forward): it is
+        marked failed, and the repeat forwarded."""
+        for _ in range(4):
             try:
                 await self.writer.store(request, enqueue=enqueue)
                 return None
@@ -267,7 +281,10 @@ class Ingress:
                 return self.duplicate(final)
             pending = next((d for o, d in outcomes if o == "pending"), None)
             if pending is not None:
-                return self.in_flight(pending)
+                if not (lease and _abandoned(pending, lease)
+                        and await sync_to_async(_mark_abandoned, thread_sensitive=False)(pending.pk)):
+                    return self.in_flight(pending)
+                continue
             request.redelivery_of_id = next((d.pk for d in earlier if d.redelivery_of_id is None), earlier[0].pk)
         return self.in_flight(None)
 
@@ -296,7 +313,7 @@ class Ingress:
         """Sync mode: forward now, answer with the handler's response, record the outcome."""
         if request.provider_delivery_id:
             request.state = "forwarded"  # claim the id before calling the handler
-            answer = await self.claim(request)
+            answer = await self.claim(request, lease=route.timeout + settings.RELAY_DELIVERY_LEASE_MARGIN)
             if answer is not None:
                 return answer
         if not route.servable:

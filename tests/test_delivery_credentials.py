@@ -156,6 +156,8 @@ def test_every_credential_bearing_header_is_redacted_by_the_one_rule():
     redacted = dict(signatures.redact([(n, "v") for n in names + plain]))
     assert [n for n in names if redacted[n] != "[redacted]"] == []
     assert [n for n in plain if redacted[n] != "v"] == []
+    assert signatures.redact_raw([(b"Set-Cookie", b"s=1"), (b"X-Request-Token", b"t"), (b"Content-Type", b"a/b")]) == [
+        ["Set-Cookie", "[redacted]"], ["X-Request-Token", "[redacted]"], ["Content-Type", "a/b"]]  # responses too
 
 
 def test_sealed_values_come_back_in_place_and_missing_ones_leave_their_header_out():

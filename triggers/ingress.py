@@ -221,7 +221,7 @@ class Ingress:
             trigger_id=route.trigger_id, tenant_id=route.tenant_id, mode=route.mode, method=scope["method"],
             path="/" + sub_path,
             query=scope.get("query_string", b"").decode("latin-1"), body=body, body_size=len(body),
-            headers=[list(h) for h in logged],
+            headers=logged,
             cold_start=route.ready_pods == 0,
         )
         verification = route.verifier.verify(lookup, body)
@@ -327,8 +327,7 @@ class Ingress:
         request.latency_ms = (time.perf_counter() - started) * 1000
         request.attempts, request.response_status, request.error = 1, status, error
         request.state = "succeeded" if status < 400 and not error else "failed"
-        request.response_headers = [list(h) for h in signatures.redact(
-            [(k.decode("latin-1"), v.decode("latin-1")) for k, v in out_headers])]
+        request.response_headers = signatures.redact_raw(out_headers)
         request.response_body = body[: settings.RELAY_RESPONSE_BODY_CAP]
         if request.sealed_headers:  # a handler echoing the request: its secrets stay out of the log
             request.response_body = sealed.scrub(

@@ -351,32 +351,45 @@ def provider_delivery_id(
 
 def is_sensitive(name: str, verifier: Verifier | None = None) -> bool:
     """Whether a header carries a credential or a signature: its value is never stored or shown in clear."""
-    name = name.lower()
     sensitive = _sensitive_names.get(name)
     if sensitive is None:
-        sensitive = name in REDACTED_HEADERS or _SENSITIVE_NAME.search(name) is not None
+        lower = name.lower()
+        sensitive = lower in REDACTED_HEADERS or _SENSITIVE_NAME.search(lower) is not None
         if len(_sensitive_names) > 4096:  # names are sender-chosen: keep the memo bounded
             _sensitive_names.clear()
         _sensitive_names[name] = sensitive
-    return sensitive or name in getattr(verifier, "signature_headers", ())
+    return sensitive or name.lower() in getattr(verifier, "signature_headers", ())
 
 
-def redact_keeping(
-    headers: list[tuple[str, str]], verifier: Verifier | None
-) -> tuple[list[tuple[str, str]], list[tuple[int, str]]]:
-    """(the headers with sensitive values replaced by ``[redacted]``, [(index, original value), …] of those)."""
-    redacted, kept = [], []
+def redact_keeping(headers, verifier: Verifier | None) -> tuple[list[list[str]], list[tuple[int, str]]]:
+    """([[name, value], …] with sensitive values replaced by ``[redacted]``, [(index, original value), …]
+    of those): the log's copy of a request's headers and what it hides, in one pass (the hot path)."""
+    logged, kept = [], []
     memo, signed = _sensitive_names, getattr(verifier, "signature_headers", ())
-    for index, (name, value) in enumerate(headers):  # the hot path: one dict lookup per header
-        lower = name.lower()
-        if memo.get(lower) or (lower not in memo and is_sensitive(lower)) or lower in signed:
+    for index, (name, value) in enumerate(headers):
+        hidden = memo.get(name)
+        if hidden is None:
+            hidden = is_sensitive(name)
+        if hidden or (signed and name.lower() in signed):
             kept.append((index, value))
             value = REDACTED
-        redacted.append((name, value))
-    return redacted, kept
+        logged.append([name, value])
+    return logged, kept
+
+
+def redact_raw(headers: list[tuple[bytes, bytes]]) -> list[list[str]]:
+    """[[name, value], …] for the log from raw (latin-1) header pairs, e.g. a handler's response headers."""
+    logged, memo = [], _sensitive_names
+    for raw_name, raw_value in headers:
+        name = raw_name.decode("latin-1")
+        hidden = memo.get(name)
+        if hidden is None:
+            hidden = is_sensitive(name)
+        logged.append([name, REDACTED if hidden else raw_value.decode("latin-1")])
+    return logged
 
 
 def redact(headers: list[tuple[str, str]], verifier: Verifier | None = None) -> list[tuple[str, str]]:
     """The headers for the delivery log, with credentials and signature values replaced by ``[redacted]``.
     The one rule (``is_sensitive``) for every header stored or shown: requests, responses, the UI, the API."""
-    return redact_keeping(headers, verifier)[0]
+    return [(name, value) for name, value in redact_keeping(headers, verifier)[0]]

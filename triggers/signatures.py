@@ -28,7 +28,7 @@ REDACTED_HEADERS = frozenset({"authorization", "cookie", "set-cookie", "proxy-au
 SENSITIVE_NAME_PARTS = ("token", "key", "secret", "signature", "password", "auth", "hmac")
 REDACTED = "[redacted]"
 _SENSITIVE_NAME = re.compile("|".join(SENSITIVE_NAME_PARTS))
-_sensitive_names: dict[str, bool] = {}  # lower-case name -> sensitive; header names repeat, the regex runs once
+_sensitive_names: dict[str, bool] = {}  # name as received -> sensitive: names repeat, the regex runs once each
 
 MAX_HEADER_CHARS = 4096  # longer signature headers are rejected unread
 MAX_DELIVERY_ID_CHARS = 200  # Delivery.provider_delivery_id

@@ -277,6 +277,7 @@ RELAY_RETRY_MAX = float(os.getenv("RELAY_RETRY_MAX", "600"))
 RELAY_DELIVERY_LEASE_MARGIN = float(os.getenv("RELAY_DELIVERY_LEASE_MARGIN", "30"))
 RELAY_DELIVERY_RETENTION_DAYS = envint("RELAY_DELIVERY_RETENTION_DAYS", "14")
 RELAY_DELIVERY_MAX_ROWS = envint("RELAY_DELIVERY_MAX_ROWS", "10000")
+RELAY_CREDENTIALS_RETENTION_HOURS = envint("RELAY_CREDENTIALS_RETENTION_HOURS", "72")
 # Keys encrypting verification secrets at rest: the first encrypts, all decrypt (rotation).
 RELAY_ENCRYPTION_KEYS = [key.strip() for key in envsecret("RELAY_ENCRYPTION_KEYS").split(",") if key.strip()]
 

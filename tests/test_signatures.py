@@ -514,22 +514,26 @@ def redacted_names(verifier) -> set[str]:
     return {name for name, value in redact(RAW, verifier) if value == "[redacted]"}
 
 
+ALWAYS = {"Authorization", "cookie", "Set-Cookie", "Proxy-Authorization",  # and every name with "signature"…
+          "X-Hub-Signature-256", "X-Hub-Signature", "Stripe-Signature", "X-Slack-Signature"}
+
+
 def test_redact_hides_credentials_for_every_verifier():
     for verifier in (NoVerifier(), None):
-        assert redacted_names(verifier) == {"Authorization", "cookie", "Set-Cookie", "Proxy-Authorization"}
+        assert redacted_names(verifier) == ALWAYS
 
 
 @pytest.mark.parametrize(
     ("verifier", "extra"),
     [
-        (GitHubVerifier(SECRET), {"X-Hub-Signature-256", "X-Hub-Signature"}),
-        (StripeVerifier(SECRET), {"Stripe-Signature"}),
-        (SlackVerifier(SECRET), {"X-Slack-Signature"}),
+        (GitHubVerifier(SECRET), set()),
+        (StripeVerifier(SECRET), set()),
+        (SlackVerifier(SECRET), set()),
         (HmacVerifier(SECRET, header="x-custom-SIG"), {"X-Custom-Sig"}),
     ],
 )
 def test_redact_hides_the_verifiers_signature_headers(verifier, extra):
-    assert redacted_names(verifier) == {"Authorization", "cookie", "Set-Cookie", "Proxy-Authorization"} | extra
+    assert redacted_names(verifier) == ALWAYS | extra
 
 
 def test_redact_keeps_order_names_and_other_values():

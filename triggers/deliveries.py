@@ -15,15 +15,16 @@ import time
 import urllib3
 from django.conf import settings
 from django.db import transaction
+from django.db.models import F
 from django.utils import timezone
 
-from . import broadcast
+from . import broadcast, sealed, signatures
 from .edge_headers import sender_headers
 from .ingress import HOP_BY_HOP
 from .models import Delivery, DeliveryAttempt, Trigger, new_token
 
 log = logging.getLogger(__name__)
-RETRYABLE = {408, 425, 429, 500, 502, 503, 504}
+RETRYABLE = Delivery.RETRYABLE_STATUSES
 _pool = urllib3.PoolManager(num_pools=4, maxsize=16, retries=False)
 
 
@@ -51,11 +52,12 @@ def _claim(delivery_id) -> Delivery | None:
     return delivery
 
 
-def _forward(delivery: Delivery) -> tuple[int | None, bytes, list, str]:
+def _forward(delivery: Delivery, secrets: dict[int, str]) -> tuple[int | None, bytes, list, str]:
     trigger = delivery.trigger
     if not trigger.servable:
         return None, b"", [], f"Trigger {trigger.name} has no ready revision (never deployed, or failed)."
-    headers = {k: v for k, v in sender_headers(delivery.headers) if k.lower() not in HOP_BY_HOP}
+    original = sealed.restore(delivery.headers, secrets)  # what the sender sent, never "[redacted]"
+    headers = {k: v for k, v in sender_headers(original) if k.lower() not in HOP_BY_HOP}
     headers.update({"Host": trigger.gateway_host, "X-Relay-Delivery-Id": str(delivery.pk),
                     "X-Relay-Trigger": f"{trigger.tenant.slug}/{trigger.name}"})
     url = f"{settings.RELAY_GATEWAY_URL}{delivery.path}" + (f"?{delivery.query}" if delivery.query else "")
@@ -69,7 +71,7 @@ def _forward(delivery: Delivery) -> tuple[int | None, bytes, list, str]:
         return 504, b"", [], f"The handler did not answer within {timeout:.0f} s."
     except urllib3.exceptions.HTTPError as e:
         return 502, b"", [], f"The gateway is unreachable: {type(e).__name__}."
-    kept = [[k, v] for k, v in response.headers.items() if k.lower() not in HOP_BY_HOP]
+    kept = [[k, v] for k, v in signatures.redact(list(response.headers.items())) if k.lower() not in HOP_BY_HOP]
     return response.status, body, kept, ""
 
 
@@ -92,14 +94,15 @@ def delivery_deliver(delivery_id) -> str:
     if delivery is None:
         return "skipped"
     started = time.perf_counter()
-    status, body, headers, error = _forward(delivery)
+    secrets = sealed.open_sealed(delivery.sealed_headers)
+    status, body, headers, error = _forward(delivery, secrets)
     latency = (time.perf_counter() - started) * 1000
     DeliveryAttempt.objects.update_or_create(
         delivery=delivery, number=delivery.attempts,
         defaults={"status": status, "latency_ms": latency, "error": error},
     )
     delivery.response_status, delivery.response_headers = status, headers
-    delivery.response_body = body[: settings.RELAY_RESPONSE_BODY_CAP]
+    delivery.response_body = sealed.scrub(body[: settings.RELAY_RESPONSE_BODY_CAP], secrets.values())
     delivery.latency_ms, delivery.error = latency, error
     if status is not None and status < 400 and not error:
         delivery.state, delivery.next_attempt_at = "succeeded", None
@@ -146,15 +149,18 @@ def delivery_replay(delivery: Delivery) -> Delivery:
     """A new delivery of the same request, linked to the original, delivered in the background."""
     copy = Delivery.objects.create(
         trigger=delivery.trigger, mode=Trigger.Mode.ASYNC, method=delivery.method, path=delivery.path,
-        query=delivery.query, headers=delivery.headers, body=delivery.body, body_size=delivery.body_size,
-        verification=delivery.verification, replay_of=delivery, next_attempt_at=timezone.now(),
+        query=delivery.query, headers=delivery.headers, sealed_headers=delivery.sealed_headers, body=delivery.body,
+        body_size=delivery.body_size, verification=delivery.verification, replay_of=delivery,
+        next_attempt_at=timezone.now(),
     )
     transaction.on_commit(lambda: _enqueue(copy.pk))
     return copy
 
 
 def deliveries_replay_failed(trigger: Trigger) -> int:
-    originals = list(trigger.deliveries.filter(state__in=("failed", "dead"), replays__isnull=True)[:500])
+    originals = list(  # not replayed yet, and not sent again by the sender since (a later redelivery)
+        trigger.deliveries.filter(state__in=("failed", "dead"), replays__isnull=True, redeliveries__isnull=True)
+        .exclude(redelivery_of__redeliveries__received_at__gt=F("received_at"))[:500])
     with transaction.atomic():
         for delivery in originals:
             delivery_replay(delivery)
@@ -162,7 +168,10 @@ def deliveries_replay_failed(trigger: Trigger) -> int:
 
 
 def deliveries_prune() -> int:
-    """Retention: older than RELAY_DELIVERY_RETENTION_DAYS, and beyond RELAY_DELIVERY_MAX_ROWS per trigger."""
+    """Retention: older than RELAY_DELIVERY_RETENTION_DAYS, and beyond RELAY_DELIVERY_MAX_ROWS per trigger.
+    The sealed credentials go first: once a delivery can no longer be attempted, after
+    RELAY_CREDENTIALS_RETENTION_HOURS (a later replay is sent without its sensitive headers)."""
+    deliveries_clear_credentials()
     cutoff = timezone.now() - timezone.timedelta(days=settings.RELAY_DELIVERY_RETENTION_DAYS)
     deleted, _ = Delivery.objects.filter(received_at__lt=cutoff).delete()
     cap = settings.RELAY_DELIVERY_MAX_ROWS
@@ -172,6 +181,14 @@ def deliveries_prune() -> int:
         if boundary is not None:
             deleted += Delivery.objects.filter(trigger_id=trigger_id, received_at__lte=boundary).delete()[0]
     return deleted
+
+
+def deliveries_clear_credentials() -> int:
+    """Clear the sealed sensitive headers of deliveries received more than RELAY_CREDENTIALS_RETENTION_HOURS
+    ago that can no longer be attempted; returns how many were cleared."""
+    cutoff = timezone.now() - timezone.timedelta(hours=settings.RELAY_CREDENTIALS_RETENTION_HOURS)
+    return (Delivery.objects.filter(received_at__lt=cutoff).exclude(sealed_headers="")
+            .exclude(state__in=Delivery.IN_FLIGHT).update(sealed_headers=""))
 
 
 def trigger_rotate_token(trigger: Trigger) -> Trigger:

@@ -44,10 +44,11 @@ class DeliveryFilter(django_filters.FilterSet):
     response_status = IntegerFilter(min_value=100, max_value=599, label="Response status")
     cold_start = django_filters.BooleanFilter(label="Cold start")
     replay_of = django_filters.UUIDFilter(field_name="replay_of_id", label="Replay of")
+    redelivery_of = django_filters.UUIDFilter(field_name="redelivery_of_id", label="Redelivery of")
 
     class Meta:
         model = Delivery
-        fields = ["state", "response_status", "cold_start", "replay_of"]
+        fields = ["state", "response_status", "cold_start", "replay_of", "redelivery_of"]
 
 
 class DeliveryAttemptSerializer(serializers.ModelSerializer):
@@ -57,10 +58,12 @@ class DeliveryAttemptSerializer(serializers.ModelSerializer):
         read_only_fields = fields
 
 
-def headers_field() -> serializers.ListField:
+def headers_field(source: str) -> serializers.ListField:
     return serializers.ListField(
         child=serializers.ListField(child=serializers.CharField(), min_length=2, max_length=2), read_only=True,
-        help_text="[[name, value], …]; credentials and signatures are stored as [redacted].",
+        source=source, help_text="[[name, value], …]; credentials and signatures are shown as [redacted] "
+        "(Authorization, Proxy-Authorization, Cookie and any name containing token, key, secret, signature, "
+        "password, auth or hmac).",
     )
 
 
@@ -75,28 +78,39 @@ class DeliverySerializer(serializers.ModelSerializer):
     state = DeliveryStateField(choices=Delivery.State.choices, read_only=True)
     attempt_count = serializers.IntegerField(source="attempts", read_only=True)
     replay_of = serializers.UUIDField(source="replay_of_id", read_only=True, allow_null=True)
+    redelivery_of = serializers.UUIDField(
+        source="redelivery_of_id", read_only=True, allow_null=True,
+        help_text="The first delivery of this sender's delivery id, when that one failed and the sender sent it "
+                  "again.")
 
     class Meta:
         model = Delivery
         fields = ["id", "received_at", "mode", "method", "path", "query", "body_size", "verification", "state",
-                  "response_status", "latency_ms", "cold_start", "attempt_count", "replay_of"]
+                  "response_status", "latency_ms", "cold_start", "attempt_count", "replay_of", "redelivery_of"]
         read_only_fields = fields
 
 
 class DeliveryDetailSerializer(DeliverySerializer):
-    headers = headers_field()
+    headers = headers_field("shown_headers")
     body = serializers.SerializerMethodField(help_text="The request body: text, or base64 (see body_encoding).")
     body_encoding = serializers.SerializerMethodField()
-    response_headers = headers_field()
+    response_headers = headers_field("shown_response_headers")
     response_body = serializers.SerializerMethodField(help_text="The handler's response body (capped).")
     response_body_encoding = serializers.SerializerMethodField()
     attempts = DeliveryAttemptSerializer(source="attempt_history", many=True, read_only=True)
     replays = serializers.SerializerMethodField(help_text="Ids of the replays of this delivery, newest first.")
+    redeliveries = serializers.SerializerMethodField(
+        help_text="Ids of the deliveries of the same sender's delivery id sent again after this one failed, newest "
+                  "first.")
+    credentials_kept = serializers.BooleanField(
+        read_only=True, help_text="Whether the values shown as [redacted] are still kept, encrypted, for retries "
+        "and replays (RELAY_CREDENTIALS_RETENTION_HOURS); a replay without them is sent without those headers.")
 
     class Meta(DeliverySerializer.Meta):
         fields = [*DeliverySerializer.Meta.fields, "headers", "body", "body_encoding", "verification_error",
                   "provider_delivery_id", "error", "next_attempt_at", "response_headers", "response_body",
-                  "response_body_encoding", "attempts", "replays", "truncated", "record_note"]
+                  "response_body_encoding", "attempts", "replays", "redeliveries", "credentials_kept",
+                  "truncated", "record_note"]
         read_only_fields = fields
 
     def get_body(self, delivery: Delivery) -> str:
@@ -113,6 +127,9 @@ class DeliveryDetailSerializer(DeliverySerializer):
 
     def get_replays(self, delivery: Delivery) -> list[uuid.UUID]:
         return list(delivery.replays.order_by("-received_at").values_list("id", flat=True))
+
+    def get_redeliveries(self, delivery: Delivery) -> list[uuid.UUID]:
+        return list(delivery.redeliveries.order_by("-received_at").values_list("id", flat=True))
 
 
 @extend_schema(parameters=[tenant_param, trigger_param])

@@ -16,7 +16,7 @@ from django.views.decorators.http import require_POST
 from tenants.decorators import tenant_view
 from tenants.permissions import Action, allows
 
-from . import deliveries, services
+from . import deliveries, services, signatures
 from .delivery_api import DeliveryFilter
 from .models import Delivery, Trigger
 
@@ -115,12 +115,15 @@ def delivery_list(request, tenant, name):
 @tenant_view(Action.VIEW)
 def delivery_detail(request, tenant, name, delivery_id):
     trigger = _trigger(tenant, name)
-    delivery = get_object_or_404(Delivery.objects.select_related("replay_of"), trigger=trigger, pk=delivery_id)
+    delivery = get_object_or_404(Delivery.objects.select_related("replay_of", "redelivery_of"), trigger=trigger,
+                                 pk=delivery_id)
     return render(request, "triggers/delivery.html", {
         "tenant": tenant, "trigger": trigger, "delivery": delivery,
         "body": body_view(delivery.body, delivery.headers),
         "response_body": body_view(delivery.response_body, delivery.response_headers),
         "attempts": delivery.attempt_history(), "replays": delivery.replays.order_by("-received_at"),
+        "redeliveries": delivery.redeliveries.order_by("-received_at"),
+        "redacted": any(value == signatures.REDACTED for _, value in delivery.shown_headers()),
         "can_change": allows(request.role, Action.CHANGE) and not trigger.deleting,
     })
 

@@ -40,6 +40,7 @@ from .models import Delivery, Trigger
 log = logging.getLogger(__name__)
 _DELIVERY_FIELDS = Delivery._meta.concrete_fields
 DEDUPE_CONSTRAINT = "one_delivery_per_provider_id"
+REDELIVERY_CONSTRAINT = "one_redelivery_in_flight"  # a repeat after a failure: one in flight at a time
 
 
 class DuplicateDelivery(IntegrityError):
@@ -269,11 +270,13 @@ def _raise_if_unreachable(error: Exception) -> None:
 
 
 def _classified(row, error: IntegrityError) -> Exception:
-    """Only the dedupe constraint means a duplicate; a missing trigger is TriggerGone; anything else is not
-    a duplicate either (the row was refused for another reason)."""
+    """Only the dedupe constraints mean a duplicate (the provider delivery id is taken, or a redelivery of it is
+    in flight); a missing trigger is TriggerGone; anything else is not a duplicate either (the row was refused
+    for another reason)."""
     text = str(error)
     constraint = getattr(getattr(error.__cause__, "diag", None), "constraint_name", None)  # PostgreSQL
-    if constraint == DEDUPE_CONSTRAINT or ("UNIQUE constraint failed" in text and "provider_delivery_id" in text):
+    if constraint in (DEDUPE_CONSTRAINT, REDELIVERY_CONSTRAINT) or ("UNIQUE constraint failed" in text and (
+            "provider_delivery_id" in text or "redelivery_of_id" in text)):
         classified = DuplicateDelivery(text)
     elif not Trigger.objects.filter(pk=row.trigger_id).exists():
         classified = TriggerGone(f"trigger {row.trigger_id} no longer exists")

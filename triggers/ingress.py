@@ -26,7 +26,7 @@ from django.db import close_old_connections
 from django.db.models import Q
 from django.utils import timezone
 
-from . import crypto, signatures
+from . import crypto, sealed, signatures
 from .delivery_writer import DeliveryRecord, DeliveryWriter, DuplicateDelivery, RowNotStored, TriggerGone
 from .edge_headers import forwarded_headers, relayed_headers, sender_headers
 from .models import Delivery, Trigger
@@ -137,6 +137,7 @@ class Streaming:
     response: Response
     request: DeliveryRecord
     started: float  # perf_counter() when it was forwarded
+    secrets: list[str]  # the sender's credential values, scrubbed from the logged response
 
 
 async def _disconnected(receive) -> None:
@@ -200,6 +201,24 @@ def not_stored(error: RowNotStored) -> tuple[int, bytes]:
     return problem(503, "The delivery could not be recorded; it was not accepted. Try again later.")
 
 
+def _earlier_deliveries(trigger_id: int, provider_delivery_id: str) -> list[Delivery]:
+    """Every delivery of a provider delivery id: the first (which holds the id) and its redeliveries."""
+    close_old_connections()  # a thread of the ingress, outside Django's request cycle
+    return list(Delivery.objects.filter(trigger_id=trigger_id, provider_delivery_id=provider_delivery_id)
+                .defer("body", "headers", "sealed_headers").order_by("received_at")[:100])
+
+
+def _abandoned(delivery: Delivery, lease: float) -> bool:
+    return (delivery.mode == Trigger.Mode.SYNC and delivery.state == Delivery.State.FORWARDED
+            and delivery.received_at < timezone.now() - timezone.timedelta(seconds=lease))
+
+
+def _mark_abandoned(pk) -> bool:
+    close_old_connections()
+    return bool(Delivery.objects.filter(pk=pk, state=Delivery.State.FORWARDED).update(
+        state=Delivery.State.FAILED, error="No outcome was recorded: the ingress stopped while forwarding it."))
+
+
 class Ingress:
     def __init__(self):
         self.routes = RouteCache(settings.RELAY_INGRESS_CACHE_TTL)
@@ -252,11 +271,12 @@ class Ingress:
             body = await read_body(receive, limit)
         except TooLarge:
             return (*problem(413, f"Body larger than {limit} bytes (RELAY_MAX_BODY_BYTES)."), None)
+        logged, kept = signatures.redact_keeping(headers, route.verifier)
         request = DeliveryRecord(
             trigger_id=route.trigger_id, tenant_id=route.tenant_id, mode=route.mode, method=scope["method"],
             path="/" + sub_path,
             query=scope.get("query_string", b"").decode("latin-1"), body=body, body_size=len(body),
-            headers=[list(h) for h in signatures.redact(headers, route.verifier)],
+            headers=logged,
             cold_start=route.ready_pods == 0,
         )
         verification = route.verifier.verify(lookup, body)
@@ -270,6 +290,8 @@ class Ingress:
             request.state, request.response_status, request.response_body = "succeeded", 200, verification.challenge
             self.writer.add(request)
             return 200, verification.challenge, JSON
+        if kept:  # for its retries and replays (never for a rejected request)
+            request.sealed_headers = sealed.seal(kept)
         request.provider_delivery_id = signatures.provider_delivery_id(
             route.verifier, lookup, body, route.dedupe_header)
         if route.mode == Trigger.Mode.ASYNC:
@@ -279,58 +301,108 @@ class Ingress:
     async def accept(self, request: DeliveryRecord) -> tuple[int, bytes, list | None]:
         """Async mode: 202 only once the row is durably stored; Celery delivers it with retries."""
         request.state, request.next_attempt_at = "received", timezone.now()
-        try:
-            await self.writer.store(request, enqueue=True)
-        except DuplicateDelivery:
-            return await self.duplicate(request)
-        except RowNotStored as e:
-            return (*not_stored(e), None)
+        if request.provider_delivery_id:
+            answer = await self.claim(request, enqueue=True)
+            if answer is not None:
+                return answer
+        else:
+            try:
+                await self.writer.store(request, enqueue=True)
+            except RowNotStored as e:
+                return (*not_stored(e), JSON)
         return 202, json.dumps({"delivery_id": str(request.pk)}).encode(), JSON
 
-    async def duplicate(self, request: DeliveryRecord) -> tuple[int, bytes, list | None]:
-        """A repeat of a provider delivery id gets the first outcome; the handler is not called again."""
-        first = await sync_to_async(
-            lambda: Delivery.objects.filter(trigger_id=request.trigger_id,
-                                            provider_delivery_id=request.provider_delivery_id).first(),
-            thread_sensitive=False)()
+    async def claim(self, request: DeliveryRecord, enqueue: bool = False,
+                    lease: float = 0) -> tuple[int, bytes, list] | None:
+        """Store the row that claims its provider delivery id: None once it is ours to deliver, else the
+        answer to a repeat. A repeat gets the earlier outcome when one succeeded (or the handler gave its
+        own final answer, such as 400); while one is still on its way, a sync repeat gets 409 and
+        Retry-After (not a 202 that a provider would count as delivered), an async one its 202; when all
+        failed (5xx, 408/429, gateway down, timeout, dead), it is delivered again as a new delivery linked
+        to the first (the database lets one such redelivery be in flight at a time). A sync delivery still
+        "forwarded" `lease` seconds after it arrived has lost its ingress (a restart mid-forward): it is
+        marked failed, and the repeat forwarded."""
+        for _ in range(4):
+            try:
+                await self.writer.store(request, enqueue=enqueue)
+                return None
+            except DuplicateDelivery:
+                pass
+            except RowNotStored as e:
+                return (*not_stored(e), JSON)
+            earlier = await sync_to_async(_earlier_deliveries, thread_sensitive=False)(
+                request.trigger_id, request.provider_delivery_id)
+            if not earlier:  # not a repeat: the trigger is gone
+                return (*problem(404, "Unknown webhook URL."), JSON)
+            outcomes = [(d.dedupe_outcome(), d) for d in earlier]
+            final = next((d for o, d in outcomes if o == "final" and d.state == "succeeded"), None) \
+                or next((d for o, d in outcomes if o == "final"), None)
+            if final is not None:
+                return self.duplicate(final)
+            pending = next((d for o, d in outcomes if o == "pending"), None)
+            if pending is not None:
+                if not (lease and _abandoned(pending, lease)
+                        and await sync_to_async(_mark_abandoned, thread_sensitive=False)(pending.pk)):
+                    return self.in_flight(pending)
+                continue
+            request.redelivery_of_id = next((d.pk for d in earlier if d.redelivery_of_id is None), earlier[0].pk)
+        return self.in_flight(None)
+
+    def duplicate(self, first: Delivery) -> tuple[int, bytes, list]:
+        """A repeat of a provider delivery id answered with a final outcome; the handler is not called again."""
         headers = [(b"x-relay-duplicate-of", str(first.pk).encode())]
         if first.mode == Trigger.Mode.SYNC and first.response_status:
-            stored = [(k.encode("latin-1"), v.encode("latin-1")) for k, v in first.response_headers]
+            stored = [(k.encode("latin-1"), v.encode("latin-1")) for k, v in first.response_headers
+                      if v != signatures.REDACTED]
             return first.response_status, bytes(first.response_body), relayed_headers(stored) + headers
         body = json.dumps({"delivery_id": str(first.pk), "duplicate": True, "state": first.state}).encode()
         return 202, body, JSON + headers
 
+    def in_flight(self, pending: Delivery | None) -> tuple[int, bytes, list]:
+        if pending is not None and pending.mode == Trigger.Mode.ASYNC:  # accepted: it is delivered with retries
+            return self.duplicate(pending)
+        detail = "A delivery with this sender's delivery id is still being forwarded; retry later."
+        extra = {"delivery_id": str(pending.pk)} if pending is not None else {}
+        status, body = problem(409, detail, **extra)
+        headers = [*JSON, (b"retry-after", b"5")]
+        if pending is not None:
+            headers.append((b"x-relay-duplicate-of", str(pending.pk).encode()))
+        return status, body, headers
+
     async def relay(self, route: Route, request: DeliveryRecord, headers, scope, sub_path) -> tuple[int, bytes, list]:
         """Sync mode: forward now, answer with the handler's response, record the outcome."""
+        if request.provider_delivery_id:
+            request.state = "forwarded"  # claim the id before calling the handler
+            answer = await self.claim(request, lease=route.timeout + settings.RELAY_DELIVERY_LEASE_MARGIN)
+            if answer is not None:
+                return answer
         if not route.servable:
             request.state, request.response_status = "failed", 503
             request.error = f"Trigger {route.label} has no ready revision (never deployed, or failed)."
-            self.writer.add(request)
+            self.writer.add(request, update=bool(request.provider_delivery_id))
             status, body = problem(503, request.error)
             return status, body, [*JSON, (b"retry-after", b"30")]
-        if request.provider_delivery_id:
-            request.state = "forwarded"  # claim the id before calling the handler
-            try:
-                await self.writer.store(request)
-            except DuplicateDelivery:
-                return await self.duplicate(request)
-            except RowNotStored as e:
-                return (*not_stored(e), None)
         started = time.perf_counter()
         status, body, out_headers, error = await self.forward(route, request, headers, scope, sub_path)
         request.attempts, request.response_status, request.error = 1, status, error
-        request.response_headers = [[k.decode("latin-1"), v.decode("latin-1")] for k, v in out_headers]
+        request.response_headers = signatures.redact_raw(out_headers)
+        # a handler echoing the request: the sender's secrets stay out of the logged response
+        secrets = ([v for k, v in headers if signatures.is_sensitive(k, route.verifier)]
+                   if request.sealed_headers else [])
         if isinstance(body, Response):  # the body is still arriving: relayed as it comes, recorded at its end
-            return status, Streaming(body, request, started), relayed_headers(out_headers)
-        self.record(request, body, started)
+            return status, Streaming(body, request, started, secrets), relayed_headers(out_headers)
+        self.record(request, body, started, secrets)
         return status, body, relayed_headers(out_headers)
 
-    def record(self, request: DeliveryRecord, body: bytes, started: float) -> None:
+    def record(self, request: DeliveryRecord, body: bytes, started: float, secrets: list[str]) -> None:
         """The outcome of a sync delivery, its response body capped (RELAY_RESPONSE_BODY_CAP)."""
         request.latency_ms = (time.perf_counter() - started) * 1000
         request.state = "succeeded" if request.response_status < 400 and not request.error else "failed"
         request.response_body = body[: settings.RELAY_RESPONSE_BODY_CAP]
+        if secrets:
+            request.response_body = sealed.scrub(request.response_body, secrets)
         self.writer.add(request, update=bool(request.provider_delivery_id))
+
 
     async def stream(self, send, receive, status: int, streaming: Streaming, headers: list) -> None:
         """Relay a response body that is still arriving, part by part as it comes, never faster than the
@@ -377,7 +449,7 @@ class Ingress:
             response.close()
             if not complete and not request.error:
                 request.error = f"The response was not relayed to the end (after {relayed} bytes)."
-            self.record(request, bytes(kept), streaming.started)
+            self.record(request, bytes(kept), streaming.started, streaming.secrets)
         # not complete: return without ending the body, so the server closes the sender's connection
 
     async def forward(self, route: Route, request: DeliveryRecord, headers, scope, sub_path):

@@ -13,6 +13,8 @@ from django.utils import timezone
 
 from tenants.models import Tenant
 
+from . import signatures
+
 # DNS-1035 label (the ksvc name): starts with a letter, ends with a letter or digit.
 NAME_MAX_LENGTH = 40
 name_validator = RegexValidator(
@@ -234,6 +236,8 @@ class Delivery(models.Model):
         REJECTED = "rejected", "Rejected"
 
     PENDING = (State.RECEIVED, State.RETRYING)
+    IN_FLIGHT = (State.RECEIVED, State.RETRYING, State.FORWARDED)  # may still reach the handler
+    RETRYABLE_STATUSES = frozenset({408, 425, 429, 500, 502, 503, 504})  # worth another attempt
 
     id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
     trigger = models.ForeignKey(Trigger, on_delete=models.CASCADE, related_name="deliveries")
@@ -243,6 +247,9 @@ class Delivery(models.Model):
     path = models.TextField(blank=True, default="")  # bounded by RELAY_MAX_URL_BYTES at the ingress
     query = models.TextField(blank=True, default="")
     headers = models.JSONField(default=list)  # [[name, value], …], sensitive values redacted
+    # The redacted values, encrypted (triggers/sealed.py), for the attempts and replays: kept while the
+    # delivery can still be attempted and for RELAY_CREDENTIALS_RETENTION_HOURS after it was received.
+    sealed_headers = models.TextField(blank=True, default="", editable=False)
     body = models.BinaryField(default=bytes)
     body_size = models.PositiveIntegerField(default=0)
     verification = models.CharField(max_length=10, default="none")  # none / passed / failed
@@ -262,13 +269,23 @@ class Delivery(models.Model):
     # it refuses (NUL, unpaired surrogates); record_note says which (triggers/delivery_writer.py).
     truncated = models.BooleanField(default=False)
     record_note = models.TextField(blank=True, default="")
+    # The sender sent this provider delivery id again after the first delivery of it failed: forwarded
+    # anew, linked to the first (which keeps the id's unique slot).
+    redelivery_of = models.ForeignKey("self", null=True, blank=True, on_delete=models.CASCADE,
+                                      related_name="redeliveries")
 
     class Meta:
         ordering = ["-received_at"]
         constraints = [
             models.UniqueConstraint(
-                fields=["trigger", "provider_delivery_id"], condition=models.Q(provider_delivery_id__isnull=False),
+                fields=["trigger", "provider_delivery_id"],
+                condition=models.Q(provider_delivery_id__isnull=False, redelivery_of__isnull=True),
                 name="one_delivery_per_provider_id",
+            ),
+            # the claim of a redelivery: one at a time may be on its way to the handler
+            models.UniqueConstraint(
+                fields=["redelivery_of"], condition=models.Q(state__in=["received", "retrying", "forwarded"]),
+                name="one_redelivery_in_flight",
             ),
         ]
         indexes = [
@@ -278,6 +295,32 @@ class Delivery(models.Model):
 
     def __str__(self) -> str:
         return f"{self.method} {self.trigger} {self.state}"
+
+    def shown_headers(self) -> list[list[str]]:
+        """The request headers as the UI and the API show them (redacted again: rows stored under an older,
+        shorter list of sensitive names)."""
+        return [list(h) for h in signatures.redact([tuple(h) for h in self.headers])]
+
+    def shown_response_headers(self) -> list[list[str]]:
+        return [list(h) for h in signatures.redact([tuple(h) for h in self.response_headers])]
+
+    @property
+    def credentials_kept(self) -> bool:
+        """Whether the values hidden as [redacted] are still kept (encrypted) for its attempts and replays."""
+        return bool(self.sealed_headers)
+
+    def dedupe_outcome(self) -> str:
+        """What a repeat of this delivery's provider id gets: "pending" (still on its way: not forwarded
+        again), "final" (succeeded, or the handler's own answer such as 400 or 404: answered from the
+        log) or "failed" (5xx, 408/425/429, gateway down, timeout, dead: forwarded again)."""
+        if self.state in self.IN_FLIGHT:
+            return "pending"
+        if self.state == self.State.SUCCEEDED:
+            return "final"
+        if self.state == self.State.FAILED and self.response_status is not None and self.response_status < 500 \
+                and self.response_status not in self.RETRYABLE_STATUSES and not self.error:
+            return "final"
+        return "failed"
 
     def attempt_history(self) -> list[DeliveryAttempt]:
         """Every attempt, first to last. A sync delivery's one forward is the delivery's own outcome (status,

@@ -23,7 +23,12 @@ from typing import Any
 
 KINDS = ("none", "github", "stripe", "slack", "hmac")
 REDACTED_HEADERS = frozenset({"authorization", "cookie", "set-cookie", "proxy-authorization"})
+# Any header whose name contains one of these (case-insensitive) is a credential too: X-Gitlab-Token,
+# X-Api-Key, X-Auth-Token, X-Twilio-Signature, X-Shopify-Hmac-Sha256, X-Webhook-Secret, …
+SENSITIVE_NAME_PARTS = ("token", "key", "secret", "signature", "password", "auth", "hmac")
 REDACTED = "[redacted]"
+_SENSITIVE_NAME = re.compile("|".join(SENSITIVE_NAME_PARTS))
+_sensitive_names: dict[str, bool] = {}  # name as received -> sensitive: names repeat, the regex runs once each
 
 MAX_HEADER_CHARS = 4096  # longer signature headers are rejected unread
 MAX_DELIVERY_ID_CHARS = 200  # Delivery.provider_delivery_id
@@ -344,7 +349,47 @@ def provider_delivery_id(
     return value[:MAX_DELIVERY_ID_CHARS] if value else None
 
 
-def redact(headers: list[tuple[str, str]], verifier: Verifier | None) -> list[tuple[str, str]]:
-    """The headers for the delivery log, with credentials and signature values replaced by ``[redacted]``."""
-    hidden = REDACTED_HEADERS.union(getattr(verifier, "signature_headers", ()))
-    return [(name, REDACTED if name.lower() in hidden else value) for name, value in headers]
+def is_sensitive(name: str, verifier: Verifier | None = None) -> bool:
+    """Whether a header carries a credential or a signature: its value is never stored or shown in clear."""
+    sensitive = _sensitive_names.get(name)
+    if sensitive is None:
+        lower = name.lower()
+        sensitive = lower in REDACTED_HEADERS or _SENSITIVE_NAME.search(lower) is not None
+        if len(_sensitive_names) > 4096:  # names are sender-chosen: keep the memo bounded
+            _sensitive_names.clear()
+        _sensitive_names[name] = sensitive
+    return sensitive or name.lower() in getattr(verifier, "signature_headers", ())
+
+
+def redact_keeping(headers, verifier: Verifier | None) -> tuple[list[list[str]], list[tuple[int, str]]]:
+    """([[name, value], …] with sensitive values replaced by ``[redacted]``, [(index, original value), …]
+    of those): the log's copy of a request's headers and what it hides, in one pass (the hot path)."""
+    logged, kept = [], []
+    memo, signed = _sensitive_names, getattr(verifier, "signature_headers", ())
+    for index, (name, value) in enumerate(headers):
+        hidden = memo.get(name)
+        if hidden is None:
+            hidden = is_sensitive(name)
+        if hidden or (signed and name.lower() in signed):
+            kept.append((index, value))
+            value = REDACTED
+        logged.append([name, value])
+    return logged, kept
+
+
+def redact_raw(headers: list[tuple[bytes, bytes]]) -> list[list[str]]:
+    """[[name, value], …] for the log from raw (latin-1) header pairs, e.g. a handler's response headers."""
+    logged, memo = [], _sensitive_names
+    for raw_name, raw_value in headers:
+        name = raw_name.decode("latin-1")
+        hidden = memo.get(name)
+        if hidden is None:
+            hidden = is_sensitive(name)
+        logged.append([name, REDACTED if hidden else raw_value.decode("latin-1")])
+    return logged
+
+
+def redact(headers: list[tuple[str, str]], verifier: Verifier | None = None) -> list[tuple[str, str]]:
+    """The headers for the delivery log, with credentials and signature values replaced by ``[redacted]``.
+    The one rule (``is_sensitive``) for every header stored or shown: requests, responses, the UI, the API."""
+    return [(name, value) for name, value in redact_keeping(headers, verifier)[0]]

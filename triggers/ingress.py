@@ -225,6 +225,7 @@ class Ingress:
     async def accept(self, request: DeliveryRecord) -> tuple[int, bytes, list | None]:
         """Async mode: 202 only once the row is durably stored; Celery delivers it with retries."""
         request.state, request.next_attempt_at = "received", timezone.now()
+        request.enqueued_at = request.next_attempt_at  # its message follows the commit (the writer's batch)
         try:
             await self.writer.store(request, enqueue=True)
         except IntegrityError:

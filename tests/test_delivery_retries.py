@@ -19,6 +19,7 @@ from django.test import Client
 from django.urls import reverse
 from django.utils import timezone
 
+from tenants.models import Tenant
 from tests.cluster import wait_for
 from triggers import tasks
 from triggers.models import Delivery, Trigger
@@ -150,17 +151,28 @@ def test_resuming_does_not_resurrect_cancelled_deliveries_but_a_replay_is_delive
     assert Delivery.objects.get(pk=pk).state == "cancelled"
 
 
-def test_a_worker_does_not_attempt_a_delivery_whose_trigger_was_suspended_after_it_was_queued(
-        relay, live_trigger, kubesim, make_worker):
-    trigger = live_trigger(name="late", mode="async")
-    pk = post(relay, trigger)  # stored and queued; no worker yet
-    # suspended without its deliveries being cancelled (as by a write the service did not make)
+def suspend_row(trigger: Trigger) -> None:
     Trigger.objects.filter(pk=trigger.pk).update(suspended=True)
+
+
+def delete_tenant_row(trigger: Trigger) -> None:
+    Tenant.objects.filter(pk=trigger.tenant_id).update(state=Tenant.State.DELETING)
+
+
+@pytest.mark.parametrize("name, stop, reason", [
+    ("late", suspend_row, "trigger late was suspended"),
+    ("orphaned", delete_tenant_row, "tenant acme is being deleted"),
+])
+def test_a_worker_does_not_attempt_a_delivery_whose_trigger_was_stopped_after_it_was_queued(
+        relay, live_trigger, kubesim, make_worker, name, stop, reason):
+    trigger = live_trigger(name=name, mode="async")
+    pk = post(relay, trigger)  # stored and queued; no worker yet
+    stop(trigger)  # a write that cancelled none of its deliveries: the worker's claim checks for itself
     log = TaskLog(make_worker())
 
     assert log.results(1) == ["cancelled"]
     delivery = Delivery.objects.get(pk=pk)
-    assert (delivery.state, delivery.attempts) == ("cancelled", 0) and "late was suspended" in delivery.error
+    assert (delivery.state, delivery.attempts) == ("cancelled", 0) and reason in delivery.error
     assert handler_requests(kubesim, trigger) == 0
 
 

@@ -12,8 +12,8 @@ leave the queue non-empty, so however long they are away each delivery stays que
 
 A suspended or deleted trigger stops its deliveries: they are cancelled (state `cancelled`, with the
 reason in `error`) when it is suspended, and the claim checks the trigger again under the delivery's
-lock, so no attempt starts for a trigger that is suspended or being deleted. Resuming does not bring
-cancelled deliveries back; replaying one does.
+lock, so no attempt starts for a trigger that is suspended or being deleted (or whose tenant is).
+Resuming does not bring cancelled deliveries back; replaying one does.
 """
 
 from __future__ import annotations
@@ -27,6 +27,8 @@ from django.conf import settings
 from django.db import transaction
 from django.db.models import Q
 from django.utils import timezone
+
+from tenants.models import Tenant
 
 from . import broadcast
 from .ingress import HOP_BY_HOP
@@ -45,6 +47,8 @@ def backoff(attempt: int) -> float:
 
 def cancel_reason(trigger: Trigger) -> str:
     """Why a delivery of this trigger is not attempted (any more); "" when it may be."""
+    if trigger.tenant.state == Tenant.State.DELETING:
+        return f"Cancelled: tenant {trigger.tenant.slug} is being deleted."
     if trigger.deleting:
         return f"Cancelled: trigger {trigger.name} is being deleted."
     if trigger.suspended:
@@ -108,7 +112,7 @@ def _forward(delivery: Delivery) -> tuple[int | None, bytes, list, str]:
 def _stop_reason(delivery: Delivery) -> str | None:
     """Under the row's lock, after an attempt: why no retry may follow ("" when one may; None when the row
     is gone, removed with its trigger). The trigger may have been suspended, the row cancelled, meanwhile."""
-    current = (Delivery.objects.select_for_update(of=("self",)).select_related("trigger")
+    current = (Delivery.objects.select_for_update(of=("self",)).select_related("trigger__tenant")
                .filter(pk=delivery.pk).first())
     if current is None:
         return None

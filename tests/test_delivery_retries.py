@@ -176,12 +176,22 @@ def test_a_worker_does_not_attempt_a_delivery_whose_trigger_was_stopped_after_it
     assert handler_requests(kubesim, trigger) == 0
 
 
-def queued_deliveries() -> Counter:
-    """Delivery ids in the messages waiting in this run's queue (each priority's Redis list)."""
-    client = redis.Redis.from_url(settings.CELERY_BROKER_URL)
+def queue_lists() -> list[str]:
+    """This run's queue: one Redis list per priority."""
     queue = settings.CELERY_TASK_DEFAULT_QUEUE
+    return [queue, *(f"{queue}:{priority}" for priority in range(1, 10))]
+
+
+def queue_length() -> int:
+    client = redis.Redis.from_url(settings.CELERY_BROKER_URL)
+    return sum(client.llen(key) for key in queue_lists())
+
+
+def queued_deliveries() -> Counter:
+    """Delivery ids in the messages waiting in this run's queue."""
+    client = redis.Redis.from_url(settings.CELERY_BROKER_URL)
     counts: Counter = Counter()
-    for key in [queue, *(f"{queue}:{priority}" for priority in range(1, 10))]:
+    for key in queue_lists():
         for raw in client.lrange(key, 0, -1):
             message = json.loads(raw)
             args = json.loads(base64.b64decode(message["body"]))[0]
@@ -213,6 +223,7 @@ def test_the_sweep_queues_each_due_delivery_once_however_long_the_workers_are_do
         tasks.deliveries_sweep()
     queued = queued_deliveries()
     assert set(queued) == due and set(queued.values()) == {1}, queued.most_common(3)
+    assert queue_length() <= len(due)  # (the ingress sends one message per batch of stored deliveries)
 
     make_worker()  # the workers are back
     wait_for(lambda: Delivery.objects.filter(pk__in=due, state="succeeded").count() == len(due), timeout=60,
@@ -239,3 +250,28 @@ def test_an_attempt_in_flight_when_the_trigger_is_suspended_is_recorded_but_not_
     assert "inflight was suspended" in delivery.error
     assert [a.status for a in delivery.attempt_log.all()] == [504]
     assert handler_requests(kubesim, trigger) == 1
+
+
+def test_a_delivery_whose_message_was_lost_is_queued_again_once_the_queue_is_drained(
+        relay, live_trigger, kubesim, make_worker):
+    from relayweb.asgi import ingress
+
+    trigger = live_trigger(name="lost", mode="async", min_scale=1)
+    minute_ago = timezone.now() - timedelta(seconds=60)
+    # stored a minute ago, its message never reached the broker (which was down then)
+    lost = Delivery.objects.create(trigger=trigger, mode="async", method="POST", path="/lost",
+                                   next_attempt_at=minute_ago, enqueued_at=minute_ago)
+    waiting = post(relay, trigger)  # and one whose message waits for a worker
+    wait_for(lambda: ingress.writer.idle, message="the ingress's message published")
+
+    tasks.deliveries_sweep()  # the queue is not drained: the lost one's message might be in it
+    assert set(queued_deliveries()) == {waiting}
+
+    make_worker()
+    wait_for(lambda: Delivery.objects.filter(pk=waiting, state="succeeded").exists(), message="delivered")
+    wait_for(lambda: queue_length() == 0, message="the queue drained")
+    tasks.deliveries_sweep()  # every message was taken, and this one is still due: it was lost
+    delivered = wait_for(lambda: Delivery.objects.filter(pk=lost.pk, state="succeeded").first(),
+                         message="the lost one delivered")
+    assert delivered.attempts == 1
+    assert handler_requests(kubesim, trigger) == 2

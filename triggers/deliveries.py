@@ -4,6 +4,16 @@ A delivery is claimed with a lease (`next_attempt_at` moved past the attempt's t
 forwarded, so two workers never send it at once, and one that dies mid-attempt leaves a lease that
 expires: the sweep (beat) then hands it to another worker. At least once: handlers dedupe on
 `X-Relay-Delivery-Id`.
+
+Each queued message is noted on its row (`enqueued_at`, cleared when a worker claims it), so the sweep
+queues a due delivery again only once that message is known lost: not taken within the lease margin
+of being due, and the queue holds nothing a worker has yet to take. Workers that are down or behind
+leave the queue non-empty, so however long they are away each delivery stays queued once.
+
+A suspended or deleted trigger stops its deliveries: they are cancelled (state `cancelled`, with the
+reason in `error`) when it is suspended, and the claim checks the trigger again under the delivery's
+lock, so no attempt starts for a trigger that is suspended or being deleted (or whose tenant is).
+Resuming does not bring cancelled deliveries back; replaying one does.
 """
 
 from __future__ import annotations
@@ -15,8 +25,10 @@ import time
 import urllib3
 from django.conf import settings
 from django.db import transaction
-from django.db.models import F
+from django.db.models import F, Q
 from django.utils import timezone
+
+from tenants.models import Tenant
 
 from . import broadcast, sealed, signatures
 from .edge_headers import sender_headers
@@ -34,21 +46,46 @@ def backoff(attempt: int) -> float:
     return random.uniform(ceiling / 2, ceiling)
 
 
+def cancel_reason(trigger: Trigger) -> str:
+    """Why a delivery of this trigger is not attempted (any more); "" when it may be."""
+    if trigger.tenant.state == Tenant.State.DELETING:
+        return f"Cancelled: tenant {trigger.tenant.slug} is being deleted."
+    if trigger.deleting:
+        return f"Cancelled: trigger {trigger.name} is being deleted."
+    if trigger.suspended:
+        return f"Cancelled: trigger {trigger.name} was suspended. Replay this delivery to send it again."
+    return ""
+
+
+def deliveries_cancel(trigger: Trigger) -> int:
+    """Cancel the trigger's async deliveries still to be attempted (an attempt in flight finishes, and is
+    recorded, but is not retried). Call it once the trigger is suspended or deleting, in that transaction."""
+    return trigger.deliveries.filter(mode=Trigger.Mode.ASYNC, state__in=Delivery.ATTEMPTABLE).update(
+        state=Delivery.State.CANCELLED, next_attempt_at=None, enqueued_at=None, error=cancel_reason(trigger))
+
+
 def _claim(delivery_id) -> Delivery | None:
     now = timezone.now()
     with transaction.atomic():
         delivery = (
-            Delivery.objects.select_for_update().select_related("trigger__tenant").filter(pk=delivery_id).first()
+            Delivery.objects.select_for_update(of=("self",)).select_related("trigger__tenant")
+            .filter(pk=delivery_id).first()
         )
-        if delivery is None or delivery.state not in ("received", "retrying", "forwarded"):
+        if delivery is None or delivery.state not in Delivery.ATTEMPTABLE:
             return None
         if delivery.next_attempt_at and delivery.next_attempt_at > now + timezone.timedelta(seconds=1):
             return None  # not due yet, or another worker holds the lease
+        reason = cancel_reason(delivery.trigger)  # read under the lock: a suspension commits before or after
+        if reason:
+            delivery.state, delivery.next_attempt_at, delivery.error = Delivery.State.CANCELLED, None, reason
+            delivery.enqueued_at = None
+            delivery.save(update_fields=["state", "next_attempt_at", "enqueued_at", "error"])
+            return delivery
         timeout = settings.RELAY_ACTIVATION_TIMEOUT + delivery.trigger.timeout_seconds
         lease = timeout + settings.RELAY_DELIVERY_LEASE_MARGIN
         delivery.state, delivery.attempts = "forwarded", delivery.attempts + 1
-        delivery.next_attempt_at = now + timezone.timedelta(seconds=lease)
-        delivery.save(update_fields=["state", "attempts", "next_attempt_at"])
+        delivery.next_attempt_at, delivery.enqueued_at = now + timezone.timedelta(seconds=lease), None
+        delivery.save(update_fields=["state", "attempts", "next_attempt_at", "enqueued_at"])
     return delivery
 
 
@@ -88,33 +125,54 @@ def _read_capped(response: urllib3.BaseHTTPResponse, cap: int) -> bytes:
     return bytes(kept)
 
 
+def _stop_reason(delivery: Delivery) -> str | None:
+    """Under the row's lock, after an attempt: why no retry may follow ("" when one may; None when the row
+    is gone, removed with its trigger). The trigger may have been suspended, the row cancelled, meanwhile."""
+    current = (Delivery.objects.select_for_update(of=("self",)).select_related("trigger__tenant")
+               .filter(pk=delivery.pk).first())
+    if current is None:
+        return None
+    return current.error if current.state == Delivery.State.CANCELLED else cancel_reason(current.trigger)
+
+
 def delivery_deliver(delivery_id) -> str:
     """One attempt; schedules the next one (or marks the delivery dead). Returns the new state."""
     delivery = _claim(delivery_id)
     if delivery is None:
         return "skipped"
+    if delivery.state == Delivery.State.CANCELLED:
+        broadcast.delivery(delivery, delivery.trigger.tenant_id)
+        return delivery.state
     started = time.perf_counter()
     secrets = sealed.open_sealed(delivery.sealed_headers)
     status, body, headers, error = _forward(delivery, secrets)
     latency = (time.perf_counter() - started) * 1000
-    DeliveryAttempt.objects.update_or_create(
-        delivery=delivery, number=delivery.attempts,
-        defaults={"status": status, "latency_ms": latency, "error": error},
-    )
-    delivery.response_status, delivery.response_headers = status, headers
-    delivery.response_body = sealed.scrub(body[: settings.RELAY_RESPONSE_BODY_CAP], secrets.values())
-    delivery.latency_ms, delivery.error = latency, error
-    if status is not None and status < 400 and not error:
-        delivery.state, delivery.next_attempt_at = "succeeded", None
-    elif (status is None or status in RETRYABLE) and delivery.attempts < delivery.trigger.max_attempts:
-        delay = backoff(delivery.attempts)
-        delivery.state, delivery.next_attempt_at = "retrying", timezone.now() + timezone.timedelta(seconds=delay)
-        transaction.on_commit(lambda: _enqueue(delivery.pk, countdown=delay))
-    else:
-        delivery.state = "dead" if (status is None or status in RETRYABLE) else "failed"
-        delivery.next_attempt_at = None
-    delivery.save(update_fields=["response_status", "response_headers", "response_body", "latency_ms", "error",
-                                 "state", "next_attempt_at"])
+    with transaction.atomic():
+        stopped = _stop_reason(delivery)
+        if stopped is None:
+            return "skipped"
+        DeliveryAttempt.objects.update_or_create(
+            delivery=delivery, number=delivery.attempts,
+            defaults={"status": status, "latency_ms": latency, "error": error},
+        )
+        delivery.response_status, delivery.response_headers = status, headers
+        delivery.response_body = sealed.scrub(body[: settings.RELAY_RESPONSE_BODY_CAP], secrets.values())
+        delivery.latency_ms, delivery.error = latency, error
+        retryable = status is None or status in RETRYABLE
+        if status is not None and status < 400 and not error:
+            delivery.state, delivery.next_attempt_at = "succeeded", None
+        elif retryable and delivery.attempts < delivery.trigger.max_attempts and not stopped:
+            delay = backoff(delivery.attempts)
+            delivery.state, delivery.next_attempt_at = "retrying", timezone.now() + timezone.timedelta(seconds=delay)
+            delivery.enqueued_at = timezone.now()
+            transaction.on_commit(lambda: _enqueue(delivery.pk, countdown=delay))
+        elif retryable and delivery.attempts < delivery.trigger.max_attempts:
+            delivery.state, delivery.next_attempt_at, delivery.error = Delivery.State.CANCELLED, None, stopped
+        else:
+            delivery.state = "dead" if retryable else "failed"
+            delivery.next_attempt_at = None
+        delivery.save(update_fields=["response_status", "response_headers", "response_body", "latency_ms",
+                                     "error", "state", "next_attempt_at", "enqueued_at"])
     broadcast.delivery(delivery, delivery.trigger.tenant_id)
     return delivery.state
 
@@ -136,13 +194,36 @@ def deliveries_dispatch(delivery_ids: list) -> int:
     return len(delivery_ids)
 
 
-def deliveries_sweep() -> int:
-    """Re-enqueue due deliveries: retries whose task was lost, and leases of workers that died."""
-    due = list(
-        Delivery.objects.filter(state__in=("received", "retrying", "forwarded"), mode=Trigger.Mode.ASYNC,
-                                next_attempt_at__lte=timezone.now()).values_list("pk", flat=True)[:1000]
-    )
-    return deliveries_dispatch(due)  # one broker connection for all of them
+def _queued_messages() -> int:
+    """Messages waiting in the delivery tasks' queue, not yet taken by a worker."""
+    from .tasks import delivery_deliver as task
+
+    with task.app.connection_for_read() as connection:
+        channel = connection.channel()
+        try:
+            return channel.queue_declare(queue=task.app.conf.task_default_queue, passive=True).message_count
+        except connection.channel_errors:
+            return 0  # never declared: nothing was ever queued
+        finally:
+            channel.close()
+
+
+def deliveries_sweep(limit: int = 1000) -> int:
+    """Queue due deliveries that have no message on its way: retries whose message was lost, and leases of
+    workers that died. Each is queued once: a delivery whose message is still queued is left alone."""
+    now = timezone.now()
+    due = Q(enqueued_at__isnull=True, next_attempt_at__lte=now)
+    if not _queued_messages():  # every message queued so far has been taken by a worker
+        margin = now - timezone.timedelta(seconds=settings.RELAY_DELIVERY_LEASE_MARGIN)
+        due |= Q(enqueued_at__lt=margin, next_attempt_at__lt=margin)
+    with transaction.atomic():
+        pks = list(
+            Delivery.objects.select_for_update(skip_locked=True)
+            .filter(due, state__in=Delivery.ATTEMPTABLE, mode=Trigger.Mode.ASYNC)
+            .order_by("next_attempt_at").values_list("pk", flat=True)[:limit]
+        )
+        Delivery.objects.filter(pk__in=pks).update(enqueued_at=now)
+    return deliveries_dispatch(pks)  # one broker connection for all of them
 
 
 def delivery_replay(delivery: Delivery) -> Delivery:
@@ -151,7 +232,7 @@ def delivery_replay(delivery: Delivery) -> Delivery:
         trigger=delivery.trigger, mode=Trigger.Mode.ASYNC, method=delivery.method, path=delivery.path,
         query=delivery.query, headers=delivery.headers, sealed_headers=delivery.sealed_headers, body=delivery.body,
         body_size=delivery.body_size, verification=delivery.verification, replay_of=delivery,
-        next_attempt_at=timezone.now(),
+        next_attempt_at=timezone.now(), enqueued_at=timezone.now(),
     )
     transaction.on_commit(lambda: _enqueue(copy.pk))
     return copy

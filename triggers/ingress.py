@@ -301,6 +301,7 @@ class Ingress:
     async def accept(self, request: DeliveryRecord) -> tuple[int, bytes, list | None]:
         """Async mode: 202 only once the row is durably stored; Celery delivers it with retries."""
         request.state, request.next_attempt_at = "received", timezone.now()
+        request.enqueued_at = request.next_attempt_at  # its message follows the commit (the writer's batch)
         if request.provider_delivery_id:
             answer = await self.claim(request, enqueue=True)
             if answer is not None:

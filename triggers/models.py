@@ -234,10 +234,13 @@ class Delivery(models.Model):
         RETRYING = "retrying", "Retrying"
         DEAD = "dead", "Dead"
         REJECTED = "rejected", "Rejected"
+        CANCELLED = "cancelled", "Cancelled"  # its trigger was suspended or deleted: no further attempt
 
     PENDING = (State.RECEIVED, State.RETRYING)
     IN_FLIGHT = (State.RECEIVED, State.RETRYING, State.FORWARDED)  # may still reach the handler
     RETRYABLE_STATUSES = frozenset({408, 425, 429, 500, 502, 503, 504})  # worth another attempt
+    # An async delivery still to be attempted (forwarded: an attempt holds its lease, or its worker died).
+    ATTEMPTABLE = (State.RECEIVED, State.RETRYING, State.FORWARDED)
 
     id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
     trigger = models.ForeignKey(Trigger, on_delete=models.CASCADE, related_name="deliveries")
@@ -263,6 +266,8 @@ class Delivery(models.Model):
     cold_start = models.BooleanField(default=False)
     attempts = models.PositiveIntegerField(default=0)
     next_attempt_at = models.DateTimeField(null=True, blank=True)
+    # When the message for its next attempt was queued; None once a worker took it (or none was queued).
+    enqueued_at = models.DateTimeField(null=True, blank=True)
     error = models.TextField(blank=True, default="")
     replay_of = models.ForeignKey("self", null=True, blank=True, on_delete=models.SET_NULL, related_name="replays")
     # The database could not hold the row as it arrived: values were cut to their column or cleaned of bytes

@@ -16,7 +16,7 @@ from django.utils import timezone
 from relayweb import hosts
 from tenants.models import Tenant
 
-from . import crypto, kube, signatures
+from . import crypto, deliveries, kube, signatures
 from .models import Deployment, Trigger, name_validator
 from .validation import validate_env, validate_env_name, validate_image, validate_port, validate_scaling
 
@@ -241,8 +241,11 @@ def _supersede_active(trigger: Trigger, message: str) -> None:
 
 
 def trigger_suspend(*, trigger: Trigger) -> Trigger:
-    trigger.suspended = True
-    trigger.save(update_fields=["suspended", "updated_at"])
+    """The webhook URL answers 410; deliveries still to be attempted are cancelled (resuming keeps them so)."""
+    with transaction.atomic():
+        trigger.suspended = True
+        trigger.save(update_fields=["suspended", "updated_at"])
+        deliveries.deliveries_cancel(trigger)
     return trigger
 
 
@@ -260,4 +263,5 @@ def trigger_delete(*, trigger: Trigger) -> None:
         trigger.deleting = True
         trigger.save(update_fields=["deleting", "updated_at"])
         _supersede_active(trigger, "The trigger was deleted.")
+        deliveries.deliveries_cancel(trigger)
         transaction.on_commit(lambda: trigger_teardown.delay(trigger.pk))

@@ -175,7 +175,8 @@ def trigger_redeploy(request, tenant, name):
 @tenant_view(Action.CHANGE)
 def trigger_suspend(request, tenant, name):
     trigger = services.trigger_suspend(trigger=_trigger(tenant, name))
-    messages.success(request, f"{trigger.name} suspended: its webhook URL answers 410 Gone until resumed.")
+    messages.success(request, f"{trigger.name} suspended: its webhook URL answers 410 Gone until resumed; "
+                     "deliveries not yet delivered are cancelled (replay them once resumed).")
     return _detail(trigger)
 
 

@@ -268,3 +268,6 @@ CELERY_BEAT_SCHEDULE.update({
 # Live status: the watcher process polls Ambassador's admin port for its diag JSON.
 RELAY_AMBASSADOR_ADMIN_URL = os.getenv("RELAY_AMBASSADOR_ADMIN_URL", "http://127.0.0.1:8877").rstrip("/")
 RELAY_DIAG_INTERVAL = float(os.getenv("RELAY_DIAG_INTERVAL", "10"))
+# manage.py check_cluster --probe: the probe Knative Service's image, and how long it may take to be Ready.
+RELAY_CHECK_PROBE_IMAGE = os.getenv("RELAY_CHECK_PROBE_IMAGE", "ghcr.io/knative/helloworld-go:latest")
+RELAY_CHECK_PROBE_TIMEOUT = float(os.getenv("RELAY_CHECK_PROBE_TIMEOUT", "180"))

@@ -21,7 +21,9 @@ name_validator = RegexValidator(
     "(it becomes the Knative Service name).",
     code="invalid_name",
 )
-RESERVED_PORTS = (8012, 8022, 9090, 9091)  # Knative's queue-proxy and activator ports
+# Knative refuses these (knative/serving pkg/apis/serving/k8s_validation.go reservedPorts): queue-proxy's
+# HTTP/1 8012 and HTTP/2 8013 backends, its admin 8022, metrics 9090/9091, and the profiling port 8008.
+RESERVED_PORTS = (8008, 8012, 8013, 8022, 9090, 9091)
 RESERVED_ENV = ("PORT", "K_SERVICE", "K_CONFIGURATION", "K_REVISION")
 
 

@@ -153,6 +153,15 @@ def test_ambassador_runs_with_knative_support_and_the_configured_id():
     assert custom["image"] == "registry.example.com/mirror/ambassador:1.14.4-patched"
 
 
+def test_ambassador_mounts_its_pod_labels_where_emissary_reads_them():
+    pod = find(render("ambassador"), "Deployment")["spec"]["template"]["spec"]
+    mount = {m["name"]: m for m in container(find(render("ambassador"), "Deployment"))["volumeMounts"]}
+    assert mount["ambassador-pod-info"] == {"name": "ambassador-pod-info", "mountPath": "/tmp/ambassador-pod-info",
+                                            "readOnly": True}
+    volume = {v["name"]: v for v in pod["volumes"]}["ambassador-pod-info"]
+    assert volume["downwardAPI"] == {"items": [{"path": "labels", "fieldRef": {"fieldPath": "metadata.labels"}}]}
+
+
 def test_ambassador_service_is_cluster_ip_80_to_8080_with_the_exact_component_label():
     objects = render("ambassador", namespace="ambassador")
     gateway = container(find(objects, "Deployment"))

@@ -52,3 +52,19 @@ def test_the_main_readme_points_to_the_deploy_readme():
     readme = (REPO / "README.md").read_text()
     section = readme.split("## Running on a cluster", 1)[1].split("\n## ", 1)[0]
     assert "deploy/README.md" in section
+
+
+def test_the_supported_kubernetes_version_is_the_one_knative_needs():
+    readme = (DEPLOY / "README.md").read_text()
+    needs = readme.split("## What you need", 1)[1].split("\n## ", 1)[0]
+    assert "Kubernetes **1.34 or later**" in needs and "DefaultKubernetesMinVersion" in needs
+    assert "1.25 or later" not in readme
+    for component in ("Knative Serving", "Kubernetes", "Ambassador (Emissary)"):
+        assert f"| {component} |" in needs
+
+
+def test_tenant_pod_security_and_every_permission_are_explained():
+    readme = (DEPLOY / "README.md").read_text()
+    assert "pod-security.kubernetes.io/enforce:\nbaseline" in readme
+    assert "warn: restricted" in readme
+    assert "config-network" in readme.split("### What relayweb may do", 1)[1]

@@ -155,11 +155,24 @@ def render_secret(trigger, values: dict[str, str]) -> dict:
     }
 
 
+# Pod Security admission (kubernetes.io/docs/concepts/security/pod-security-admission): handler pods
+# must meet "baseline" (enforced), and "restricted" violations are warned about, so a cluster whose
+# default level is "restricted" still runs them. Knative's queue-proxy meets restricted
+# (knative/serving pkg/reconciler/revision/resources/queue.go queueSecurityContext).
+POD_SECURITY = {
+    "pod-security.kubernetes.io/enforce": "baseline",
+    "pod-security.kubernetes.io/enforce-version": "latest",
+    "pod-security.kubernetes.io/warn": "restricted",
+    "pod-security.kubernetes.io/warn-version": "latest",
+}
+
+
 def render_namespace(tenant) -> dict:
     return {
         "apiVersion": "v1",
         "kind": "Namespace",
-        "metadata": {"name": tenant.namespace, "labels": {**MANAGED, TENANT_LABEL: str(tenant.pk)}},
+        "metadata": {"name": tenant.namespace,
+                     "labels": {**MANAGED, TENANT_LABEL: str(tenant.pk), **POD_SECURITY}},
     }
 
 

@@ -24,6 +24,8 @@ from aiohttp import web
 from .api import make_api_app
 from .config import SimConfig
 from .faults import Faults
+from .leases import KEY as LEASES
+from .leases import admit_lease
 from .store import Store
 from .watch import _CLOSE
 
@@ -84,6 +86,7 @@ class Simulator:
             if name == "knative-serving":
                 labels = {**labels, "app.kubernetes.io/version": KNATIVE_VERSION}
             self.store.create("namespaces", {"metadata": {"name": name, "labels": dict(labels)}})
+        self.store.admission.setdefault(LEASES, []).append(admit_lease)
         for name, data in SEED_CONFIG_MAPS.items():
             self.store.create("configmaps", {"metadata": {"name": name, "namespace": "knative-serving",
                                                           "labels": {"app.kubernetes.io/name": "knative-serving"}},

@@ -168,14 +168,28 @@ def test_nothing_is_granted_beyond_the_calls_and_the_watchers_allowance(relayweb
 
 
 def test_the_knative_config_maps_are_readable_by_name_in_knatives_namespace_only(relayweb_objects):
-    role = find(relayweb_objects, "Role")
+    role = find(relayweb_objects, "Role", "relayweb-testns-check")
     assert role["metadata"]["namespace"] == "knative-serving"
     assert role["rules"] == [{"apiGroups": [""], "resources": ["configmaps"],
                               "resourceNames": ["config-network", "config-domain"], "verbs": ["get"]}]
-    binding = find(relayweb_objects, "RoleBinding")
+    binding = find(relayweb_objects, "RoleBinding", "relayweb-testns-check")
     assert binding["metadata"]["namespace"] == "knative-serving"
     assert binding["roleRef"]["name"] == role["metadata"]["name"]
     assert binding["subjects"][0]["name"] == find(relayweb_objects, "ServiceAccount")["metadata"]["name"]
+
+
+def test_the_watchers_may_hold_a_lease_in_the_release_namespace_only(relayweb_objects):
+    role = find(relayweb_objects, "Role", "relayweb-leader-election")
+    assert role["metadata"]["namespace"] == "testns"
+    assert role["rules"] == [{"apiGroups": ["coordination.k8s.io"], "resources": ["leases"],
+                              "verbs": ["get", "create", "update"]}]
+    binding = find(relayweb_objects, "RoleBinding", "relayweb-leader-election")
+    assert binding["metadata"]["namespace"] == "testns" and binding["roleRef"]["name"] == role["metadata"]["name"]
+    config = find(relayweb_objects, "ConfigMap", "relayweb")["data"]
+    assert config["RELAY_LEADER_LEASE_NAMESPACE"] == "testns"
+    watcher = find(relayweb_objects, "Deployment", "relayweb-watcher")
+    # rolling updates: the Lease makes two watchers overlapping safe
+    assert watcher["spec"]["replicas"] == 2 and "strategy" not in watcher["spec"]
 
 
 def test_the_role_is_bound_to_the_releases_service_account_only(relayweb_objects):

@@ -26,7 +26,7 @@ from dataclasses import asdict, dataclass
 import requests
 from django.conf import settings
 
-from . import diag, kube
+from . import diag, kube, leader
 
 KUBERNETES_MIN = (1, 34)
 KNATIVE_NAMESPACE_VERSION_LABEL = "app.kubernetes.io/version"
@@ -58,6 +58,9 @@ def permissions() -> list[tuple[str, str, str, str]]:
         ("serving.knative.dev", "revisions", verb, every) for verb in ("get", "list", "watch")
     ] + [
         ("", "configmaps", "get", knative_ns),
+    ] + [
+        ("coordination.k8s.io", "leases", verb, leader.lease_namespace(settings.RELAY_LEADER_LEASE_NAMESPACE))
+        for verb in ("get", "create", "update")
     ]
 
 

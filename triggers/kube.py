@@ -295,6 +295,7 @@ class Cluster:
         self.custom = k8s.CustomObjectsApi(self.api_client)
         self.networking = k8s.NetworkingV1Api(self.api_client)
         self.authorization = k8s.AuthorizationV1Api(self.api_client)
+        self.coordination = k8s.CoordinationV1Api(self.api_client)
         self.timeout = settings.RELAY_KUBE_TIMEOUT
 
     # Knative Services
@@ -398,6 +399,31 @@ class Cluster:
     def apply_limit_range(self, limit_range: dict) -> None:
         self._create_or_patch(self.core.create_namespaced_limit_range,
                               self.core.patch_namespaced_limit_range, limit_range)
+
+    # Leases (the watcher's leader election, triggers/leader.py): plain dicts in the apiserver's JSON form
+    def get_lease(self, namespace: str, name: str) -> dict | None:
+        with translated_errors():
+            try:
+                # the wire JSON, so MicroTimes stay as the apiserver wrote them
+                response = self.coordination.read_namespaced_lease(
+                    name, namespace, _preload_content=False, _request_timeout=self.timeout)
+            except ApiException as e:
+                if e.status == 404:
+                    return None
+                raise
+        return json.loads(response.data)
+
+    def create_lease(self, lease: dict) -> None:
+        with translated_errors():
+            self.coordination.create_namespaced_lease(lease["metadata"]["namespace"], lease,
+                                                      _request_timeout=self.timeout)
+
+    def replace_lease(self, lease: dict) -> None:
+        """PUT with the resourceVersion read: a concurrent writer makes it 409 Conflict."""
+        meta = lease["metadata"]
+        with translated_errors():
+            self.coordination.replace_namespaced_lease(meta["name"], meta["namespace"], lease,
+                                                       _request_timeout=self.timeout)
 
     # What `manage.py check_cluster` reads (triggers/cluster_check.py)
     def server_version(self) -> dict:

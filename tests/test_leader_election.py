@@ -173,3 +173,30 @@ def test_micro_time_is_utc_with_six_digits():
 
     when = datetime(2026, 1, 2, 4, 5, 6, 7, tzinfo=timezone(timedelta(hours=2)))
     assert micro_time(when) == "2026-01-02T02:05:06.000007Z"
+
+
+def test_the_watch_cluster_command_leads_and_releases_its_lease_on_sigterm(kubesim, worker_env, cluster, lease_name):
+    import os
+    import signal
+    import subprocess
+    import sys
+
+    from tests.cluster import REPO
+
+    env = {**worker_env, "RELAY_LEADER_LEASE_NAME": lease_name, "RELAY_LEADER_LEASE_NAMESPACE": "default"}
+    proc = subprocess.Popen([sys.executable, "manage.py", "watch_cluster"], cwd=REPO, env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        first = proc.stdout.readline()
+        assert f"standing for lease default/{lease_name}" in first, first
+        lines = [proc.stdout.readline() for _ in range(2)]  # its log line and its own, in either order
+        assert any("leads; watching" in line for line in lines), lines
+        holder = cluster.get_lease("default", lease_name)["spec"]["holderIdentity"]
+        assert holder and holder in first
+        proc.send_signal(signal.SIGTERM)
+        out, _ = proc.communicate(timeout=15)
+    finally:
+        if proc.poll() is None:
+            os.kill(proc.pid, signal.SIGKILL)
+    assert proc.returncode == 0, out
+    assert cluster.get_lease("default", lease_name)["spec"]["holderIdentity"] == ""

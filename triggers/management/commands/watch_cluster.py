@@ -29,7 +29,7 @@ class Command(BaseCommand):
                 lease_duration=settings.RELAY_LEADER_LEASE_DURATION,
                 renew_deadline=settings.RELAY_LEADER_RENEW_DEADLINE, retry_period=settings.RELAY_LEADER_RETRY_PERIOD)
             self.stdout.write(f"watch_cluster: {elector.identity} standing for lease "
-                              f"{elector.namespace}/{elector.name} (SIGTERM stops)")
+                              f"{elector.namespace}/{elector.name}, watching while it holds it (SIGTERM stops)")
             run_elected(Watcher, elector, stop=stop, diag_poll=poll_diag, diag_interval=settings.RELAY_DIAG_INTERVAL,
                         on_lead=lambda: self.stdout.write(f"watch_cluster: {elector.identity} leads; watching"))
         self.stdout.write("watch_cluster: stopped")

@@ -211,3 +211,16 @@ def test_only_the_latest_runs_are_kept():
     assert ClusterCheck.objects.count() == ClusterCheck.KEEP
 
 
+
+
+def test_with_an_ambassador_id_mismatch_the_probe_is_never_routed_and_fails(checked, settings, k8s):
+    settings.RELAY_AMBASSADOR_ID = "relay"  # the probe ksvc carries it; kubesim's Ambassador is "default"
+    settings.RELAY_CHECK_PROBE_TIMEOUT = 2.0
+    results = by_name(cluster_check.run_checks(checked, with_probe=True))
+    assert not results["Ambassador"].ok
+    probe = results["End-to-end probe"]
+    assert not probe.ok and "not Ready after 2 s" in probe.detail and "IngressNotConfigured" in probe.detail, probe
+    live = [ns for ns in k8s.core.list_namespace().items
+            if (ns.metadata.labels or {}).get(cluster_check.PROBE_LABEL) and not ns.metadata.deletion_timestamp
+            and ns.status.phase != "Terminating"]
+    assert live == []

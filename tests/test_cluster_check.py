@@ -224,3 +224,20 @@ def test_with_an_ambassador_id_mismatch_the_probe_is_never_routed_and_fails(chec
             if (ns.metadata.labels or {}).get(cluster_check.PROBE_LABEL) and not ns.metadata.deletion_timestamp
             and ns.status.phase != "Terminating"]
     assert live == []
+
+
+def test_the_verdict_stands_when_the_result_cannot_be_stored(kubesim, tmp_path):
+    import os
+    import subprocess
+    import sys
+
+    from tests.cluster import REPO
+
+    env = {**os.environ, "DJANGO_SETTINGS_MODULE": "tests.settings", "DATABASE_URL": f"sqlite:///{tmp_path}/empty.db",
+           "RELAY_KUBECONFIG": kubesim.kubeconfig_path, "RELAY_AMBASSADOR_ADMIN_URL": kubesim.admin_url,
+           "RELAY_AMBASSADOR_ID": ""}
+    done = subprocess.run([sys.executable, "manage.py", "check_cluster"], cwd=REPO, env=env, capture_output=True,
+                          text=True, timeout=60)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "all 7 checks passed" in done.stdout
+    assert "the result was not stored for the Diag page" in done.stderr and "Traceback" not in done.stderr

@@ -241,3 +241,13 @@ def test_the_verdict_stands_when_the_result_cannot_be_stored(kubesim, tmp_path):
     assert done.returncode == 0, done.stdout + done.stderr
     assert "all 7 checks passed" in done.stdout
     assert "the result was not stored for the Diag page" in done.stderr and "Traceback" not in done.stderr
+
+
+def test_a_forbidden_read_fails_its_check_with_the_api_servers_message_and_the_rbac_fix(checked, kubesim):
+    kubesim.call(kubesim.sim.config.denied.append, ("", "configmaps", "get", "knative-serving"))
+    results = by_name(cluster_check.run_checks(checked))
+    for name in ("Ingress class", "Cluster-local domain"):
+        assert not results[name].ok
+        assert 'cannot get resource "configmaps"' in results[name].detail
+        assert "RBAC" in results[name].fix
+    assert "get configmaps in knative-serving" in results["Permissions"].detail

@@ -34,6 +34,15 @@ def _positive(text: str) -> float:
     return value
 
 
+def _denial(text: str) -> tuple[str, str, str, str | None]:
+    verb, _, rest = text.partition(":")
+    resource, _, namespace = rest.partition(":")
+    plural, _, group = resource.partition(".")
+    if not verb or not plural:
+        raise argparse.ArgumentTypeError(f"expected VERB:RESOURCE[.GROUP][:NAMESPACE], got {text!r}")
+    return group, plural, verb, namespace or None
+
+
 def build_parser() -> argparse.ArgumentParser:
     d = SimConfig()
     p = argparse.ArgumentParser(
@@ -75,6 +84,13 @@ def build_parser() -> argparse.ArgumentParser:
       help="watch events kept for resume; older resourceVersions get 410 Expired")
     a("--bookmark-interval", type=_positive, default=d.bookmark_interval, metavar="SECONDS",
       help="interval of watch BOOKMARK events (when the client allows them)")
+    a("--kube-version", default=d.kube_version, metavar="X.Y.Z",
+      help="the Kubernetes version /version reports")
+    a("--ambassador-id", default=d.ambassador_id, help="Ambassador's ambassador_id (reported by its diag)")
+    a("--knative-support", action=argparse.BooleanOptionalAction, default=d.knative_support,
+      help="AMBASSADOR_KNATIVE_SUPPORT (the diag's knative_enabled)")
+    a("--denied", type=_denial, action="append", default=[], metavar="VERB:RESOURCE[.GROUP][:NAMESPACE]",
+      help="an RBAC denial (repeatable): such calls answer 403 and access reviews allowed=false")
     a("--domain", default=d.domain, help="domain of non-cluster-local Knative services")
     a("--log-level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"],
       help="logging level")
@@ -91,7 +107,8 @@ def config_from_args(ns: argparse.Namespace) -> SimConfig:
         stable_window=ns.stable_window, scale_to_zero_grace=ns.scale_to_zero_grace,
         progress_deadline=ns.progress_deadline, activation_timeout=ns.activation_timeout,
         queue_depth=ns.queue_depth, route_timeout=ns.route_timeout, watch_history=ns.watch_history,
-        bookmark_interval=ns.bookmark_interval, domain=ns.domain)
+        bookmark_interval=ns.bookmark_interval, domain=ns.domain, kube_version=ns.kube_version,
+        ambassador_id=ns.ambassador_id, knative_support=ns.knative_support, denied=list(ns.denied))
 
 
 async def run(config: SimConfig) -> None:

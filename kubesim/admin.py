@@ -124,7 +124,8 @@ def build_diag(sim: Any) -> dict[str, Any]:
         source_map.setdefault(f"{r.kingress}.{r.namespace}", {})[rkey] = True
     n = len(route_info)
     since = "within the last second"
-    system = {"ambassador_id": "default", "ambassador_namespace": AMBASSADOR_NS,
+    config = sim.config
+    system = {"ambassador_id": config.ambassador_id, "ambassador_namespace": AMBASSADOR_NS,
               "boot_time": formatdate(serving.boot_time, usegmt=True),
               "cluster_id": str(uuid.uuid5(uuid.NAMESPACE_DNS, "kubesim")), "debug_mode": False,
               "endpoints_enabled": False, "env_failures": ["no TLS contexts"], "env_good": False,
@@ -135,7 +136,7 @@ def build_diag(sim: Any) -> dict[str, Any]:
                                "status": True},
                   "TLS": {"specifics": [[False, "No TLSContexts are active"]], "status": False}},
               "hostname": f"ambassador-{socket.gethostname()[:10]}",
-              "hr_uptime": hr_duration(uptime), "knative_enabled": True,
+              "hr_uptime": hr_duration(uptime), "knative_enabled": config.knative_support,
               "latest_snapshot": "snapshot", "single_namespace": False, "statsd_enabled": False,
               "version": VERSION}
     return {

@@ -17,7 +17,7 @@ import yaml
 from aiohttp import web
 
 from . import discovery, faults, patch, protobuf
-from .errors import ApiError, bad_request, conflict, internal, invalid, method_not_allowed, not_found_path
+from .errors import ApiError, bad_request, conflict, forbidden, internal, invalid, method_not_allowed, not_found_path
 from .resources import Resource, lookup
 from .store import now_rfc3339
 from .tables import table, wants_table
@@ -97,7 +97,7 @@ class ApiServer:
             self.sim.count_request(request_verb(request.method, parts, request.query))
         if tuple(parts) in _PUBLIC:
             if parts == ["version"]:
-                return respond(discovery.VERSION)
+                return respond(discovery.version(self.sim.config.kube_version))
             return web.Response(text="ok")
         self._authenticate(request)
         if not parts:
@@ -121,6 +121,39 @@ class ApiServer:
         token = header[7:].strip() if header[:7].lower() == "bearer " else ""
         if not token or not hmac.compare_digest(token.encode(), self.sim.token.encode()):
             raise ApiError(401, "Unauthorized", "Unauthorized", {})
+
+    def _authorize(self, res: Resource, verb: str, ns: str | None) -> None:
+        """RBAC denials (SimConfig.denied): 403 with the apiserver's message
+        (kubernetes/apiserver pkg/endpoints/handlers/responsewriters/errors.go forbiddenMessage)."""
+        if not self.sim.allowed(res.group, res.plural, verb, ns):
+            where = f' in the namespace "{ns}"' if ns else " at the cluster scope"
+            raise forbidden(f'{res.key} is forbidden: User "{self.sim.config.user}" cannot {verb} resource '
+                            f'"{res.plural}" in API group "{res.group}"{where}')
+
+    async def _review(self, request: web.Request) -> web.Response:
+        """POST selfsubjectaccessreviews: answered from SimConfig.denied, as the RBAC authorizer would
+        for a token bound to relayweb's role (kubernetes/api authorization/v1 types.go
+        SubjectAccessReviewStatus; plugin/pkg/auth/authorizer/rbac/rbac.go Authorize gives the reason)."""
+        obj = await self._read_object(request, lookup("authorization.k8s.io", "v1", "selfsubjectaccessreviews"))
+        spec = obj.get("spec") if isinstance(obj.get("spec"), dict) else {}
+        attrs, nonres = spec.get("resourceAttributes"), spec.get("nonResourceAttributes")
+        if not isinstance(attrs, dict) and not isinstance(nonres, dict):
+            raise invalid("selfsubjectaccessreviews.authorization.k8s.io", "", [{
+                "reason": "FieldValueRequired", "field": "spec.resourceAttributes",
+                "message": "Required value: exactly one of nonResourceAttributes or resourceAttributes "
+                           "must be specified"}])
+        if isinstance(attrs, dict):
+            allowed = self.sim.allowed(attrs.get("group") or "", attrs.get("resource") or "",
+                                       attrs.get("verb") or "", attrs.get("namespace") or None)
+        else:
+            allowed = True
+        status = {"allowed": allowed}
+        if allowed:
+            status["reason"] = (f'RBAC: allowed by ClusterRoleBinding "relayweb" of ClusterRole "relayweb" '
+                                f'to User "{self.sim.config.user}"')
+        out = {"kind": "SelfSubjectAccessReview", "apiVersion": "authorization.k8s.io/v1",
+               "metadata": {"creationTimestamp": None}, "spec": spec, "status": status}
+        return respond(out, 201)
 
     def _discovery(self, request: web.Request, doc: dict | None) -> web.Response:
         if doc is None:
@@ -154,8 +187,9 @@ class ApiServer:
             verb = {"GET": "get", "PUT": "update", "PATCH": "patch", "DELETE": "delete"}.get(m)
             if sub and verb in ("delete",):
                 verb = None
-        if verb is None:
+        if verb is None or (res.verbs and verb not in res.verbs):
             raise method_not_allowed(m)
+        self._authorize(res, verb, ns)
         rule = self.sim.faults.take(verb, res.key, ns)
         if rule is not None:
             if rule.hang:
@@ -163,6 +197,8 @@ class ApiServer:
             err = rule.error()
             if err is not None:
                 raise err
+        if res.plural == "selfsubjectaccessreviews":
+            return await self._review(request)
         handler = getattr(self, f"_{verb}")
         return await handler(request, res, ns, name, sub)
 

@@ -24,6 +24,16 @@ class SimConfig:
     api_tls: bool = False
     # The user name the token authenticates as; Knative's creator/lastModifier annotations carry it.
     user: str = "system:serviceaccount:relayweb:relayweb"
+    # The version /version reports. Knative 1.23 refuses to start below v1.34.0
+    # (knative/serving knative-v1.23.0 vendor/knative.dev/pkg/version/version.go DefaultKubernetesMinVersion),
+    # so a cluster running it is at least that.
+    kube_version: str = "1.34.0"
+    # RBAC denials: (apiGroup, resource, verb, namespace or None for any) the token may NOT do; denied
+    # calls answer 403 Forbidden and SelfSubjectAccessReviews answer allowed=false.
+    denied: list = field(default_factory=list)
+    # Ambassador: its ambassador_id, and whether AMBASSADOR_KNATIVE_SUPPORT is on (the diag reports both).
+    ambassador_id: str = "default"
+    knative_support: bool = True
 
     # Handler container timings (seconds).
     image_pull_delay: float = 1.0        # Pulling -> Pulled

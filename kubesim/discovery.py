@@ -9,10 +9,17 @@ from __future__ import annotations
 from .resources import BY_GROUP_VERSION, RESOURCES, Resource
 
 VERSION = {
-    "major": "1", "minor": "32", "gitVersion": "v1.32.0-kubesim", "gitCommit": "kubesim",
-    "gitTreeState": "clean", "buildDate": "2025-01-01T00:00:00Z", "goVersion": "go1.23.4",
+    "major": "1", "minor": "34", "gitVersion": "v1.34.0-kubesim", "gitCommit": "kubesim",
+    "gitTreeState": "clean", "buildDate": "2025-01-01T00:00:00Z", "goVersion": "go1.24.6",
     "compiler": "gc", "platform": "linux/amd64",
 }
+
+
+def version(kube_version: str) -> dict:
+    """The /version document for `kube_version` ("1.34.0"): major, minor and gitVersion as the
+    apiserver's version.Info has them (kubernetes/apimachinery pkg/version/types.go)."""
+    major, minor = (kube_version.split(".") + ["0", "0"])[:2]
+    return {**VERSION, "major": major, "minor": minor, "gitVersion": f"v{kube_version}-kubesim"}
 
 _VERBS = ["create", "delete", "deletecollection", "get", "list", "patch", "update", "watch"]
 
@@ -49,7 +56,7 @@ def api_group(group: str) -> dict | None:
 
 def _resource_doc(r: Resource) -> dict:
     doc: dict = {"name": r.plural, "singularName": r.singular, "namespaced": r.namespaced,
-                 "kind": r.kind, "verbs": _VERBS}
+                 "kind": r.kind, "verbs": list(r.verbs) if r.verbs else _VERBS}
     if r.short_names:
         doc["shortNames"] = list(r.short_names)
     if r.categories:

@@ -159,6 +159,21 @@ async def handle(request: web.Request, sim: Simulator, parts: list[str]) -> web.
     elif parts == ["stats"] and m == "GET":
         return web.json_response({"api_requests": sim.api_requests,
                                   "api_requests_by_verb": dict(sim.api_requests_by_verb)})
+    elif parts == ["permissions"]:
+        # RBAC denials (SimConfig.denied): POST {"group", "resource", "verb", "namespace"?} adds one,
+        # DELETE clears them, GET lists them.
+        if m == "POST":
+            body = await _json(request)
+            unknown = set(body) - {"group", "resource", "verb", "namespace"}
+            if unknown or not isinstance(body.get("resource"), str) or not isinstance(body.get("verb"), str):
+                raise bad_request("a denial needs 'resource' and 'verb' (and optionally 'group', 'namespace')")
+            sim.config.denied.append((body.get("group") or "", body["resource"], body["verb"],
+                                      body.get("namespace")))
+        elif m == "DELETE":
+            sim.config.denied.clear()
+        elif m != "GET":
+            raise ApiError(405, "MethodNotAllowed", "the server does not allow this method", {})
+        return web.json_response({"denied": [list(d) for d in sim.config.denied]})
     elif parts == ["gateway", "stop"] and m == "POST":
         await sim.gateway_stop()
         return web.json_response({"gateway": "stopped"})

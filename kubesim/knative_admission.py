@@ -179,6 +179,38 @@ def validate_autoscaling(annotations: dict, errs: FieldErrors, allowed: bool, pa
             errs.add(f"invalid value: {target}", f"{path}.autoscaling.knative.dev/target")
 
 
+# knative/serving knative-v1.23.0 pkg/apis/serving/k8s_validation.go reservedPorts: queue-proxy's
+# BackendHTTPPort 8012, BackendHTTP2Port 8013, QueueAdminPort 8022, metrics 9090/9091
+# (pkg/networking/constants.go) and knative.dev/pkg observability/runtime ProfilingDefaultPort 8008.
+RESERVED_PORTS = (8008, 8012, 8013, 8022, 9090, 9091)
+# validPortNames: the name is reserved for content negotiation.
+VALID_PORT_NAMES = ("", "h2c", "http1")
+
+
+def validate_ports(containers: list, errs: FieldErrors, sp: str) -> None:
+    """k8s_validation.go validateContainersPorts (one port across all containers) and, for the user
+    container, validateContainerPorts / validateContainerPortBasic (reserved ports, range, TCP, name)."""
+    ports_of = [c.get("ports") or [] if isinstance(c, dict) else [] for c in containers]
+    if sum(len(p) if isinstance(p, list) else 1 for p in ports_of) > 1:
+        errs.add("more than one container port is set", f"{sp}.containers[*].ports",
+                 "Only a single port is allowed across all containers")
+    ports = ports_of[0] if ports_of else []
+    if not isinstance(ports, list) or not ports or not isinstance(ports[0], dict):
+        return
+    port, pp = ports[0], f"{sp}.containers[0].ports"
+    number = port.get("containerPort", 0)
+    if number in RESERVED_PORTS:
+        errs.add(f"invalid value: {number} is a reserved port", f"{pp}.containerPort",
+                 f"{number} is a reserved port, please use a different value")
+    if not isinstance(number, int) or not 0 <= number <= 65535:
+        errs.add(f"expected 0 <= {number} <= 65535", f"{pp}.containerPort")
+    if port.get("protocol") not in (None, "", "TCP"):
+        errs.add(f"invalid value: {port.get('protocol')}", f"{pp}.protocol")
+    if (port.get("name") or "") not in VALID_PORT_NAMES:
+        errs.add(f"Port name {port.get('name')} is not allowed", pp,
+                 "Name must be empty, or one of: 'h2c', 'http1'")
+
+
 def validate_template(template: Any, errs: FieldErrors, path: str) -> None:
     if not isinstance(template, dict):
         errs.add("missing field(s)", path)
@@ -198,6 +230,7 @@ def validate_template(template: Any, errs: FieldErrors, path: str) -> None:
         c = containers[0]
         if not isinstance(c, dict) or not c.get("image"):
             errs.add("missing field(s)", f"{sp}.containers[0].image")
+        validate_ports(containers, errs, sp)
     ts = spec.get("timeoutSeconds")
     if ts is not None and (not isinstance(ts, int) or not 0 <= ts <= MAX_TIMEOUT):
         errs.add(f"expected 0 <= {ts} <= {MAX_TIMEOUT}", f"{sp}.timeoutSeconds")

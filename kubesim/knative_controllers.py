@@ -341,16 +341,23 @@ def _ensure_kingress(serving: Serving, route: dict, targets: list[dict], cl: boo
     rl = route["metadata"].get("labels") or {}
     if SERVICE_LABEL in rl:
         labels[SERVICE_LABEL] = rl[SERVICE_LABEL]
-    ann = {INGRESS_CLASS_KEY: AMBASSADOR_CLASS}
+    # The Route's annotations (the ksvc's, e.g. getambassador.io/ambassador-id) over the class
+    # (knative/serving knative-v1.23.0 pkg/reconciler/route/resources/ingress.go MakeIngress:
+    # UnionMaps(class, route annotations) minus ExcludedAnnotations, filters.go).
+    ann = {INGRESS_CLASS_KEY: AMBASSADOR_CLASS,
+           **{k: v for k, v in (route["metadata"].get("annotations") or {}).items()
+              if k != "kubectl.kubernetes.io/last-applied-configuration"}}
     ki = store.peek(KINGRESS, ns, name)
     if ki is None:
         return store.create(KINGRESS, {"metadata": {
             "name": name, "namespace": ns, "labels": labels, "annotations": ann,
             "ownerReferences": [owner_ref(route)]}, "spec": spec}, ns, ref=True)
-    if ki.get("spec") != spec or ki["metadata"].get("labels") != labels:
+    if (ki.get("spec") != spec or ki["metadata"].get("labels") != labels
+            or ki["metadata"].get("annotations") != ann):
         def fn(o: dict) -> None:
             o["spec"] = spec
             o["metadata"]["labels"] = labels
+            o["metadata"]["annotations"] = ann
         ki = store.mutate(KINGRESS, ns, name, fn, ref=True) or ki
     return ki
 

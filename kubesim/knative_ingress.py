@@ -25,6 +25,7 @@ from .knative_controllers import (
 if TYPE_CHECKING:
     from .knative import Serving
 
+AMBASSADOR_ID_KEY = "getambassador.io/ambassador-id"
 _names: dict[str, str] = {}
 _counter = itertools.count()
 
@@ -87,6 +88,12 @@ def reconcile_kingress(serving: Serving, ns: str, name: str) -> None:
     meta = ki["metadata"]
     cls = (meta.get("annotations") or {}).get(INGRESS_CLASS_KEY)
     if cls and cls.lower() != AMBASSADOR_CLASS:
+        return
+    # Emissary ignores a KIngress meant for another Ambassador: its getambassador.io/ambassador-id
+    # (default "default", python/ambassador/fetch/k8sobject.py) must be its own id
+    # (fetch/knative.py KnativeIngressProcessor._has_required_annotations). Nothing is routed and the
+    # KIngress never turns Ready, so the Route stays IngressNotConfigured.
+    if (meta.get("annotations") or {}).get(AMBASSADOR_ID_KEY, "default") != serving.config.ambassador_id:
         return
     labels = meta.get("labels") or {}
     hosts: list[str] = []

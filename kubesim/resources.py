@@ -25,6 +25,8 @@ class Resource:
     name_rule: str = "subdomain"
     # additionalPrinterColumns (name, type, jsonPath) for Table output; the NAME and AGE columns are implicit.
     columns: tuple[tuple[str, str, str], ...] = ()
+    # The verbs served, when not all of them (SelfSubjectAccessReview: create only).
+    verbs: tuple[str, ...] = ()
 
     @property
     def key(self) -> str:
@@ -88,6 +90,11 @@ _ALL: tuple[Resource, ...] = (
     Resource("serving.knative.dev", "v1", "Route", "routes", "route", True, ("rt",), True, _KN, "dns1035",
              (("URL", "string", ".status.url"), ("Ready", "string", _READY),
               ("Reason", "string", _REASON))),
+    # kubernetes/api coordination/v1 types.go: Lease (leader election).
+    Resource("coordination.k8s.io", "v1", "Lease", "leases", "lease", True, (), False),
+    # kubernetes/api authorization/v1 types.go: SelfSubjectAccessReview, create-only and never stored.
+    Resource("authorization.k8s.io", "v1", "SelfSubjectAccessReview", "selfsubjectaccessreviews",
+             "selfsubjectaccessreview", False, (), False, verbs=("create",)),
     Resource("networking.internal.knative.dev", "v1alpha1", "Ingress", "ingresses", "ingress", True,
              ("kingress", "king"), True, ("knative-internal", "networking"), "subdomain",
              (("Ready", "string", _READY), ("Reason", "string", _REASON))),

@@ -24,6 +24,8 @@ from aiohttp import web
 from .api import make_api_app
 from .config import SimConfig
 from .faults import Faults
+from .leases import KEY as LEASES
+from .leases import admit_lease
 from .store import Store
 from .watch import _CLOSE
 
@@ -35,6 +37,17 @@ SEED_NAMESPACES = {
     "kube-public": {},
     "knative-serving": {"app.kubernetes.io/name": "knative-serving"},
     "ambassador": {"app.kubernetes.io/name": "ambassador"},
+}
+# Knative's release manifest labels its namespace with the release (knative/serving knative-v1.23.0
+# config/core/100-namespace.yaml: app.kubernetes.io/version, "devel" in git, the version once released).
+KNATIVE_VERSION = "1.23.0"
+# The Knative config maps as deploy/README.md has the operator apply them (deploy/knative/*.yaml):
+# Ambassador as the ingress class (both keys: knative networking pkg/config/config.go NewConfigFromMap
+# reads `ingress.class`, then `ingress-class`, the new key winning) and only the cluster-local domain.
+SEED_CONFIG_MAPS = {
+    "config-network": {"ingress.class": "ambassador.ingress.networking.knative.dev",
+                       "ingress-class": "ambassador.ingress.networking.knative.dev"},
+    "config-domain": {"svc.cluster.local": ""},
 }
 
 
@@ -70,7 +83,23 @@ class Simulator:
         self.api_requests = 0
         self.api_requests_by_verb: dict[str, int] = dict.fromkeys(API_VERBS, 0)
         for name, labels in SEED_NAMESPACES.items():
+            if name == "knative-serving":
+                labels = {**labels, "app.kubernetes.io/version": KNATIVE_VERSION}
             self.store.create("namespaces", {"metadata": {"name": name, "labels": dict(labels)}})
+        self.store.admission.setdefault(LEASES, []).append(admit_lease)
+        for name, data in SEED_CONFIG_MAPS.items():
+            self.store.create("configmaps", {"metadata": {"name": name, "namespace": "knative-serving",
+                                                          "labels": {"app.kubernetes.io/name": "knative-serving"}},
+                                             "data": dict(data)}, "knative-serving")
+
+    def allowed(self, group: str, resource: str, verb: str, namespace: str | None) -> bool:
+        """What RBAC would answer for the token: everything but SimConfig.denied."""
+        for rule in self.config.denied:
+            g, r, v, ns = (list(rule) + [None])[:4]
+            if (g in (group, "*") and r in (resource, "*") and v in (verb, "*")
+                    and (ns is None or ns == namespace)):
+                return False
+        return True
 
     @property
     def api_url(self) -> str:

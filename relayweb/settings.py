@@ -289,3 +289,14 @@ CELERY_BEAT_SCHEDULE.update({
 # Live status: the watcher process polls Ambassador's admin port for its diag JSON.
 RELAY_AMBASSADOR_ADMIN_URL = os.getenv("RELAY_AMBASSADOR_ADMIN_URL", "http://127.0.0.1:8877").rstrip("/")
 RELAY_DIAG_INTERVAL = float(os.getenv("RELAY_DIAG_INTERVAL", "10"))
+# manage.py check_cluster --probe: the probe Knative Service's image, and how long it may take to be Ready.
+RELAY_CHECK_PROBE_IMAGE = os.getenv("RELAY_CHECK_PROBE_IMAGE", "ghcr.io/knative/helloworld-go:latest")
+RELAY_CHECK_PROBE_TIMEOUT = float(os.getenv("RELAY_CHECK_PROBE_TIMEOUT", "180"))
+# watch_cluster's leader election (a coordination.k8s.io Lease; client-go's algorithm and component-base's
+# default durations): only the holder watches, a standby takes over within the lease duration.
+RELAY_LEADER_ELECTION = envbool("RELAY_LEADER_ELECTION", "1")
+RELAY_LEADER_LEASE_NAME = os.getenv("RELAY_LEADER_LEASE_NAME", "relayweb-watcher")
+RELAY_LEADER_LEASE_NAMESPACE = os.getenv("RELAY_LEADER_LEASE_NAMESPACE", "")
+RELAY_LEADER_LEASE_DURATION = float(os.getenv("RELAY_LEADER_LEASE_DURATION", "15"))
+RELAY_LEADER_RENEW_DEADLINE = float(os.getenv("RELAY_LEADER_RENEW_DEADLINE", "10"))
+RELAY_LEADER_RETRY_PERIOD = float(os.getenv("RELAY_LEADER_RETRY_PERIOD", "2"))

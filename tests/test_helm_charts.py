@@ -90,6 +90,10 @@ def test_everything_lives_in_the_release_namespace_and_carries_the_usual_labels(
         if obj["kind"] in CLUSTER_SCOPED:
             assert "namespace" not in meta
             assert meta["name"].endswith("-team-gateway")  # one per release namespace
+        elif obj["kind"] in ("Role", "RoleBinding") and meta["name"].endswith("-check"):
+            # manage.py check_cluster reads Knative's config maps in Knative's own namespace
+            assert meta["namespace"] == values.get("relay", {}).get("knativeNamespace", "knative-serving")
+            assert meta["name"].endswith("-team-gateway-check")  # one per release namespace
         else:
             assert meta["namespace"] == "team-gateway", (obj["kind"], meta["name"])
         labels = meta["labels"]
@@ -147,6 +151,15 @@ def test_ambassador_runs_with_knative_support_and_the_configured_id():
     custom = container(find(render("ambassador", AMBASSADOR_CUSTOM), "Deployment"))
     assert env(custom)["AMBASSADOR_ID"] == "knative-gw"
     assert custom["image"] == "registry.example.com/mirror/ambassador:1.14.4-patched"
+
+
+def test_ambassador_mounts_its_pod_labels_where_emissary_reads_them():
+    pod = find(render("ambassador"), "Deployment")["spec"]["template"]["spec"]
+    mount = {m["name"]: m for m in container(find(render("ambassador"), "Deployment"))["volumeMounts"]}
+    assert mount["ambassador-pod-info"] == {"name": "ambassador-pod-info", "mountPath": "/tmp/ambassador-pod-info",
+                                            "readOnly": True}
+    volume = {v["name"]: v for v in pod["volumes"]}["ambassador-pod-info"]
+    assert volume["downwardAPI"] == {"items": [{"path": "labels", "fieldRef": {"fieldPath": "metadata.labels"}}]}
 
 
 def test_ambassador_service_is_cluster_ip_80_to_8080_with_the_exact_component_label():

@@ -52,3 +52,36 @@ def test_the_main_readme_points_to_the_deploy_readme():
     readme = (REPO / "README.md").read_text()
     section = readme.split("## Running on a cluster", 1)[1].split("\n## ", 1)[0]
     assert "deploy/README.md" in section
+
+
+def test_the_supported_kubernetes_version_is_the_one_knative_needs():
+    readme = (DEPLOY / "README.md").read_text()
+    needs = readme.split("## What you need", 1)[1].split("\n## ", 1)[0]
+    assert "Kubernetes **1.34 or later**" in needs and "DefaultKubernetesMinVersion" in needs
+    assert "1.25 or later" not in readme
+    for component in ("Knative Serving", "Kubernetes", "Ambassador (Emissary)"):
+        assert f"| {component} |" in needs
+
+
+def test_tenant_pod_security_and_every_permission_are_explained():
+    readme = (DEPLOY / "README.md").read_text()
+    assert "pod-security.kubernetes.io/enforce:\nbaseline" in readme
+    assert "warn: restricted" in readme
+    assert "config-network" in readme.split("### What relayweb may do", 1)[1]
+
+
+@pytest.mark.parametrize("chart", ["relayweb", "ambassador"])
+def test_every_cluster_wide_grant_has_a_reason_in_the_readme(chart):
+    from tests.deploy.charts import RELAYWEB_REQUIRED, render
+
+    section = (DEPLOY / "README.md").read_text().split("### What relayweb may do", 1)[1].split("\n## ", 1)[0]
+    rows = [line for line in section.splitlines() if line.startswith("| ") and not line.startswith("| API group")]
+    objects = render(chart, RELAYWEB_REQUIRED if chart == "relayweb" else {})
+    role = next(o for o in objects if o["kind"] == "ClusterRole")
+    for rule in role["rules"]:
+        for group in rule["apiGroups"]:
+            for resource in rule["resources"]:
+                # Ambassador's own CRDs share one row ("mappings, hosts, modules, …")
+                own_crd = group == "getambassador.io" and "/" not in resource
+                name = "mappings" if own_crd else resource.split("/")[0]
+                assert any(f"| {group or 'core'} |" in row and name in row for row in rows), (group, resource)

@@ -26,6 +26,8 @@ WATCHER_ALLOWANCE = {
     ("", "pods", "get"), ("", "pods", "list"), ("", "pods", "watch"),
     ("", "events", "get"), ("", "events", "list"), ("", "events", "watch"),
 }
+# Every authenticated identity may create these (the default system:basic-user ClusterRole).
+EVERYONE = {("authorization.k8s.io", "selfsubjectaccessreviews", "create")}
 SOURCES = ["triggers", "tenants", "relayweb"]
 VERBS = {"POST": "create", "PUT": "update", "PATCH": "patch", "DELETE": "delete"}
 
@@ -154,13 +156,40 @@ def test_the_code_reading_finds_the_calls_relayweb_makes():
 
 def test_every_call_relayweb_makes_is_granted(relayweb_objects):
     needed = required_permissions()
-    missing = {rule: needed[rule] for rule in set(needed) - granted(relayweb_objects)}
+    have = granted(relayweb_objects) | granted(relayweb_objects, "Role") | EVERYONE
+    missing = {rule: needed[rule] for rule in set(needed) - have}
     assert not missing, f"grant these in deploy/helm/relayweb/templates/rbac.yaml: {missing}"
 
 
 def test_nothing_is_granted_beyond_the_calls_and_the_watchers_allowance(relayweb_objects):
-    extra = granted(relayweb_objects) - set(required_permissions()) - WATCHER_ALLOWANCE
+    extra = (granted(relayweb_objects) | granted(relayweb_objects, "Role")) - set(required_permissions()) \
+        - WATCHER_ALLOWANCE
     assert not extra, f"granted but never used: {sorted(extra)}"
+
+
+def test_the_knative_config_maps_are_readable_by_name_in_knatives_namespace_only(relayweb_objects):
+    role = find(relayweb_objects, "Role", "relayweb-testns-check")
+    assert role["metadata"]["namespace"] == "knative-serving"
+    assert role["rules"] == [{"apiGroups": [""], "resources": ["configmaps"],
+                              "resourceNames": ["config-network", "config-domain"], "verbs": ["get"]}]
+    binding = find(relayweb_objects, "RoleBinding", "relayweb-testns-check")
+    assert binding["metadata"]["namespace"] == "knative-serving"
+    assert binding["roleRef"]["name"] == role["metadata"]["name"]
+    assert binding["subjects"][0]["name"] == find(relayweb_objects, "ServiceAccount")["metadata"]["name"]
+
+
+def test_the_watchers_may_hold_a_lease_in_the_release_namespace_only(relayweb_objects):
+    role = find(relayweb_objects, "Role", "relayweb-leader-election")
+    assert role["metadata"]["namespace"] == "testns"
+    assert role["rules"] == [{"apiGroups": ["coordination.k8s.io"], "resources": ["leases"],
+                              "verbs": ["get", "create", "update"]}]
+    binding = find(relayweb_objects, "RoleBinding", "relayweb-leader-election")
+    assert binding["metadata"]["namespace"] == "testns" and binding["roleRef"]["name"] == role["metadata"]["name"]
+    config = find(relayweb_objects, "ConfigMap", "relayweb")["data"]
+    assert config["RELAY_LEADER_LEASE_NAMESPACE"] == "testns"
+    watcher = find(relayweb_objects, "Deployment", "relayweb-watcher")
+    # rolling updates: the Lease makes two watchers overlapping safe
+    assert watcher["spec"]["replicas"] == 2 and "strategy" not in watcher["spec"]
 
 
 def test_the_role_is_bound_to_the_releases_service_account_only(relayweb_objects):

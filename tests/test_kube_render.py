@@ -127,7 +127,9 @@ def test_ksvc_validates_against_the_real_knative_1_23_schema(trigger):
 def test_secret_namespace_policy_and_limits(trigger, tenant_a, settings):
     secret = kube.render_secret(trigger, {"TOKEN": "s3cr3t"})
     assert secret["metadata"]["name"] == "hello-env" and secret["stringData"] == {"TOKEN": "s3cr3t"}
-    labels = {"app.kubernetes.io/managed-by": "relayweb", "relayweb.io/tenant": str(tenant_a.pk)}
+    labels = {"app.kubernetes.io/managed-by": "relayweb", "relayweb.io/tenant": str(tenant_a.pk),
+              "pod-security.kubernetes.io/enforce": "baseline", "pod-security.kubernetes.io/enforce-version": "latest",
+              "pod-security.kubernetes.io/warn": "restricted", "pod-security.kubernetes.io/warn-version": "latest"}
     assert kube.render_namespace(tenant_a)["metadata"] == {"name": "relay-acme", "labels": labels}
     settings.RELAY_GATEWAY_NAMESPACE, settings.RELAY_KNATIVE_NAMESPACE = "emissary", "knative-serving"
     policy = kube.render_network_policy(tenant_a)
@@ -196,3 +198,10 @@ def test_an_event_older_than_the_apply_never_settles_it():
     assert outcome(old_ready, 2).state == "waiting"
     assert outcome(old_ready, 1).state == "ready"
     assert outcome(old_ready, None).state == "ready"
+
+
+def test_tenant_namespaces_enforce_baseline_pod_security_and_warn_restricted(tenant_a, cluster, k8s):
+    cluster.apply_namespace(kube.render_namespace(tenant_a))
+    labels = k8s.core.read_namespace("relay-acme").metadata.labels
+    assert labels["pod-security.kubernetes.io/enforce"] == "baseline"
+    assert labels["pod-security.kubernetes.io/warn"] == "restricted"

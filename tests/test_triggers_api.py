@@ -146,3 +146,12 @@ def test_other_tenants_triggers_are_invisible(api, alice, charlie, tenant_a, ten
     create(api, alice)
     assert api(charlie).get(URL).status_code == 404
     assert api(charlie).get("/api/v1/tenants/globex/triggers/").json()["count"] == 0
+
+
+@pytest.mark.parametrize("port", [8008, 8012, 8013, 8022, 9090, 9091])
+def test_every_port_knative_reserves_is_refused_with_a_clear_message(api, alice, tenant_a, port):
+    response = create(api, alice, port=port)
+    assert response.status_code == 400, response.json()
+    assert f"Port {port} is reserved by Knative" in str(response.json()["port"])
+    assert "use another, e.g. 8080" in str(response.json()["port"])
+    assert not Trigger.objects.exists()

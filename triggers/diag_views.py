@@ -10,6 +10,7 @@ from django.http import Http404
 from django.shortcuts import render
 
 from . import diag
+from .models import ClusterCheck
 
 
 def staff_required(view):
@@ -35,4 +36,5 @@ def ops_diag(request):
         "last_good_time": diag.parse_time((state or {}).get("last_good_at")),
         "interval": getattr(settings, "RELAY_DIAG_INTERVAL", 10),
         "admin_url": getattr(settings, "RELAY_AMBASSADOR_ADMIN_URL", "http://127.0.0.1:8877"),
+        "cluster_check": ClusterCheck.objects.first(),
     })

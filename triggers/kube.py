@@ -155,11 +155,24 @@ def render_secret(trigger, values: dict[str, str]) -> dict:
     }
 
 
+# Pod Security admission (kubernetes.io/docs/concepts/security/pod-security-admission): handler pods
+# must meet "baseline" (enforced), and "restricted" violations are warned about, so a cluster whose
+# default level is "restricted" still runs them. Knative's queue-proxy meets restricted
+# (knative/serving pkg/reconciler/revision/resources/queue.go queueSecurityContext).
+POD_SECURITY = {
+    "pod-security.kubernetes.io/enforce": "baseline",
+    "pod-security.kubernetes.io/enforce-version": "latest",
+    "pod-security.kubernetes.io/warn": "restricted",
+    "pod-security.kubernetes.io/warn-version": "latest",
+}
+
+
 def render_namespace(tenant) -> dict:
     return {
         "apiVersion": "v1",
         "kind": "Namespace",
-        "metadata": {"name": tenant.namespace, "labels": {**MANAGED, TENANT_LABEL: str(tenant.pk)}},
+        "metadata": {"name": tenant.namespace,
+                     "labels": {**MANAGED, TENANT_LABEL: str(tenant.pk), **POD_SECURITY}},
     }
 
 
@@ -281,6 +294,8 @@ class Cluster:
         self.core = k8s.CoreV1Api(self.api_client)
         self.custom = k8s.CustomObjectsApi(self.api_client)
         self.networking = k8s.NetworkingV1Api(self.api_client)
+        self.authorization = k8s.AuthorizationV1Api(self.api_client)
+        self.coordination = k8s.CoordinationV1Api(self.api_client)
         self.timeout = settings.RELAY_KUBE_TIMEOUT
 
     # Knative Services
@@ -384,6 +399,71 @@ class Cluster:
     def apply_limit_range(self, limit_range: dict) -> None:
         self._create_or_patch(self.core.create_namespaced_limit_range,
                               self.core.patch_namespaced_limit_range, limit_range)
+
+    # Leases (the watcher's leader election, triggers/leader.py): plain dicts in the apiserver's JSON form
+    def get_lease(self, namespace: str, name: str) -> dict | None:
+        with translated_errors():
+            try:
+                # the wire JSON, so MicroTimes stay as the apiserver wrote them
+                response = self.coordination.read_namespaced_lease(
+                    name, namespace, _preload_content=False, _request_timeout=self.timeout)
+            except ApiException as e:
+                if e.status == 404:
+                    return None
+                raise
+        return json.loads(response.data)
+
+    def create_lease(self, lease: dict) -> None:
+        with translated_errors():
+            self.coordination.create_namespaced_lease(lease["metadata"]["namespace"], lease,
+                                                      _request_timeout=self.timeout)
+
+    def replace_lease(self, lease: dict) -> None:
+        """PUT with the resourceVersion read: a concurrent writer makes it 409 Conflict."""
+        meta = lease["metadata"]
+        with translated_errors():
+            self.coordination.replace_namespaced_lease(meta["name"], meta["namespace"], lease,
+                                                       _request_timeout=self.timeout)
+
+    # What `manage.py check_cluster` reads (triggers/cluster_check.py)
+    def server_version(self) -> dict:
+        """GET /version: {"major", "minor", "gitVersion", …}."""
+        with translated_errors():
+            info = k8s.VersionApi(self.api_client).get_code(_request_timeout=self.timeout)
+        return {"major": info.major, "minor": info.minor, "gitVersion": info.git_version}
+
+    def served_versions(self, group: str) -> list[str]:
+        """The versions of an API group the server serves (discovery), [] when it serves none."""
+        with translated_errors():
+            groups = k8s.ApisApi(self.api_client).get_api_versions(_request_timeout=self.timeout).groups
+        return next(([v.version for v in g.versions] for g in groups if g.name == group), [])
+
+    def served_resources(self, group: str, version: str) -> list[str]:
+        """Resource names under /apis/<group>/<version> (discovery)."""
+        with translated_errors():
+            listing = k8s.CustomObjectsApi(self.api_client).get_api_resources(
+                group, version, _request_timeout=self.timeout)
+        return [r.name for r in listing.resources]
+
+    def get_config_map(self, namespace: str, name: str) -> dict | None:
+        """The data of a ConfigMap, None when it does not exist."""
+        with translated_errors():
+            try:
+                cm = self.core.read_namespaced_config_map(name, namespace, _request_timeout=self.timeout)
+            except ApiException as e:
+                if e.status == 404:
+                    return None
+                raise
+        return dict(cm.data or {})
+
+    def can_i(self, verb: str, resource: str, group: str = "", namespace: str = "") -> bool:
+        """A SelfSubjectAccessReview: may this client's identity do `verb` on `resource`?"""
+        review = {"apiVersion": "authorization.k8s.io/v1", "kind": "SelfSubjectAccessReview",
+                  "spec": {"resourceAttributes": {"group": group, "resource": resource, "verb": verb,
+                                                  "namespace": namespace}}}
+        with translated_errors():
+            answer = self.authorization.create_self_subject_access_review(review, _request_timeout=self.timeout)
+        return bool(answer.status and answer.status.allowed)
 
     # helpers
     def _create_or_patch(self, create, patch, obj: dict, namespaced: bool = True) -> None:

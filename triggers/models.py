@@ -23,7 +23,9 @@ name_validator = RegexValidator(
     "(it becomes the Knative Service name).",
     code="invalid_name",
 )
-RESERVED_PORTS = (8012, 8022, 9090, 9091)  # Knative's queue-proxy and activator ports
+# Knative refuses these (knative/serving pkg/apis/serving/k8s_validation.go reservedPorts): queue-proxy's
+# HTTP/1 8012 and HTTP/2 8013 backends, its admin 8022, metrics 9090/9091, and the profiling port 8008.
+RESERVED_PORTS = (8008, 8012, 8013, 8022, 9090, 9091)
 RESERVED_ENV = ("PORT", "K_SERVICE", "K_CONFIGURATION", "K_REVISION")
 
 
@@ -366,3 +368,27 @@ class ScaleEvent(models.Model):
 
     def __str__(self) -> str:
         return f"{self.trigger} {self.from_pods}→{self.to_pods} {self.cause}"
+
+
+class ClusterCheck(models.Model):
+    """One run of `manage.py check_cluster`: each check's name, ✓/✗, what was seen and the fix."""
+
+    KEEP = 20  # runs kept; the Diag page shows the latest
+
+    ran_at = models.DateTimeField(default=timezone.now)
+    ok = models.BooleanField()
+    probe = models.BooleanField(default=False)
+    results = models.JSONField(default=list)  # [{"name", "ok", "detail", "fix"}]
+
+    class Meta:
+        ordering = ["-ran_at", "-pk"]
+
+    def __str__(self) -> str:
+        return f"cluster check {self.ran_at:%Y-%m-%d %H:%M} {'ok' if self.ok else 'failed'}"
+
+    @classmethod
+    def record(cls, results: list[dict], *, probe: bool) -> ClusterCheck:
+        check = cls.objects.create(ok=all(r["ok"] for r in results), probe=probe, results=results)
+        old = cls.objects.order_by("-ran_at", "-pk").values_list("pk", flat=True)[cls.KEEP:]
+        cls.objects.filter(pk__in=list(old)).delete()
+        return check

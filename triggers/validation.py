@@ -73,7 +73,8 @@ def validate_port(port: int) -> int:
     if not isinstance(port, int) or isinstance(port, bool) or not 1 <= port <= 65535:
         raise ValidationError({"port": "Port must be a whole number from 1 to 65535."})
     if port in RESERVED_PORTS:
-        raise ValidationError({"port": f"Port {port} is reserved by Knative ({', '.join(map(str, RESERVED_PORTS))})."})
+        raise ValidationError({"port": f"Port {port} is reserved by Knative ({', '.join(map(str, RESERVED_PORTS))}: "
+                                       "its queue-proxy, metrics and profiling ports); use another, e.g. 8080."})
     return port
 
 

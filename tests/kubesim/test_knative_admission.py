@@ -112,3 +112,38 @@ def test_merge_patch_keeps_the_annotations(custom, ns):
     out = custom.patch_namespaced_custom_object(G, V, ns, KSVC, "p",
                                                 {"metadata": {"labels": {"x": "y"}}})
     assert "serving.knative.dev/creator" in out["metadata"]["annotations"]
+
+
+def _with_ports(name: str, *ports: dict, extra_containers: list | None = None) -> dict:
+    body = kservice(name)
+    body["spec"]["template"]["spec"]["containers"][0]["ports"] = list(ports)
+    if extra_containers:
+        body["spec"]["template"]["spec"]["containers"] += extra_containers
+    return body
+
+
+@pytest.mark.parametrize("port", [8008, 8012, 8013, 8022, 9090, 9091])
+def test_knatives_reserved_ports_are_refused_with_its_message(sim, custom, ns, port):
+    text = _denial(custom, ns, _with_ports(f"p{port}", {"containerPort": port}))
+    assert text == (f"invalid value: {port} is a reserved port: spec.template.spec.containers[0].ports.containerPort\n"
+                    f"{port} is a reserved port, please use a different value")
+
+
+def test_a_port_name_other_than_h2c_or_http1_is_refused(sim, custom, ns):
+    text = _denial(custom, ns, _with_ports("named", {"containerPort": 8080, "name": "web"}))
+    assert text == ("Port name web is not allowed: spec.template.spec.containers[0].ports\n"
+                    "Name must be empty, or one of: 'h2c', 'http1'")
+    for name in ("h2c", "http1"):
+        custom.create_namespaced_custom_object(G, V, ns, KSVC, _with_ports(name, {"containerPort": 8080,
+                                                                                  "name": name}))
+
+
+def test_only_one_port_is_allowed(sim, custom, ns):
+    text = _denial(custom, ns, _with_ports("two", {"containerPort": 8080}, {"containerPort": 8081}))
+    assert text == ("more than one container port is set: spec.template.spec.containers[*].ports\n"
+                    "Only a single port is allowed across all containers")
+
+
+def test_only_tcp_is_allowed(sim, custom, ns):
+    text = _denial(custom, ns, _with_ports("udp", {"containerPort": 8080, "protocol": "UDP"}))
+    assert text == "invalid value: UDP: spec.template.spec.containers[0].ports.protocol"

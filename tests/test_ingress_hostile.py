@@ -121,8 +121,11 @@ def _check_answer(status: int, headers: dict, body: bytes) -> None:
     assert b"Traceback" not in body
 
 
-@settings(max_examples=int(os.environ.get("RELAY_HOSTILE_EXAMPLES", "60")), deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture,
-                                                                  HealthCheck.too_slow])
+EXAMPLES = int(os.environ.get("RELAY_HOSTILE_EXAMPLES", "60"))
+
+
+@settings(max_examples=EXAMPLES, deadline=None,
+          suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
 @given(method=METHODS, path=PATHS, query=QUERIES, headers=HEADERS, body=BODIES, framing=FRAMING,
        chunks=st.lists(st.integers(1, 700), max_size=5))
 def test_no_hostile_request_gets_a_500_loses_a_delivery_or_touches_another_tenant(

@@ -5,7 +5,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('triggers', '0003_observed_pods'),
+        ('triggers', '0006_delivery_cancelled'),
     ]
 
     operations = [

@@ -1,0 +1,139 @@
+"""Slow senders under the real web server (uvicorn with relayweb.protocol, as the Procfile runs it): a
+request's head and a webhook's body have RELAY_CLIENT_TIMEOUT; a dripping sender gets 408 and is
+disconnected, a large body arriving steadily is not cut off."""
+
+import json
+import select
+import shlex
+import socket
+import time
+from urllib.parse import urlsplit
+
+import pytest
+
+from tests.deploy.charts import RELAYWEB_REQUIRED, REPO, render
+from tests.test_helm_charts import container, deployments
+from triggers.models import Delivery, Trigger
+
+pytestmark = pytest.mark.django_db(transaction=True)
+TIMEOUT = 0.5
+
+
+@pytest.fixture
+def server(relay, settings):
+    settings.RELAY_CLIENT_TIMEOUT = TIMEOUT  # read by each new connection and each body read
+    return urlsplit(relay).port
+
+
+def drip(port: int | socket.socket, first: bytes, pieces, interval: float = 0.3, give_up: float = 6.0):
+    """Send `first`, then one of `pieces` every `interval` s until the server answers or closes.
+    Returns (seconds from the first byte until the server closed, what it answered); closed=None if it never did."""
+    sock = port if isinstance(port, socket.socket) else socket.create_connection(("127.0.0.1", port))
+    sock.settimeout(give_up)
+    started, received = time.monotonic(), b""
+    try:
+        sock.sendall(first)
+        for piece in pieces:
+            if select.select([sock], [], [], interval)[0] or time.monotonic() - started > give_up:
+                break
+            try:
+                sock.sendall(piece)
+            except OSError:
+                break
+        while chunk := sock.recv(65536):
+            received += chunk
+        return time.monotonic() - started, received
+    except TimeoutError:
+        return None, received
+    except ConnectionResetError:
+        return time.monotonic() - started, received
+    finally:
+        sock.close()
+
+
+def answer(raw: bytes) -> tuple[int, dict, bytes]:
+    head, _, body = raw.partition(b"\r\n\r\n")
+    lines = head.decode("latin-1").split("\r\n")
+    headers = dict(line.lower().split(": ", 1) for line in lines[1:])
+    return int(lines[0].split()[1]), headers, body
+
+
+def header_lines(n=100):
+    return (b"X-Drip-%d: 1\r\n" % i for i in range(n))
+
+
+def test_a_sender_dripping_header_lines_gets_408_at_the_timeout(server):
+    closed_after, raw = drip(server, b"POST /hooks/whatever HTTP/1.1\r\nHost: 127.0.0.1\r\n", header_lines())
+    assert closed_after is not None, "a dripping sender kept the connection open"
+    assert TIMEOUT <= closed_after < TIMEOUT + 1.0
+    status, headers, body = answer(raw)
+    assert status == 408 and headers["connection"] == "close"
+    assert headers["content-type"] == "application/json" and "RELAY_CLIENT_TIMEOUT" in json.loads(body)["detail"]
+
+
+def test_the_next_request_on_a_kept_alive_connection_has_the_same_deadline(server):
+    sock = socket.create_connection(("127.0.0.1", server))
+    sock.sendall(b"GET /hooks/ HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
+    first = b""
+    while not first.endswith(b"}"):
+        first += sock.recv(65536)
+    assert first.startswith(b"HTTP/1.1 404")
+    time.sleep(TIMEOUT)  # idle between requests is --timeout-keep-alive's (5 s), not this deadline
+    closed_after, raw = drip(sock, b"POST /hooks/x HTTP/1.1\r\n", header_lines())
+    assert closed_after is not None and TIMEOUT <= closed_after < TIMEOUT + 1.0
+    assert answer(raw)[0] == 408
+
+
+def test_a_connection_that_sends_nothing_is_closed_without_an_answer(server):
+    closed_after, raw = drip(server, b"", [])
+    assert closed_after is not None and TIMEOUT <= closed_after < TIMEOUT + 1.0 and raw == b""
+
+
+def test_a_sender_dripping_the_body_gets_408_and_nothing_is_recorded(server, tenant_a):
+    trigger = Trigger.objects.create(tenant=tenant_a, name="slow", image="kubesim/echo")
+    head = (f"POST /hooks/{trigger.token} HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
+            "Content-Length: 100\r\n\r\n").encode()
+    closed_after, raw = drip(server, head, [b"x"] * 100)
+    assert closed_after is not None and TIMEOUT <= closed_after < TIMEOUT + 1.0
+    status, headers, body = answer(raw)
+    assert status == 408 and headers["connection"] == "close"
+    assert "RELAY_CLIENT_TIMEOUT" in json.loads(body)["detail"]
+    time.sleep(0.2)
+    assert not Delivery.objects.filter(trigger=trigger).exists()
+
+
+def test_the_rest_of_an_answered_body_must_still_arrive_in_time(server):
+    """An unknown URL is answered at once; a sender that keeps dripping the body it announced is cut off."""
+    head = b"POST /hooks/not-a-token HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: 1000\r\n\r\n"
+    closed_after, raw = drip(server, head, [b"x"] * 100)
+    assert closed_after is not None and closed_after < TIMEOUT + 1.0
+    assert answer(raw)[0] == 404
+
+
+def test_a_large_body_arriving_steadily_is_not_cut_off(server, live_trigger):
+    trigger = live_trigger()
+    chunk, count = b"y" * 32 * 1024, 16  # 512 KiB over ~1.6 s: three times the timeout, well above the rate
+    head = (f"POST /hooks/{trigger.token}/big HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n"
+            f"Content-Length: {len(chunk) * count}\r\n\r\n").encode()
+    closed_after, raw = drip(server, head + chunk, [chunk] * (count - 1), interval=0.1)
+    status, _, body = answer(raw)
+    assert closed_after is not None and closed_after > 3 * TIMEOUT
+    assert status == 200, body[:300]
+    assert json.loads(body)["body_size"] == len(chunk) * count
+
+
+def web_commands() -> dict[str, list[str]]:
+    procfile = dict(line.split(": ", 1) for line in (REPO / "Procfile").read_text().splitlines() if line)
+    cmd = next(line for line in (REPO / "deploy" / "Dockerfile").read_text().splitlines() if line.startswith("CMD"))
+    return {"Procfile": shlex.split(procfile["web"]), "Dockerfile": json.loads(cmd[3:]),
+            "chart": container(deployments(render("relayweb", RELAYWEB_REQUIRED))["web"])["command"]}
+
+
+@pytest.mark.django_db(transaction=False)
+def test_every_web_server_runs_the_protocol_with_explicit_limits():
+    for where, command in web_commands().items():
+        options = {name: value for name, value in zip(command, [*command[1:], ""], strict=True)
+                   if name.startswith("--") and not value.startswith("--")}
+        assert options.get("--http") == "relayweb.protocol:HttpProtocol", where
+        assert int(options["--limit-concurrency"]) > 0 and int(options["--timeout-keep-alive"]) > 0, where
+        assert int(options["--backlog"]) > 0, where

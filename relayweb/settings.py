@@ -80,6 +80,7 @@ MIDDLEWARE = [
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    "relayweb.middleware.DatabaseUnavailableMiddleware",
 ]
 
 ROOT_URLCONF = "relayweb.urls"
@@ -104,7 +105,10 @@ TEMPLATES = [
 # Database: SQLite unless DATABASE_URL is set (postgres://user:pass@host:5432/name uses psycopg2).
 DATABASE_URL = envsecret("DATABASE_URL")
 DATABASES = {
-    "default": dj_database_url.parse(DATABASE_URL, conn_max_age=envint("DB_CONN_MAX_AGE", "60"))
+    # a reused connection is checked before its first query of a request or task (a database restart
+    # leaves the pooled ones dead)
+    "default": dj_database_url.parse(DATABASE_URL, conn_max_age=envint("DB_CONN_MAX_AGE", "60"),
+                                     conn_health_checks=True)
     if DATABASE_URL
     else {"ENGINE": "django.db.backends.sqlite3", "NAME": BASE_DIR / "var" / "relayweb.sqlite3"}
 }

@@ -20,7 +20,7 @@ from dataclasses import dataclass
 
 from asgiref.sync import sync_to_async
 from django.conf import settings
-from django.db import IntegrityError, close_old_connections
+from django.db import IntegrityError, InterfaceError, OperationalError, close_old_connections
 from django.db.models import Q
 from django.utils import timezone
 
@@ -190,6 +190,10 @@ class Ingress:
             status, body, extra = await self.handle(scope, headers, receive)
         except ConnectionResetError:
             return
+        except (OperationalError, InterfaceError) as e:  # never a 500, never a 202 for a row not stored
+            log.warning("webhook answered 503, the database is unavailable: %s", e)
+            status, body = problem(503, "The database is unavailable; try again shortly.")
+            extra = [*JSON, (b"retry-after", b"5")]
         await respond(send, status, body, extra or JSON)
 
     async def handle(self, scope, headers, receive) -> tuple[int, bytes, list | None]:
@@ -249,6 +253,8 @@ class Ingress:
 
     async def duplicate(self, request: DeliveryRecord) -> tuple[int, bytes, list | None]:
         """A repeat of a provider delivery id gets the first outcome; the handler is not called again."""
+        if not await sync_to_async(Trigger.objects.filter(pk=request.trigger_id).exists, thread_sensitive=False)():
+            return (*problem(404, "Unknown webhook URL."), None)  # deleted since its route was cached
         first = await sync_to_async(
             lambda: Delivery.objects.filter(trigger_id=request.trigger_id,
                                             provider_delivery_id=request.provider_delivery_id).first(),

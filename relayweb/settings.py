@@ -80,7 +80,7 @@ MIDDLEWARE = [
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
-    "relayweb.middleware.DatabaseUnavailableMiddleware",
+    "relayweb.middleware.ServiceUnavailableMiddleware",
 ]
 
 ROOT_URLCONF = "relayweb.urls"

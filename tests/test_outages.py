@@ -143,3 +143,39 @@ def test_a_trigger_deleted_while_its_route_is_cached_answers_404(relay, live_tri
     response = hook(relay, trigger, **{"X-Event-Id": "2"})
     assert response.status_code == 404, response.text
     assert response.json() == {"detail": "Unknown webhook URL."}
+
+
+DEPLOY_WITHOUT_BROKER = """
+import json, django
+django.setup()
+from django.test import Client
+response = Client(raise_request_exception=False).post("/api/v1/tenants/acme/triggers/later/deploy/", HTTP_AUTHORIZATION="Token %s")
+print(json.dumps([response.status_code, response.headers.get("Retry-After"), response.content.decode()]))
+"""
+
+
+def test_a_deploy_while_the_task_queue_is_down_answers_503_json_and_is_applied_later(tenant_a, alice, token_for,
+                                                                                    settings):
+    """A web process whose Redis is unreachable (a port nothing listens on): the deployment is saved,
+    pending, and the API says so with 503 JSON instead of a 500; deployments_resume applies it later."""
+    import json
+    import os
+    import subprocess
+    import sys
+
+    from tests.cluster import REPO, _database_url
+    from triggers.deploys import deployments_resume
+    from triggers.models import Deployment
+
+    trigger = Trigger.objects.create(tenant=tenant_a, name="later", image="kubesim/echo")
+    env = {**os.environ, "DJANGO_SETTINGS_MODULE": "tests.settings", "DATABASE_URL": _database_url(),
+           "REDIS_URL": "redis://127.0.0.1:9/0"}
+    run = subprocess.run([sys.executable, "-c", DEPLOY_WITHOUT_BROKER % token_for(alice)], cwd=REPO, env=env,
+                         capture_output=True, text=True, timeout=120)
+    status, retry_after, body = json.loads(run.stdout.strip().splitlines()[-1])
+    assert (status, retry_after) == (503, "5"), body
+    assert "task queue is unavailable" in json.loads(body)["detail"]
+    (deployment,) = Deployment.objects.filter(trigger=trigger)
+    assert deployment.status == Deployment.Status.PENDING
+    settings.RELAY_STUCK_AFTER = 0
+    assert deployments_resume() == 1  # re-enqueued once the queue answers again

@@ -1,13 +1,20 @@
-"""The web process's HTTP protocol: uvicorn's httptools protocol, with a deadline for reading requests.
+"""The web process's HTTP protocol: uvicorn's httptools protocol, with deadlines for reading requests.
 
-uvicorn closes idle keep-alive connections (`--timeout-keep-alive`) but has no deadline for a request's
-head: a sender dripping one header line every few seconds holds a connection (and a slot of
-`--limit-concurrency`) for as long as it likes. Here the head must arrive within RELAY_CLIENT_TIMEOUT of
-the connection opening (or, on a reused connection, of the request's first byte); otherwise the sender
-gets 408 and the connection is closed (a connection that never sent a byte is closed without a word).
-The body is the application's to read: the ingress gives it its own deadline (triggers/ingress.py). When
-an answer went out before the body was read (404, 413, 408…), the rest of the body must still arrive
-within RELAY_CLIENT_TIMEOUT, or the connection is closed.
+uvicorn closes idle keep-alive connections (`--timeout-keep-alive`) but has no deadline for reading a
+request: a sender dripping one header line, or one body byte, every few seconds holds a connection (and
+a slot of `--limit-concurrency`) as long as it likes. Here:
+
+- a request's head must arrive within RELAY_CLIENT_TIMEOUT of the connection opening (on a reused
+  connection, of the request's first byte): else 408 and the connection is closed (a connection that
+  never sent a byte is closed without a word);
+- its body within RELAY_CLIENT_TIMEOUT of the head, plus one second for every RELAY_CLIENT_MIN_RATE
+  bytes received (a large body arriving steadily is not cut off, a dripping one is): else 408 if nothing
+  was answered yet (the application sees the client disconnect), and the connection is closed. The rest
+  of a body answered early (404, 413…) has the same deadline. Time the server itself stops reading
+  (flow control: the application has not taken what it has) does not count against the sender.
+
+This runs for every path (webhooks, pages, API) and costs the common request nothing: a timer is armed
+only when a read ends with a request incomplete.
 
 Served with `uvicorn relayweb.asgi:application --http relayweb.protocol:HttpProtocol` (Procfile, the
 Dockerfile, the Helm chart).
@@ -21,67 +28,92 @@ from asyncio import TimerHandle
 from django.conf import settings
 from uvicorn.protocols.http.httptools_impl import STATUS_LINE, HttpToolsProtocol
 
+IDLE, FRESH, HEAD, BODY = "idle", "fresh", "head", "body"  # what the connection is waiting for from the sender
+
 
 class HttpProtocol(HttpToolsProtocol):
     def __init__(self, *args, **kwargs) -> None:
         super().__init__(*args, **kwargs)
         self.client_timeout = float(settings.RELAY_CLIENT_TIMEOUT)
-        self.read_deadline: TimerHandle | None = None
-        self.reading_head = False  # a request's first byte arrived, its head is not complete
+        self.min_rate = float(settings.RELAY_CLIENT_MIN_RATE)
+        self.reading, self.since, self.received = IDLE, 0.0, 0
+        self.read_timer: TimerHandle | None = None
 
     def connection_made(self, transport) -> None:
         super().connection_made(transport)
-        self._arm()
+        self.reading, self.since = FRESH, self.loop.time()
+        self._arm(self.since + self.client_timeout)
 
     def connection_lost(self, exc: Exception | None) -> None:
-        self._disarm()
+        if self.read_timer is not None:
+            self.read_timer.cancel()
+            self.read_timer = None
         super().connection_lost(exc)
 
+    def data_received(self, data: bytes) -> None:
+        super().data_received(data)
+        if self.reading is not IDLE and self.read_timer is None and not self.transport.is_closing():
+            self._arm(self._deadline())  # this read ended with a request incomplete
+
+    # parser callbacks: where the request stands
     def on_message_begin(self) -> None:
         super().on_message_begin()
-        self.reading_head = True
-        if self.read_deadline is None:  # a fresh connection's deadline already runs from its opening
-            self._arm()
+        if self.reading is not FRESH:  # a fresh connection's first head is timed from the connection's opening
+            self.since = self.loop.time()
+        self.reading = HEAD
 
     def on_headers_complete(self) -> None:
-        self.reading_head = False
-        self._disarm()
         super().on_headers_complete()
+        self.reading, self.since, self.received = BODY, self.loop.time(), 0
+
+    def on_body(self, body: bytes) -> None:
+        self.received += len(body)
+        super().on_body(body)
 
     def on_message_complete(self) -> None:
-        if self.cycle is not None and self.cycle.response_complete:
-            self._disarm()  # the rest of an already answered request's body arrived in time
+        self.reading = IDLE  # also for a websocket handshake: the upgraded connection has no read deadline
         super().on_message_complete()
 
-    def on_response_complete(self) -> None:
-        super().on_response_complete()
-        cycle = self.cycle
-        if cycle is not None and cycle.response_complete and cycle.more_body and not self.transport.is_closing():
-            self._arm()  # answered before its body was read: the rest must still come in time
+    # the deadline
+    def _deadline(self) -> float:
+        if self.reading is BODY:
+            return self.since + self.client_timeout + self.received / self.min_rate
+        return self.since + self.client_timeout
 
-    def _arm(self) -> None:
-        self._disarm()
-        self.read_deadline = self.loop.call_later(self.client_timeout, self._timed_out)
+    def _arm(self, when: float) -> None:
+        self.read_timer = self.loop.call_at(when, self._check)
 
-    def _disarm(self) -> None:
-        if self.read_deadline is not None:
-            self.read_deadline.cancel()
-            self.read_deadline = None
+    def _check(self) -> None:
+        self.read_timer = None
+        if self.reading is IDLE or self.transport.is_closing():
+            return
+        if self.flow.read_paused:  # we are not reading: the sender is not late
+            self.since = self.loop.time()
+            self._arm(self._deadline())
+            return
+        deadline = self._deadline()
+        if self.loop.time() < deadline:
+            self._arm(deadline)
+            return
+        self._timed_out()
 
     def _timed_out(self) -> None:
-        self.read_deadline = None
-        if self.transport.is_closing():
+        cycle = self.cycle
+        if self.reading is HEAD and cycle is not None and not cycle.response_complete:
+            cycle.keep_alive = False  # a pipelined request is the slow one: close after the current response
             return
-        if self.cycle is not None and not self.cycle.response_complete:
-            self.cycle.keep_alive = False  # a pipelined request is the slow one: close after this response
-            return
-        if self.reading_head:
-            self._send_408()
+        if self.reading is BODY and cycle is not None and not cycle.response_complete:
+            if not cycle.response_started:
+                self._send_408("Request body arrived too slowly: {timeout} s allowed, plus 1 s per "
+                               f"{self.min_rate:g} bytes received (RELAY_CLIENT_TIMEOUT, RELAY_CLIENT_MIN_RATE).")
+            cycle.disconnected = True  # the application's receive() answers http.disconnect; its sends are dropped
+            cycle.message_event.set()
+        elif self.reading is HEAD:
+            self._send_408("Request headers not received within {timeout} s (RELAY_CLIENT_TIMEOUT).")
         self.transport.close()
 
-    def _send_408(self) -> None:
-        body = json.dumps({"detail": f"Request headers not received within {self.client_timeout:g} s "
-                                     "(RELAY_CLIENT_TIMEOUT)."}).encode()
+    def _send_408(self, detail: str) -> None:
+        body = json.dumps({"detail": detail.format(timeout=f"{self.client_timeout:g}")}).encode()
         content = [STATUS_LINE[408]]
         for name, value in self.server_state.default_headers:
             content += [name, b": ", value, b"\r\n"]

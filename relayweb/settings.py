@@ -256,8 +256,8 @@ RELAY_MAX_BODY_BYTES = envint("RELAY_MAX_BODY_BYTES", str(1024 * 1024))
 RELAY_RESPONSE_BODY_CAP = envint("RELAY_RESPONSE_BODY_CAP", str(64 * 1024))
 RELAY_TOKEN_OVERLAP = envint("RELAY_TOKEN_OVERLAP", str(24 * 3600))
 RELAY_INGRESS_CACHE_TTL = float(os.getenv("RELAY_INGRESS_CACHE_TTL", "2.0"))
-# Slow senders: a request's head must arrive within RELAY_CLIENT_TIMEOUT seconds (relayweb/protocol.py), a
-# webhook's body within it plus one second per RELAY_CLIENT_MIN_RATE bytes received; else 408.
+# Slow senders (relayweb/protocol.py): a request's head must arrive within RELAY_CLIENT_TIMEOUT seconds, its
+# body within it plus one second per RELAY_CLIENT_MIN_RATE bytes received; else 408.
 RELAY_CLIENT_TIMEOUT = float(os.getenv("RELAY_CLIENT_TIMEOUT", "10"))
 RELAY_CLIENT_MIN_RATE = envint("RELAY_CLIENT_MIN_RATE", str(8 * 1024))
 RELAY_RETRY_BASE = float(os.getenv("RELAY_RETRY_BASE", "2.0"))

@@ -149,7 +149,8 @@ DEPLOY_WITHOUT_BROKER = """
 import json, django
 django.setup()
 from django.test import Client
-response = Client(raise_request_exception=False).post("/api/v1/tenants/acme/triggers/later/deploy/", HTTP_AUTHORIZATION="Token %s")
+response = Client(raise_request_exception=False).post("/api/v1/tenants/acme/triggers/later/deploy/",
+                                                     HTTP_AUTHORIZATION="Token %s")
 print(json.dumps([response.status_code, response.headers.get("Retry-After"), response.content.decode()]))
 """
 

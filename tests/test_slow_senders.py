@@ -2,6 +2,7 @@
 request's head and a webhook's body have RELAY_CLIENT_TIMEOUT; a dripping sender gets 408 and is
 disconnected, a large body arriving steadily is not cut off."""
 
+import asyncio
 import json
 import select
 import shlex
@@ -11,6 +12,7 @@ from urllib.parse import urlsplit
 
 import pytest
 
+from tests.cluster import wait_for
 from tests.deploy.charts import RELAYWEB_REQUIRED, REPO, render
 from tests.test_helm_charts import container, deployments
 from triggers.models import Delivery, Trigger
@@ -102,6 +104,29 @@ def test_a_sender_dripping_the_body_gets_408_and_nothing_is_recorded(server, ten
     assert not Delivery.objects.filter(trigger=trigger).exists()
 
 
+def test_pages_and_the_api_have_the_same_body_deadline(server):
+    head = (b"POST /api/v1/tokens/ HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
+            b"Content-Length: 100\r\n\r\n")
+    closed_after, raw = drip(server, head, [b" "] * 100)
+    assert closed_after is not None and TIMEOUT <= closed_after < TIMEOUT + 1.0
+    assert answer(raw)[0] == 408
+
+
+def test_a_websocket_outlives_the_read_deadline(server, tenant_a, alice):
+    from django.conf import settings
+    from django.test import Client
+    from websockets.sync.client import connect
+
+    browser = Client()
+    browser.force_login(alice)
+    cookie = f"{settings.SESSION_COOKIE_NAME}={browser.cookies[settings.SESSION_COOKIE_NAME].value}"
+    with connect(f"ws://127.0.0.1:{server}/ws/tenants/{tenant_a.slug}/", origin="http://127.0.0.1",
+                 additional_headers={"Cookie": cookie}, open_timeout=10) as ws:
+        assert json.loads(ws.recv(timeout=10))  # the snapshot
+        time.sleep(3 * TIMEOUT)
+        ws.ping().wait(5)  # still open, still answering
+
+
 def test_the_rest_of_an_answered_body_must_still_arrive_in_time(server):
     """An unknown URL is answered at once; a sender that keeps dripping the body it announced is cut off."""
     head = b"POST /hooks/not-a-token HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: 1000\r\n\r\n"
@@ -137,3 +162,39 @@ def test_every_web_server_runs_the_protocol_with_explicit_limits():
         assert options.get("--http") == "relayweb.protocol:HttpProtocol", where
         assert int(options["--limit-concurrency"]) > 0 and int(options["--timeout-keep-alive"]) > 0, where
         assert int(options["--backlog"]) > 0, where
+
+
+async def reads_late(scope, receive, send):
+    """An application that takes 4 x TIMEOUT before reading the body (the server stops reading meanwhile)."""
+    if scope["type"] != "http":
+        return
+    await asyncio.sleep(4 * TIMEOUT)
+    size, more = 0, True
+    while more:
+        message = await receive()
+        size, more = size + len(message.get("body", b"")), message.get("more_body", False)
+    await send({"type": "http.response.start", "status": 200, "headers": [(b"content-type", b"text/plain")]})
+    await send({"type": "http.response.body", "body": str(size).encode()})
+
+
+@pytest.mark.django_db(transaction=False)
+def test_time_the_server_is_not_reading_does_not_count_against_the_sender(settings):
+    import threading
+
+    import requests
+    import uvicorn
+
+    settings.RELAY_CLIENT_TIMEOUT, settings.RELAY_CLIENT_MIN_RATE = TIMEOUT, 10**12  # no allowance for size
+    server = uvicorn.Server(uvicorn.Config(reads_late, host="127.0.0.1", port=0, log_level="warning",
+                                           lifespan="off", http="relayweb.protocol:HttpProtocol"))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    try:
+        wait_for(lambda: server.started, message="uvicorn started")
+        port = server.servers[0].sockets[0].getsockname()[1]
+        body = b"z" * (4 * 1024 * 1024)  # far beyond what the server buffers before it stops reading
+        response = requests.post(f"http://127.0.0.1:{port}/", data=body, timeout=30)
+        assert (response.status_code, response.text) == (200, str(len(body)))
+    finally:
+        server.should_exit = True
+        thread.join(10)

@@ -1,6 +1,6 @@
 """A backing service that is down answers 503 with Retry-After (JSON under /api/, a plain page
-elsewhere), not a traceback's 500: the database, or the task queue (Redis) after a change was saved,
-which the periodic jobs then carry out (a deployment left pending is re-enqueued after RELAY_STUCK_AFTER).
+elsewhere), not a traceback's 500: the database, or the task queue (Redis) after a change was saved
+(a deployment left pending is re-enqueued by deployments_resume after RELAY_STUCK_AFTER).
 The webhook ingress has its own answer (triggers/ingress.py)."""
 
 import logging
@@ -14,7 +14,7 @@ log = logging.getLogger(__name__)
 RETRY_AFTER = "5"
 DETAIL = {
     "database": "The database is unavailable; try again shortly.",
-    "task queue": "The task queue is unavailable; what was saved is carried out once it is back.",
+    "task queue": "The task queue is unavailable: the change was saved, its background work not queued yet.",
 }
 PAGE = """<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><title>Temporarily unavailable · relayweb</title></head>

@@ -16,6 +16,7 @@ from django.conf import settings
 from django.db import connection
 from django.test import Client
 
+from tests.cluster import wait_for
 from triggers.models import Delivery, Trigger
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -94,6 +95,26 @@ def test_webhooks_succeed_right_after_the_database_ended_every_connection(relay,
     assert terminate_other_connections() > 0  # the ingress's pooled connections (a database restart)
     for response in send_many(relay, [sync, queued]):
         assert response.status_code in (200, 202), response.text
+
+
+@pytest.mark.celery
+def test_a_worker_carries_on_after_the_database_ended_its_connections(relay, live_trigger, worker):
+    """(Celery closes the worker's connections around every task, so it never reuses a dead one.)"""
+    postgres_only()
+    trigger = live_trigger(mode="async")
+
+    def delivered(response):
+        assert response.status_code == 202, response.text
+        pk = response.json()["delivery_id"]
+        return wait_for(lambda: Delivery.objects.filter(pk=pk, state="succeeded").first(), timeout=30,
+                        message=f"delivery {pk} delivered")
+
+    delivered(hook(relay, trigger))  # the worker holds a pooled connection now
+    assert terminate_other_connections() > 0  # the worker's and the ingress's
+    response = hook(relay, trigger)
+    if response.status_code == 503:  # the ingress's own reconnect is the first test's; here the worker's counts
+        response = hook(relay, trigger)
+    assert delivered(response).attempts == 1  # no failed attempt, no wait for the sweep
 
 
 def test_a_database_outage_answers_503_json_with_retry_after_and_never_202(relay, live_trigger, tenant_a,

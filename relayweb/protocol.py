@@ -11,7 +11,8 @@ a slot of `--limit-concurrency`) as long as it likes. Here:
   bytes received (a large body arriving steadily is not cut off, a dripping one is): else 408 if nothing
   was answered yet (the application sees the client disconnect), and the connection is closed. The rest
   of a body answered early (404, 413…) has the same deadline. Time the server itself stops reading
-  (flow control: the application has not taken what it has) does not count against the sender.
+  (flow control: the application has not taken what it has), or has not sent the "100 Continue" a
+  sender waits for, does not count against the sender.
 
 This runs for every path (webhooks, pages, API) and costs the common request nothing: a timer is armed
 only when a read ends with a request incomplete.
@@ -26,9 +27,24 @@ import json
 from asyncio import TimerHandle
 
 from django.conf import settings
+from uvicorn.protocols.http.flow_control import FlowControl
 from uvicorn.protocols.http.httptools_impl import STATUS_LINE, HttpToolsProtocol
 
 IDLE, FRESH, HEAD, BODY = "idle", "fresh", "head", "body"  # what the connection is waiting for from the sender
+
+
+class Flow(FlowControl):
+    """uvicorn's flow control, restarting the sender's clock when the server starts reading again (after a
+    pause, or when it asks for a body announced with `Expect: 100-continue`)."""
+
+    def __init__(self, transport, protocol: HttpProtocol) -> None:
+        super().__init__(transport)
+        self.protocol = protocol
+
+    def resume_reading(self) -> None:
+        if self.read_paused or self.protocol.held:
+            self.protocol.held, self.protocol.since = False, self.protocol.loop.time()
+        super().resume_reading()
 
 
 class HttpProtocol(HttpToolsProtocol):
@@ -37,10 +53,12 @@ class HttpProtocol(HttpToolsProtocol):
         self.client_timeout = float(settings.RELAY_CLIENT_TIMEOUT)
         self.min_rate = float(settings.RELAY_CLIENT_MIN_RATE)
         self.reading, self.since, self.received = IDLE, 0.0, 0
+        self.held = False  # the sender waits for our "100 Continue": its clock does not run
         self.read_timer: TimerHandle | None = None
 
     def connection_made(self, transport) -> None:
         super().connection_made(transport)
+        self.flow = Flow(transport, self)
         self.reading, self.since = FRESH, self.loop.time()
         self._arm(self.since + self.client_timeout)
 
@@ -65,6 +83,7 @@ class HttpProtocol(HttpToolsProtocol):
     def on_headers_complete(self) -> None:
         super().on_headers_complete()
         self.reading, self.since, self.received = BODY, self.loop.time(), 0
+        self.held = self.expect_100_continue
 
     def on_body(self, body: bytes) -> None:
         self.received += len(body)
@@ -87,9 +106,8 @@ class HttpProtocol(HttpToolsProtocol):
         self.read_timer = None
         if self.reading is IDLE or self.transport.is_closing():
             return
-        if self.flow.read_paused:  # we are not reading: the sender is not late
-            self.since = self.loop.time()
-            self._arm(self._deadline())
+        if self.flow.read_paused or self.held:  # we are not reading, or have not asked for the body yet
+            self._arm(self.loop.time() + self.client_timeout)  # (Flow restarts the clock when we do)
             return
         deadline = self._deadline()
         if self.loop.time() < deadline:

@@ -89,6 +89,7 @@ MIDDLEWARE = [
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    "relayweb.middleware.ServiceUnavailableMiddleware",
 ]
 
 ROOT_URLCONF = "relayweb.urls"
@@ -113,7 +114,10 @@ TEMPLATES = [
 # Database: SQLite unless DATABASE_URL is set (postgres://user:pass@host:5432/name uses psycopg2).
 DATABASE_URL = envsecret("DATABASE_URL")
 DATABASES = {
-    "default": dj_database_url.parse(DATABASE_URL, conn_max_age=envint("DB_CONN_MAX_AGE", "60"))
+    # a reused connection is checked before its first query of a request or task (a database restart
+    # leaves the pooled ones dead)
+    "default": dj_database_url.parse(DATABASE_URL, conn_max_age=envint("DB_CONN_MAX_AGE", "60"),
+                                     conn_health_checks=True)
     if DATABASE_URL
     else {"ENGINE": "django.db.backends.sqlite3", "NAME": BASE_DIR / "var" / "relayweb.sqlite3"}
 }
@@ -272,6 +276,10 @@ for _cidr in RELAY_TRUSTED_PROXIES:
     except ValueError:
         raise ImproperlyConfigured(f"RELAY_TRUSTED_PROXIES: {_cidr!r} is not an IP address or CIDR "
                                    "(e.g. 10.0.0.0/8,192.168.1.5)") from None
+# Slow senders (relayweb/protocol.py): a request's head must arrive within RELAY_CLIENT_TIMEOUT seconds, its
+# body within it plus one second per RELAY_CLIENT_MIN_RATE bytes received; else 408.
+RELAY_CLIENT_TIMEOUT = float(os.getenv("RELAY_CLIENT_TIMEOUT", "10"))
+RELAY_CLIENT_MIN_RATE = envint("RELAY_CLIENT_MIN_RATE", str(8 * 1024))
 RELAY_RETRY_BASE = float(os.getenv("RELAY_RETRY_BASE", "2.0"))
 RELAY_RETRY_MAX = float(os.getenv("RELAY_RETRY_MAX", "600"))
 RELAY_DELIVERY_LEASE_MARGIN = float(os.getenv("RELAY_DELIVERY_LEASE_MARGIN", "30"))

@@ -162,7 +162,8 @@ def make_worker(worker_env, cluster):
 
 @pytest.fixture(scope="session")
 def relay_server():
-    """relayweb's ASGI application under a real uvicorn, in a thread (the ingress runs as in production)."""
+    """relayweb's ASGI application under a real uvicorn with the Procfile's protocol, in a thread (the ingress
+    runs as in production)."""
     import socket
     import threading
 
@@ -172,7 +173,7 @@ def relay_server():
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
     server = uvicorn.Server(uvicorn.Config("relayweb.asgi:application", host="127.0.0.1", port=port,
-                                           log_level="warning", lifespan="on",
+                                           log_level="warning", lifespan="on", http="relayweb.protocol:HttpProtocol",
                                            proxy_headers=False))  # as the Procfile: the ingress sees the peer
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()

@@ -35,10 +35,10 @@ from relayweb.celery import app
 app.connection_for_write().transport  # worker and beat: the Redis transport module, as they load it
 import celery.bin.worker, celery.bin.beat, celery.beat
 import uvicorn
-config = uvicorn.Config("relayweb.asgi:application", lifespan="on")
+config = uvicorn.Config("relayweb.asgi:application", lifespan="on", http="relayweb.protocol:HttpProtocol")  # Procfile's
 config.load()
 assert config.ws_protocol_class is not None, "uvicorn found no websocket library: the live pages would not connect"
-assert config.http_protocol_class.__name__ == "HttpToolsProtocol", config.http_protocol_class  # the fast parser
+assert config.http_protocol_class.__mro__[1].__name__ == "HttpToolsProtocol", config.http_protocol_class  # fast parser
 import uvloop  # what uvicorn's "auto" loop picks when it can
 print("ok")
 """

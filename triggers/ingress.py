@@ -22,7 +22,7 @@ from dataclasses import dataclass
 
 from asgiref.sync import sync_to_async
 from django.conf import settings
-from django.db import close_old_connections
+from django.db import InterfaceError, OperationalError, close_old_connections
 from django.db.models import Q
 from django.utils import timezone
 
@@ -248,6 +248,10 @@ class Ingress:
             status, body, extra = await self.handle(scope, headers, receive)
         except ConnectionResetError:
             return
+        except (OperationalError, InterfaceError) as e:  # never a 500, never a 202 for a row not stored
+            log.warning("webhook answered 503, the database is unavailable: %s", e)
+            status, body = problem(503, "The database is unavailable; try again shortly.")
+            extra = [*JSON, (b"retry-after", b"5")]
         if isinstance(body, Streaming):
             await self.stream(send, receive, status, body, extra)
             return

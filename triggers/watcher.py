@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import urllib3
-from django.db import transaction
+from django.db import close_old_connections, transaction
 from django.utils import timezone
 from kubernetes import watch
 from kubernetes.client.exceptions import ApiException
@@ -356,6 +356,7 @@ def run(watcher: Watcher, *, stop: threading.Event, diag_poll=None, diag_interva
     next_diag = 0.0
     try:
         while not stop.is_set():
+            close_old_connections()  # a long-lived process: recycle stale or broken connections (health checks)
             watcher.step(timeout=0.5)
             if diag_poll is not None and time.monotonic() >= next_diag:
                 diag_poll()

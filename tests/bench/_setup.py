@@ -235,6 +235,7 @@ def start_uvicorn(stack: ExitStack, tmp: Path, env: dict) -> tuple[Proc, str]:
     """relayweb.asgi under uvicorn in its own process; returns it and its base URL once /healthz answers."""
     port = free_port()
     proc = start(stack, "uvicorn", [sys.executable, "-m", "uvicorn", "relayweb.asgi:application", "--host", "127.0.0.1",
+                                    "--http", "relayweb.protocol:HttpProtocol",
                                     "--port", str(port), "--log-level", "warning", "--no-access-log",
                                     "--lifespan", "on"], env, tmp)
     base = f"http://127.0.0.1:{port}"

@@ -85,6 +85,8 @@ RELAY_GATEWAY_URL: {{ include "relayweb.gatewayUrl" . | quote }}
 RELAY_AMBASSADOR_ADMIN_URL: {{ include "relayweb.ambassadorAdminUrl" . | quote }}
 RELAY_KUBE_TIMEOUT: {{ .Values.relay.kubeTimeout | quote }}
 RELAY_LEADER_LEASE_NAMESPACE: {{ .Release.Namespace | quote }}
+RELAY_CLIENT_TIMEOUT: {{ .Values.web.server.clientTimeout | quote }}
+RELAY_CLIENT_MIN_RATE: {{ .Values.web.server.clientMinRate | quote }}
 {{- range $name, $value := .Values.extraEnv }}
 {{ $name }}: {{ toString $value | quote }}
 {{- end }}

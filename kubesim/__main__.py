@@ -73,6 +73,9 @@ def build_parser() -> argparse.ArgumentParser:
       help="Ambassador route timeout for Knative mappings (default: the revision's timeoutSeconds)")
     a("--watch-history", type=int, default=d.watch_history, metavar="N",
       help="watch events kept for resume; older resourceVersions get 410 Expired")
+    a("--compact-interval", type=_positive, default=d.compact_interval, metavar="SECONDS",
+      help="compact the watch history every interval (to the previous interval's resourceVersion), "
+           "as kube-apiserver's --etcd-compaction-interval; 0: never")
     a("--bookmark-interval", type=_positive, default=d.bookmark_interval, metavar="SECONDS",
       help="interval of watch BOOKMARK events (when the client allows them)")
     a("--domain", default=d.domain, help="domain of non-cluster-local Knative services")
@@ -91,7 +94,8 @@ def config_from_args(ns: argparse.Namespace) -> SimConfig:
         stable_window=ns.stable_window, scale_to_zero_grace=ns.scale_to_zero_grace,
         progress_deadline=ns.progress_deadline, activation_timeout=ns.activation_timeout,
         queue_depth=ns.queue_depth, route_timeout=ns.route_timeout, watch_history=ns.watch_history,
-        bookmark_interval=ns.bookmark_interval, domain=ns.domain)
+        bookmark_interval=ns.bookmark_interval, domain=ns.domain,
+        compact_interval=ns.compact_interval)
 
 
 async def run(config: SimConfig) -> None:

@@ -40,6 +40,9 @@ class SimConfig:
 
     # Watch history kept for resume; older resourceVersions get 410 Gone.
     watch_history: int = 10000
+    # etcd compaction, as kube-apiserver's --etcd-compaction-interval (default 5 min) drives it: every
+    # interval the history up to the resourceVersion of the previous interval is forgotten (0: never).
+    compact_interval: float = 300.0
     # Interval of watch BOOKMARK events when the client asked for them (seconds).
     bookmark_interval: float = 30.0
 

@@ -524,6 +524,16 @@ class Store:
             return
         self._remove("namespaces", dict(nsobj))
 
+    def compact(self, rv: int | None = None) -> int:
+        """Forget the history up to `rv` (default: now), as etcd's compaction does: a watch from any
+        resourceVersion before it then answers 410 Expired. Returns the compacted resourceVersion."""
+        rv = self.resource_version if rv is None else min(int(rv), self.resource_version)
+        if rv > self.compacted_rv:
+            self.compacted_rv = rv
+            while self.history and self.history[0].rv <= rv:
+                self.history.popleft()
+        return self.compacted_rv
+
     def events_since(self, rv: int) -> list[Event] | None:
         """History events with rv > `rv`, or None when `rv` is older than the kept history (410 Gone)."""
         if rv < self.compacted_rv:

@@ -156,6 +156,57 @@ def test_relists_after_410_gone(tenant_a, tmp_path, settings):
         sim.stop()
 
 
+def test_a_relist_after_a_compaction_gap_drops_the_pods_that_went_meanwhile(watcher, live_trigger, kubesim, k8s):
+    """The watches are down while the trigger scales to zero and the history is compacted: the resume gets
+    410, and the relist, which no longer lists the pod, is what tells the trigger it has none."""
+    from triggers.status import badge
+
+    trigger = live_trigger()
+    Deployment.objects.create(trigger=trigger, spec_version=1, status="ready", generation=1)
+    until(watcher, lambda: fresh(trigger).ready_pods == 1, message="steady")
+    assert badge(fresh(trigger)) == ("ready", "Ready (1 pod)")
+    kubesim.call(lambda: kubesim.sim.faults.add(status=503, verb="watch"))  # every re-watch fails meanwhile
+    kubesim.call(kubesim.sim.faults.drop_watches)
+    wait_for(lambda: not k8s.core.list_namespaced_pod(trigger.namespace).items, message="pods gone in the cluster")
+    kubesim.call(kubesim.sim.store.compact)
+    kubesim.call(kubesim.sim.faults.clear)
+    until(watcher, lambda: fresh(trigger).ready_pods == 0, message="pod dropped by the relist")
+    t = fresh(trigger)
+    assert t.pods == [] and badge(t) == ("scaled_to_zero", "Scaled to zero")
+    assert ScaleEvent.objects.filter(trigger=trigger, from_pods=1, to_pods=0, cause="scaled to zero").exists()
+    assert watcher.pod_owner == {} and watcher.pod_events == {}
+
+
+def test_a_relist_drops_ksvcs_and_revisions_that_went_meanwhile(cluster, tenant_a):
+    trigger = Trigger.objects.create(tenant=tenant_a, name="hello", image="kubesim/echo", ready_pods=0,
+                                     latest_ready_revision="hello-00001")
+    watcher = Watcher(cluster)
+    ksvc = {"metadata": {"namespace": trigger.namespace, "name": "hello", "generation": 1,
+                         "labels": {kube.TRIGGER_LABEL: str(trigger.pk)}},
+            "status": {"observedGeneration": 1, "latestReadyRevisionName": "hello-00001",
+                       "conditions": [{"type": "Ready", "status": "True"}]}}
+    watcher._apply("ksvcs", "SYNC", [ksvc])
+    watcher._apply("revisions", "SYNC", [_revision(trigger, "True", "", 1)])
+    assert fresh(trigger).ready_status == "True" and watcher.revisions
+    watcher._apply("ksvcs", "SYNC", [])  # deleted while no watch was open
+    watcher._apply("revisions", "SYNC", [])
+    t = fresh(trigger)
+    assert (t.ready_status, t.latest_ready_revision) == ("", "")
+    assert watcher.ksvc_seen == {} and watcher.revisions == {}
+
+
+def test_a_relist_that_finds_a_pod_replaced_records_no_scale_change(cluster, tenant_a):
+    trigger = Trigger.objects.create(tenant=tenant_a, name="hello", image="kubesim/echo", ready_pods=0)
+    watcher = Watcher(cluster)
+    old = _pod(trigger, ready=True)
+    watcher._apply("pods", "SYNC", [old])
+    new = _pod(trigger, ready=True)
+    new["metadata"]["name"] = "hello-00001-deployment-x2"
+    watcher._apply("pods", "SYNC", [new])
+    assert [p["name"] for p in fresh(trigger).pods] == ["hello-00001-deployment-x2"]
+    assert list(ScaleEvent.objects.filter(trigger=trigger).values_list("from_pods", "to_pods")) == [(0, 1)]
+
+
 def test_watch_cluster_command_stops_cleanly_on_sigterm(kubesim, transactional_db, worker_env):
     proc = subprocess.Popen([sys.executable, "manage.py", "watch_cluster"], cwd=REPO, env=worker_env,
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)

@@ -81,6 +81,7 @@ class Watcher:
         # (namespace, ksvc) → what of it the trigger shows: a MODIFIED event that changes none of it (a label,
         # an annotation, managedFields) costs no database read; ADDED (lists and relists) always looks
         self.ksvc_seen: dict[tuple[str, str], tuple] = {}
+        self.ksvc_trigger: dict[tuple[str, str], str] = {}  # (namespace, ksvc) → its trigger label
         self.writes = 0  # trigger rows written (tests check that only real changes are)
         # trigger id → when its revision went Active=Queued (a request waits for a pod). The revision and pod
         # streams race: the revision may turn Active=True before the watcher sees the pod ready, and the 0 → N
@@ -172,12 +173,64 @@ class Watcher:
                 return handled
 
     def _apply(self, stream: str, kind: str, obj: Any) -> None:
-        handler = getattr(self, f"_on_{stream}")
         if kind == "SYNC":
-            for item in obj:
-                handler("ADDED", item)
+            getattr(self, f"_sync_{stream}")(obj)
             return
-        handler(kind, obj)
+        getattr(self, f"_on_{stream}")(kind, obj)
+
+    # A (re)list is the complete current state: what is known but not listed went away while no watch was
+    # open (a 410 after an apiserver restart or a compaction), so it is dropped as if DELETED had arrived.
+
+    @staticmethod
+    def _key(obj: dict) -> tuple[str, str]:
+        meta = obj.get("metadata") or {}
+        return meta.get("namespace", ""), meta.get("name", "")
+
+    @staticmethod
+    def _stub(key: tuple[str, str], trigger_id: int | str | None) -> dict:
+        labels = {kube.TRIGGER_LABEL: str(trigger_id)} if trigger_id is not None else {}
+        return {"metadata": {"namespace": key[0], "name": key[1], "labels": labels}}
+
+    def _sync_ksvcs(self, items: list[dict]) -> None:
+        listed = {self._key(item) for item in items}
+        for item in items:
+            self._on_ksvcs("ADDED", item)
+        for key in [k for k in self.ksvc_seen if k not in listed]:
+            self._on_ksvcs("DELETED", self._stub(key, self.ksvc_trigger.get(key)))
+
+    def _sync_revisions(self, items: list[dict]) -> None:
+        listed = {self._key(item) for item in items}
+        for key in [k for k in self.revisions if k not in listed]:
+            self.revisions.pop(key, None)
+        for item in items:
+            self._on_revisions("ADDED", item)
+
+    def _sync_pods(self, items: list[dict]) -> None:
+        """Rebuild the pods wholesale, then publish each trigger once: a relist that finds one pod replaced
+        by another is no 1 -> 0 -> 1, and one that finds none left is the trigger's scale to zero."""
+        touched = set(self.pods)
+        self.pods, self.pod_owner = {}, {}
+        for item in items:
+            meta = item.get("metadata") or {}
+            trigger_id = (meta.get("labels") or {}).get(kube.TRIGGER_LABEL, "")
+            if not trigger_id.isdigit():
+                continue
+            key = self._key(item)
+            self.pod_owner[key] = int(trigger_id)
+            self.pods.setdefault(int(trigger_id), {})[key[1]] = pod_summary(item, self.pod_events.get(key, ""))
+            touched.add(int(trigger_id))
+        for key in [k for k in self.pod_events if k not in self.pod_owner]:
+            del self.pod_events[key]
+        for trigger_id in sorted(touched):
+            trigger = self._trigger(trigger_id)
+            if trigger is None:
+                self.pods.pop(trigger_id, None)
+                continue
+            self._publish_pods(trigger)
+
+    def _sync_events(self, items: list[dict]) -> None:
+        for item in items:
+            self._on_events("ADDED", item)
 
     @staticmethod
     def _trigger(pk: int) -> Trigger | None:
@@ -194,8 +247,10 @@ class Watcher:
         seen = (meta.get("generation"), json.dumps(obj.get("status"), sort_keys=True))
         if kind == "DELETED":
             self.ksvc_seen.pop(key, None)
+            self.ksvc_trigger.pop(key, None)
         else:
             previous, self.ksvc_seen[key] = self.ksvc_seen.get(key), seen
+            self.ksvc_trigger[key] = (meta.get("labels") or {}).get(kube.TRIGGER_LABEL, "")
             if kind == "MODIFIED" and previous == seen:
                 return
         trigger = self._trigger_of(obj)
@@ -271,6 +326,8 @@ class Watcher:
     def _on_pods(self, kind: str, obj: dict) -> None:
         meta = obj["metadata"]
         key = (meta["namespace"], meta["name"])
+        if kind == "DELETED":
+            self.pod_events.pop(key, None)  # the per-pod event map lives as long as the pod
         summary = None if kind == "DELETED" else pod_summary(obj, self.pod_events.get(key, ""))
         owner = self.pod_owner.get(key)
         if kind == "MODIFIED" and owner is not None and self.pods.get(owner, {}).get(meta["name"]) == summary:

@@ -67,6 +67,8 @@ def build_parser() -> argparse.ArgumentParser:
       help="image pull back-off / crash loop marks the revision failed after this")
     a("--activation-timeout", type=_positive, default=d.activation_timeout, metavar="SECONDS",
       help="activator gives up on a cold start after this (503)")
+    a("--termination-grace", type=_positive, default=d.termination_grace, metavar="SECONDS",
+      help="a deleted pod stays terminating (deletionTimestamp, not ready) this long before it goes")
     a("--queue-depth", type=int, default=d.queue_depth, metavar="N",
       help="activator queue depth per revision (beyond it: 503 pending request queue full)")
     a("--route-timeout", type=_positive, default=d.route_timeout, metavar="SECONDS",
@@ -95,7 +97,7 @@ def config_from_args(ns: argparse.Namespace) -> SimConfig:
         progress_deadline=ns.progress_deadline, activation_timeout=ns.activation_timeout,
         queue_depth=ns.queue_depth, route_timeout=ns.route_timeout, watch_history=ns.watch_history,
         bookmark_interval=ns.bookmark_interval, domain=ns.domain,
-        compact_interval=ns.compact_interval)
+        compact_interval=ns.compact_interval, termination_grace=ns.termination_grace)
 
 
 async def run(config: SimConfig) -> None:

@@ -34,6 +34,9 @@ class SimConfig:
     progress_deadline: float = 120.0     # image pull back-off / crash -> revision failed after this
     activation_timeout: float = 130.0    # activator gives up on a cold start (progress_deadline + 10 in 0.13)
     queue_depth: int = 10000             # activator breaker queue depth per revision
+    # A deleted pod (scale-down, kubectl delete) stays, with deletionTimestamp and not ready, until its
+    # containers have exited (queue-proxy drains, the app stops): this long, at most its grace period.
+    termination_grace: float = 2.0
     # Ambassador route timeout for Knative mappings (Ambassador >= 1.5 with Knative 1.x: 15 s);
     # None means wait for the revision's timeoutSeconds only.
     route_timeout: float | None = None

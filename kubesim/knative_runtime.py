@@ -298,7 +298,8 @@ async def run_pod(serving: Serving, pod: PodRuntime) -> None:
         if not b.crash:
             break
         finished = now_rfc3339()
-        term = {"exitCode": 1, "reason": "Error", "message": b.crash_message,
+        term = {"exitCode": b.crash_exit_code, "reason": b.crash_reason,
+                **({"message": b.crash_message} if b.crash_message else {}),
                 "startedAt": pod.started_at, "finishedAt": finished,
                 "containerID": "containerd://" + hashlib.sha256(
                     f"{pod.uid}/{pod.restarts}".encode()).hexdigest()}
@@ -333,8 +334,28 @@ def start_pod(serving: Serving, pod: PodRuntime) -> None:
     pod.task = asyncio.get_running_loop().create_task(runner())
 
 
+def mark_pod_terminating(serving: Serving, ns: str, name: str) -> None:
+    """A terminating pod's status: not ready (Ready and ContainersReady False, no container ready)."""
+    now = now_rfc3339()
+    unready = "containers with unready status: [queue-proxy user-container]"
+
+    def fn(obj: dict) -> None:
+        st = obj.setdefault("status", {})
+        conds = []
+        for c in st.get("conditions") or []:
+            if c.get("type") in ("Ready", "ContainersReady") and c.get("status") != "False":
+                c = dict(c, status="False", lastTransitionTime=now, reason="ContainersNotReady",
+                         message=unready)
+            conds.append(c)
+        st["conditions"] = conds
+        st["containerStatuses"] = [dict(c, ready=False) for c in st.get("containerStatuses") or []]
+
+    serving.store.mutate(PODS, ns, name, fn, status=True, ref=True)
+
+
 def stop_pod(serving: Serving, pod: PodRuntime, delete: bool = True) -> None:
-    """Kill a pod: it stops serving at once, Killing is recorded, the object is deleted."""
+    """Kill a pod: it stops serving at once, Killing is recorded, the object is deleted (gracefully:
+    it stays, terminating and not ready, for `termination_grace`)."""
     if pod.deleted:
         return
     pod.deleted = True

@@ -345,7 +345,10 @@ class Store:
             return stored if ref else deep_copy(stored)
         if "generation" in smeta and _spec_of(new) != _spec_of(stored):
             new["metadata"] = dict(new["metadata"], generation=smeta["generation"] + 1)
-        if new["metadata"].get("deletionTimestamp") and not new["metadata"].get("finalizers"):
+        # the apiserver removes a deleted object once an update leaves it no finalizers, unless it is
+        # still in its grace period (registry/generic/registry/store.go `ShouldDeleteDuringUpdate`)
+        if new["metadata"].get("deletionTimestamp") and not new["metadata"].get("finalizers") and \
+                not new["metadata"].get("deletionGracePeriodSeconds"):
             return self._remove(key, new)
         self._commit(key, new, "MODIFIED", smeta.get("labels") or {})
         return new if ref else deep_copy(new)
@@ -375,13 +378,19 @@ class Store:
                 return None
             raise
 
-    def delete(self, key: str, namespace: str | None, name: str) -> dict:
+    def delete(self, key: str, namespace: str | None, name: str, grace: int | None = None) -> dict:
+        """Delete an object; a running pod is deleted gracefully (see `_graceful_pod`). `grace` is the
+        request's gracePeriodSeconds (pods only; None: the pod's terminationGracePeriodSeconds)."""
         res = RESOURCES[key]
         ns = namespace or "" if res.namespaced else ""
         stored = self._objs[key].get((ns, name))
         if stored is None:
             raise not_found(res, name)
         smeta = stored["metadata"]
+        if key == "pods":
+            terminating = self._graceful_pod(stored, grace)
+            if terminating is not None:
+                return terminating
         if key == "namespaces":
             if not smeta.get("deletionTimestamp"):
                 new = dict(stored, metadata=dict(smeta, deletionTimestamp=now_rfc3339()),
@@ -398,6 +407,29 @@ class Store:
             self._commit(key, new, "MODIFIED", smeta.get("labels") or {})
             return deep_copy(new)
         return self._remove(key, dict(stored))
+
+    def _graceful_pod(self, stored: dict, grace: int | None) -> dict | None:
+        """The apiserver's graceful pod deletion (kubernetes pkg/registry/core/pod/strategy.go
+        `CheckGracefulDelete`, apimachinery meta/v1 types.go `DeletionTimestamp`): the grace period is the
+        request's, else spec.terminationGracePeriodSeconds (default 30); it is 0 for a pod never scheduled
+        or already Succeeded/Failed, and a negative one becomes 1. With a grace period the pod is only
+        marked — `deletionTimestamp` (now + grace) and `deletionGracePeriodSeconds`, which a later
+        delete may shorten but never lengthen — and the kubelet removes it once its containers stopped
+        (kubesim's Serving, after `termination_grace`). Returns the marked pod, or None to remove it now."""
+        meta, spec = stored["metadata"], stored.get("spec") or {}
+        if grace is None:
+            grace = spec.get("terminationGracePeriodSeconds")
+            grace = 30 if grace is None else int(grace)
+        if not spec.get("nodeName") or (stored.get("status") or {}).get("phase") in ("Succeeded", "Failed"):
+            grace = 0
+        grace = max(1, grace) if grace < 0 else grace
+        current = meta.get("deletionGracePeriodSeconds")
+        if grace == 0 or (current is not None and grace >= int(current)):
+            return None if grace == 0 else deep_copy(stored)
+        at = datetime.fromtimestamp(int(time.time()) + grace, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+        new = dict(stored, metadata=dict(meta, deletionTimestamp=at, deletionGracePeriodSeconds=grace))
+        self._commit("pods", new, "MODIFIED", meta.get("labels") or {})
+        return deep_copy(new)
 
     def subscribe(self, fn: Subscriber, copy: bool = True) -> Callable[[], None]:
         """Call fn(type, key, obj) after every commit. `copy=False` hands fn the committed object

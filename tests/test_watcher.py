@@ -207,6 +207,72 @@ def test_a_relist_that_finds_a_pod_replaced_records_no_scale_change(cluster, ten
     assert list(ScaleEvent.objects.filter(trigger=trigger).values_list("from_pods", "to_pods")) == [(0, 1)]
 
 
+def test_a_terminating_pod_is_not_ready_and_its_going_is_a_scale_to_zero(tenant_a, tmp_path, settings):
+    """Pods stay a while after their delete (deletionTimestamp set, containers draining): the scale to zero is
+    recorded when they start terminating, with the pod shown Terminating, not as failed."""
+    sim = SimulatorThread(SimConfig(kubeconfig=str(tmp_path / "kc"), **{**FAST, "termination_grace": 3.0})).start()
+    try:
+        settings.RELAY_KUBECONFIG = sim.kubeconfig_path
+        kube.reset_cluster()
+        cluster = kube.cluster()
+        cluster.apply_namespace(kube.render_namespace(tenant_a))
+        trigger = Trigger.objects.create(tenant=tenant_a, name="hello", image="kubesim/echo")
+        cluster.apply_ksvc(kube.render_ksvc(trigger), exists=False)
+        w = Watcher(cluster, watch_timeout=30, max_backoff=0.5)
+        w.start()
+        try:
+            until(w, lambda: fresh(trigger).ready_pods == 1, message="first pod ready")
+            until(w, lambda: fresh(trigger).ready_pods == 0, message="scaled to zero")
+            (pod,) = fresh(trigger).pods  # still there: terminating
+            assert (pod["ready"], pod["reason"]) == (False, "Terminating")
+            assert ScaleEvent.objects.filter(trigger=trigger, from_pods=1, to_pods=0, cause="scaled to zero").exists()
+            until(w, lambda: fresh(trigger).pods == [], message="terminated pod gone")
+        finally:
+            w.stop()
+    finally:
+        kube.reset_cluster()
+        sim.stop()
+
+
+def test_a_pod_with_a_deletion_timestamp_never_counts_as_ready(cluster, tenant_a):
+    trigger = Trigger.objects.create(tenant=tenant_a, name="hello", image="kubesim/echo", ready_pods=0)
+    watcher = Watcher(cluster)
+    watcher._on_pods("ADDED", _pod(trigger, ready=True))
+    assert fresh(trigger).ready_pods == 1
+    terminating = _pod(trigger, ready=True)  # the kubelet has not turned it not ready yet
+    terminating["metadata"]["deletionTimestamp"] = "2030-01-01T00:00:00Z"
+    watcher._on_pods("MODIFIED", terminating)
+    t = fresh(trigger)
+    assert t.ready_pods == 0 and t.pods[0]["reason"] == "Terminating"
+    assert ScaleEvent.objects.filter(trigger=trigger).order_by("pk").last().cause == "scaled to zero"
+
+
+@pytest.mark.parametrize(("state", "last", "shown"), [
+    ({"waiting": {"reason": "CrashLoopBackOff"}}, {"terminated": {"reason": "OOMKilled", "exitCode": 137}},
+     "OOMKilled (CrashLoopBackOff)"),
+    ({"waiting": {"reason": "CrashLoopBackOff"}}, {"terminated": {"reason": "Error", "exitCode": 1}},
+     "Error (CrashLoopBackOff)"),
+    ({"terminated": {"reason": "OOMKilled", "exitCode": 137}}, {}, "OOMKilled"),
+    ({"running": {}}, {"terminated": {"reason": "OOMKilled", "exitCode": 137}}, "last exit: OOMKilled"),
+    ({"running": {}}, {"terminated": {"reason": "Completed", "exitCode": 0}}, ""),
+])
+def test_a_pods_last_termination_reason_is_shown(state, last, shown):
+    from triggers.watcher import pod_summary
+
+    pod = {"metadata": {"name": "p"}, "status": {"phase": "Running", "containerStatuses": [
+        {"name": "user-container", "restartCount": 2, "state": state, "lastState": last}]}}
+    assert pod_summary(pod)["reason"] == shown
+
+
+def test_an_oom_killed_handler_shows_why_it_crash_loops(watcher, live_trigger, cluster):
+    trigger = live_trigger()
+    Trigger.objects.filter(pk=trigger.pk).update(image="kubesim/oom", spec_version=2)
+    trigger.refresh_from_db()
+    cluster.apply_ksvc(kube.render_ksvc(trigger), exists=True)
+    until(watcher, lambda: any(p["reason"] == "OOMKilled (CrashLoopBackOff)" for p in fresh(trigger).pods),
+          message="OOMKilled shown")
+
+
 def test_watch_cluster_command_stops_cleanly_on_sigterm(kubesim, transactional_db, worker_env):
     proc = subprocess.Popen([sys.executable, "manage.py", "watch_cluster"], cwd=REPO, env=worker_env,
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)

@@ -44,20 +44,30 @@ STREAMS = (
 
 
 def pod_summary(pod: dict, last_event: str = "") -> dict:
+    """What the pods table shows of one pod. A pod being deleted (`deletionTimestamp`) is Terminating and
+    never ready, whatever its Ready condition still says; a container's last termination (`OOMKilled`,
+    `Error`…) is shown with the state it led to, since CrashLoopBackOff alone does not say why."""
     status = pod.get("status") or {}
     containers = [c for c in status.get("containerStatuses") or [] if c.get("name") == "user-container"] or \
         status.get("containerStatuses") or []
-    reason = ""
+    reason = last_exit = ""
     for c in containers:
         state = c.get("state") or {}
         reason = (state.get("waiting") or state.get("terminated") or {}).get("reason", "") or reason
+        last_exit = ((c.get("lastState") or {}).get("terminated") or {}).get("reason", "") or last_exit
+    if last_exit and last_exit != "Completed":
+        reason = f"{last_exit} ({reason})" if reason and reason != last_exit else reason or f"last exit: {last_exit}"
+    terminating = bool((pod.get("metadata") or {}).get("deletionTimestamp"))
     return {
         "name": pod["metadata"]["name"],
         "phase": status.get("phase", "Pending"),
-        "ready": condition(pod, "Ready").get("status") == "True",
+        "ready": condition(pod, "Ready").get("status") == "True" and not terminating,
         "restarts": sum(c.get("restartCount", 0) for c in status.get("containerStatuses") or []),
-        "reason": reason or last_event,
+        "reason": TERMINATING if terminating else reason or last_event,
     }
+
+
+TERMINATING = "Terminating"  # kubectl's word for a pod with a deletionTimestamp
 
 
 # An activation that has not brought a pod up within Knative's default progress deadline has failed: a later
@@ -383,7 +393,7 @@ class Watcher:
             else:
                 cause = "deploy"
         elif after == 0:
-            failing = [p["reason"] for p in pods if p["reason"] and p["reason"] not in ("Completed",)]
+            failing = [p["reason"] for p in pods if p["reason"] and p["reason"] not in ("Completed", TERMINATING)]
             cause = f"pods failed ({failing[0]})" if failing else "scaled to zero"
         else:
             cause = "scale up" if after > before else "scale down"

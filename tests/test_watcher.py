@@ -273,6 +273,22 @@ def test_an_oom_killed_handler_shows_why_it_crash_loops(watcher, live_trigger, c
           message="OOMKilled shown")
 
 
+def test_a_brand_new_revisions_first_pod_is_a_deploy_not_a_cold_start(cluster, tenant_a):
+    """Knative marks a new revision Active=Unknown Queued while its first pods start, as it does a cold start;
+    its Ready is not True yet, and that tells the two apart."""
+    trigger = Trigger.objects.create(tenant=tenant_a, name="hello", image="kubesim/echo", ready_pods=None,
+                                     latest_created_revision="hello-00001")
+    watcher = Watcher(cluster)
+    new = _revision(trigger, "Unknown", "Queued", 0)
+    new["status"]["conditions"][1] = {"type": "Ready", "status": "Unknown", "reason": "Deploying"}
+    watcher._on_revisions("ADDED", new)
+    t = fresh(trigger)
+    assert (t.active_reason, t.active_since) == ("Queued", None)
+    watcher._on_pods("ADDED", _pod(trigger, ready=True))
+    (event,) = ScaleEvent.objects.filter(trigger=trigger)
+    assert (event.from_pods, event.to_pods, event.cause, event.cold_start_ms) == (0, 1, "deploy", None)
+
+
 def test_watch_cluster_command_stops_cleanly_on_sigterm(kubesim, transactional_db, worker_env):
     proc = subprocess.Popen([sys.executable, "manage.py", "watch_cluster"], cwd=REPO, env=worker_env,
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)

@@ -319,8 +319,14 @@ class Watcher:
         values = {"desired_replicas": status["desired"], "actual_replicas": status["actual"],
                   "active_status": status["active"], "active_reason": status["active_reason"]}
         if values["active_reason"] == "Queued" and trigger.active_reason != "Queued":
-            values["active_since"] = timezone.now()  # a cold start begins
-            self.activating[trigger.pk] = time.monotonic()
+            if status["ready"] == "True":  # a revision that was serving, scaled to zero: a cold start begins
+                values["active_since"] = timezone.now()
+                self.activating[trigger.pk] = time.monotonic()
+            else:
+                # a brand-new revision is Queued too while its first pods start (Knative's KPA marks it
+                # Activating until they are ready) but its Ready is not yet True: that is a deploy
+                values["active_since"] = None
+                self.activating.pop(trigger.pk, None)
         return self._write(trigger, values)
 
     def _write(self, trigger: Trigger, values: dict) -> bool:

@@ -289,6 +289,32 @@ def test_a_brand_new_revisions_first_pod_is_a_deploy_not_a_cold_start(cluster, t
     assert (event.from_pods, event.to_pods, event.cause, event.cold_start_ms) == (0, 1, "deploy", None)
 
 
+def test_only_pod_events_are_watched(watcher, live_trigger, k8s):
+    from kubernetes import client as k8s_client
+
+    trigger = live_trigger(min_scale=1)
+    until(watcher, lambda: fresh(trigger).ready_pods == 1, message="steady")
+    steps_for(watcher, 0.5)  # what the start brought
+    for kind in ("Service", "Node", "ReplicaSet"):  # the rest of a cluster's events
+        k8s.core.create_namespaced_event(trigger.namespace, k8s_client.CoreV1Event(
+            metadata=k8s_client.V1ObjectMeta(name=f"other.{kind.lower()}"), reason="Other", message="x",
+            involved_object=k8s_client.V1ObjectReference(kind=kind, namespace=trigger.namespace, name="x")))
+    handled, _ = steps_for(watcher, 1.0)
+    assert handled == 0  # the apiserver never sent them
+
+
+def test_a_pods_events_are_forgotten_with_the_pod(cluster, tenant_a):
+    trigger = Trigger.objects.create(tenant=tenant_a, name="hello", image="kubesim/echo", ready_pods=0)
+    watcher = Watcher(cluster)
+    pod = _pod(trigger, ready=False)
+    watcher._on_pods("ADDED", pod)
+    watcher._on_events("ADDED", {"reason": "BackOff", "involvedObject": {
+        "kind": "Pod", "namespace": trigger.namespace, "name": pod["metadata"]["name"]}})
+    assert fresh(trigger).pods[0]["reason"] == "BackOff" and len(watcher.pod_events) == 1
+    watcher._on_pods("DELETED", pod)
+    assert watcher.pod_events == {} and watcher.pod_owner == {}
+
+
 def test_watch_cluster_command_stops_cleanly_on_sigterm(kubesim, transactional_db, worker_env):
     proc = subprocess.Popen([sys.executable, "manage.py", "watch_cluster"], cwd=REPO, env=worker_env,
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)

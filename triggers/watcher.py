@@ -33,13 +33,16 @@ log = logging.getLogger(__name__)
 class Stream:
     name: str
     selector: str
+    fields: str = ""  # a field selector
 
 
 STREAMS = (
     Stream("ksvcs", kube.MANAGED_SELECTOR),
     Stream("revisions", kube.MANAGED_SELECTOR),
     Stream("pods", kube.MANAGED_SELECTOR),
-    Stream("events", ""),
+    # only pods' events (Events carry no labels to select ours by): the apiserver filters, so the rest of
+    # the cluster's events are neither sent nor deserialised
+    Stream("events", "", "involvedObject.kind=Pod"),
 )
 
 
@@ -128,6 +131,8 @@ class Watcher:
         backoff = 0.5
         fn = self._list(stream)
         selector = {"label_selector": stream.selector} if stream.selector else {}
+        if stream.fields:
+            selector["field_selector"] = stream.fields
         while not self.stopping.is_set():
             try:
                 if self.resource_versions[stream.name] is None:  # (re)list: the complete current state

@@ -93,8 +93,10 @@ def reconcile_revision(serving: Serving, ns: str, name: str) -> None:
                              f"Container failed with: {msg}")
         deadline = rt.progress_start + serving.config.progress_deadline
         if now >= deadline and not rt.ever_ready:
+            # reconcile_resources.go reconcileDeployment: a timed-out deployment whose pod's container
+            # is Waiting reports that reason and message
             waiting = next((p for p in pods if p.waiting_reason in
-                            ("ImagePullBackOff", "ErrImagePull")), None)
+                            ("ImagePullBackOff", "ErrImagePull", "CreateContainerConfigError")), None)
             if waiting:
                 conds.mark_false("ResourcesAvailable", waiting.waiting_reason,
                                  waiting.waiting_message)

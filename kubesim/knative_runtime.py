@@ -251,6 +251,43 @@ def write_pod_status(serving: Serving, pod: PodRuntime, phase: str, user_state: 
 
 # ------------------------------------------------------------------------------ pod lifecycle
 
+_ENV_SOURCES = (("secretKeyRef", "secrets", "secret", "Secret"),
+                ("configMapKeyRef", "configmaps", "configmap", "ConfigMap"))
+
+
+def env_error(serving: Serving, pod: PodRuntime) -> str:
+    """Why the kubelet cannot build the user container's environment ("" when it can), with the kubelet's
+    messages (kubernetes pkg/kubelet/kubelet_pods.go makeEnvironmentVariables; the secret and configmap
+    managers' NotFound names the resource `secret`/`configmap`): a missing Secret is `secret "x" not
+    found`, a missing key `couldn't find key K in Secret NS/NAME`; `optional: true` skips either.
+    Secrets and ConfigMaps are read when the container starts, so a later change reaches new pods only."""
+    obj = serving.store.peek(PODS, pod.namespace, pod.name)
+    containers = ((obj or {}).get("spec") or {}).get("containers") or []
+    user = next((c for c in containers if c.get("name") == "user-container"), containers[0] if containers else {})
+    for src in user.get("envFrom") or []:
+        for kind, key, noun in (("secretRef", "secrets", "secret"), ("configMapRef", "configmaps", "configmap")):
+            ref = src.get(kind)
+            if ref is not None and serving.store.peek(key, pod.namespace, ref.get("name", "")) is None \
+                    and ref.get("optional") is not True:
+                return f'{noun} "{ref.get("name", "")}" not found'
+    for env in user.get("env") or []:
+        source = env.get("valueFrom") or {}
+        for kind, key, noun, title in _ENV_SOURCES:
+            ref = source.get(kind)
+            if ref is None:
+                continue
+            name, item = ref.get("name", ""), ref.get("key", "")
+            found = serving.store.peek(key, pod.namespace, name)
+            if ref.get("optional") is True:
+                continue
+            if found is None:
+                return f'{noun} "{name}" not found'
+            data = dict(found.get("data") or {}, **(found.get("binaryData") or {}))
+            if item not in data:
+                return f"couldn't find key {item} in {title} {pod.namespace}/{name}"
+    return ""
+
+
 async def run_pod(serving: Serving, pod: PodRuntime) -> None:
     """kubelet for one pod: schedule, pull, start, become ready (or fail the way the image says)."""
     cfg = serving.config
@@ -287,6 +324,18 @@ async def run_pod(serving: Serving, pod: PodRuntime) -> None:
     took = time.monotonic() - t0
     emit_event(serving, pod, "Pulled", f'Successfully pulled image "{image}" in {took:.3f}s '
                f"({took:.3f}s including waiting)")
+    attempt = 0
+    while error := env_error(serving, pod):
+        # kubelet startContainer: generateContainerConfig fails -> Waiting CreateContainerConfigError with the
+        # error as message and a Warning Failed "Error: <msg>" event; the pod sync retries with back-off
+        # (pkg/kubelet/kuberuntime/kuberuntime_container.go startContainer, ErrCreateContainerConfig)
+        pod.waiting_reason, pod.waiting_message = "CreateContainerConfigError", error
+        emit_event(serving, pod, "Failed", f"Error: {error}", "Warning")
+        write_pod_status(serving, pod, "Pending", {"waiting": {
+            "reason": "CreateContainerConfigError", "message": error}}, False, False)
+        serving.enqueue(("revision", pod.namespace, pod.rev.name))
+        await asyncio.sleep(backoff * 2 ** min(attempt, 4))
+        attempt += 1
     while True:
         emit_event(serving, pod, "Created", "Created container user-container")
         emit_event(serving, pod, "Started", "Started container user-container")

@@ -341,6 +341,8 @@ class Store:
                     new["status"] = stored["status"]
                 else:
                     new.pop("status", None)
+        if key in ("secrets", "configmaps") and stored.get("immutable") is True and not status:
+            _check_immutable(res, name, stored, new)
         if new == stored:
             return stored if ref else deep_copy(stored)
         if "generation" in smeta and _spec_of(new) != _spec_of(stored):
@@ -577,6 +579,19 @@ class Store:
             out.append(ev)
         out.reverse()
         return out
+
+
+def _check_immutable(res: Resource, name: str, old: dict, new: dict) -> None:
+    """An immutable Secret or ConfigMap keeps its data, and stays immutable (kubernetes
+    pkg/apis/core/validation/validation.go ValidateSecretUpdate / ValidateConfigMapUpdate)."""
+    msg = "Forbidden: field is immutable when `immutable` is set"
+    causes = [{"reason": "FieldValueForbidden", "message": msg, "field": "immutable"}] \
+        if new.get("immutable") is not True else []
+    for field in ("data", "binaryData") if res.key == "configmaps" else ("data",):
+        if (new.get(field) or {}) != (old.get(field) or {}):
+            causes.append({"reason": "FieldValueForbidden", "message": msg, "field": field})
+    if causes:
+        raise invalid(res, name, causes)
 
 
 def _spec_of(obj: dict) -> dict:

@@ -22,7 +22,7 @@ from django.utils import timezone
 from kubernetes import watch
 from kubernetes.client.exceptions import ApiException
 
-from . import broadcast, kube
+from . import broadcast, deploys, kube
 from .models import Deployment, ScaleEvent, Trigger
 from .status import condition, observe_ksvc, revision_ready_reason
 
@@ -281,6 +281,8 @@ class Watcher:
                 broadcast.trigger_status(trigger)
             for deployment in settled:
                 broadcast.deployment(deployment, trigger.tenant_id)
+        for deployment in settled:  # cluster calls, outside the transaction
+            deploys.deployment_own_secrets(self.cluster, deployment)
 
     def _revision_reason(self, name: str) -> tuple[str, str]:
         """A failed revision's own reason (ExitCode1, ContainerMissing…): from its last event if that

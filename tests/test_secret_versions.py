@@ -97,3 +97,34 @@ def test_an_unchanged_variable_is_owned_by_every_revision_that_reads_it(namespac
     deploy_now(trigger)
     owners = k8s.core.read_namespaced_secret(f"hello-env-{version}", namespace).metadata.owner_references
     assert sorted(o.name for o in owners) == ["hello-00001", "hello-00002"]
+
+
+def test_the_watcher_settling_a_deployment_owns_its_secrets_too(namespace, tenant_a, alice, k8s, cluster):
+    from triggers.watcher import Watcher
+
+    trigger = services.trigger_create(tenant=tenant_a, user=alice, name="hello", image="kubesim/echo",
+                                      secret_values={"API_KEY": "k1"})
+    name = f"hello-env-{trigger.secret_env['API_KEY']['version']}"
+    live = cluster.apply_ksvc(kube.render_ksvc(trigger), exists=False)
+    deployment = Deployment.objects.create(trigger=trigger, spec_version=trigger.spec_version, status="waiting",
+                                           generation=live["metadata"]["generation"])
+    watcher = Watcher(cluster, watch_timeout=30, max_backoff=0.5)
+    watcher.start()
+    try:
+        def settled():
+            watcher.step(timeout=0.05)
+            return Deployment.objects.get(pk=deployment.pk).status == "ready"
+
+        wait_for(settled, interval=0, message="settled by the watcher")
+    finally:
+        watcher.stop()
+    owners = k8s.core.read_namespaced_secret(name, namespace).metadata.owner_references
+    assert [(o.kind, o.name) for o in owners] == [("Revision", "hello-00001")]
+
+
+def test_teardown_deletes_the_secrets_no_revision_owns(namespace, tenant_a, alice, k8s, cluster):
+    trigger = services.trigger_create(tenant=tenant_a, user=alice, name="hello", image="kubesim/echo",
+                                      secret_values={"API_KEY": "k1"})
+    name = f"hello-env-{trigger.secret_env['API_KEY']['version']}"
+    deploys._delete_in_cluster(cluster, Trigger.objects.get(pk=trigger.pk))  # never deployed: nothing owns it
+    assert name not in {s.metadata.name for s in k8s.core.list_namespaced_secret(namespace).items}

@@ -202,9 +202,11 @@ def trigger_teardown(trigger_id: int) -> bool:
 
 def _delete_in_cluster(cluster: kube.Cluster, trigger: Trigger) -> None:
     cluster.delete_ksvc(trigger.namespace, trigger.name)  # its revisions take the Secrets they own along
-    if trigger.secret_env:
-        for version in sorted({meta.get("version") for meta in trigger.secret_env.values()}, key=lambda v: v or 0):
-            cluster.delete_secret(trigger.namespace, kube.secret_name(trigger, version))
+    # and what no revision owns: the Secrets of the current variables (a deploy that never settled) and
+    # the one Secret `<trigger>-env` of values set before Secrets were per version
+    versions = {None} | {meta.get("version") for meta in trigger.secret_env.values()}
+    for version in sorted(versions, key=lambda v: v or 0):
+        cluster.delete_secret(trigger.namespace, kube.secret_name(trigger, version))
 
 
 @dataclass

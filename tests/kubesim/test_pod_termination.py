@@ -95,3 +95,13 @@ def test_an_unscheduled_pod_is_removed_at_once(core, ns):
                                     "spec": {"containers": [{"name": "c", "image": "x"}]}})
     core.delete_namespaced_pod("bare", ns)
     assert [p.metadata.name for p in core.list_namespaced_pod(ns).items] == []
+
+
+def test_a_bad_grace_period_is_400(k8s, core, ns):
+    from tests.kubesim.helpers import raw
+
+    core.create_namespaced_pod(ns, {"metadata": {"name": "bare"},
+                                    "spec": {"containers": [{"name": "c", "image": "x"}]}})
+    code, status, _ = raw(k8s, "DELETE", f"/api/v1/namespaces/{ns}/pods/bare?gracePeriodSeconds=soon")
+    assert code == 400 and "gracePeriodSeconds" in status["message"]
+    assert [p.metadata.name for p in core.list_namespaced_pod(ns).items] == ["bare"]

@@ -238,8 +238,9 @@ class Watcher:
             del self.pod_events[key]
         for trigger_id in sorted(touched):
             trigger = self._trigger(trigger_id)
-            if trigger is None:
+            if trigger is None:  # not ours (any more): forget its pods
                 self.pods.pop(trigger_id, None)
+                self.pod_owner = {k: v for k, v in self.pod_owner.items() if v != trigger_id}
                 continue
             self._publish_pods(trigger)
 

@@ -268,9 +268,44 @@ def test_an_oom_killed_handler_shows_why_it_crash_loops(watcher, live_trigger, c
     trigger = live_trigger()
     Trigger.objects.filter(pk=trigger.pk).update(image="kubesim/oom", spec_version=2)
     trigger.refresh_from_db()
-    cluster.apply_ksvc(kube.render_ksvc(trigger), exists=True)
+    live = cluster.apply_ksvc(kube.render_ksvc(trigger), exists=True)
+    deployment = Deployment.objects.create(trigger=trigger, spec_version=2, status="waiting",
+                                           generation=live["metadata"]["generation"])
     until(watcher, lambda: any(p["reason"] == "OOMKilled (CrashLoopBackOff)" for p in fresh(trigger).pods),
           message="OOMKilled shown")
+    until(watcher, lambda: Deployment.objects.get(pk=deployment.pk).status == "failed", message="deployment failed")
+    assert Deployment.objects.get(pk=deployment.pk).reason == "OOMKilled"  # Knative alone says ExitCode137
+
+
+def test_the_deploy_poll_also_names_an_oom_kill(live_trigger, cluster):
+    from triggers import deploys
+
+    trigger = live_trigger()
+    Trigger.objects.filter(pk=trigger.pk).update(image="kubesim/oom", spec_version=2)
+    trigger.refresh_from_db()
+    live = cluster.apply_ksvc(kube.render_ksvc(trigger), exists=True)
+    deployment = Deployment.objects.create(trigger=trigger, spec_version=2, status="waiting",
+                                           generation=live["metadata"]["generation"])
+
+    def settled():
+        deploys.deployments_poll()
+        return Deployment.objects.get(pk=deployment.pk).status != "waiting"
+
+    wait_for(settled, message="deployment settled by the poll")
+    deployment.refresh_from_db()
+    assert (deployment.status, deployment.reason) == ("failed", "OOMKilled")
+
+
+@pytest.mark.parametrize(("reason", "exits", "shown"), [
+    ("ExitCode137", {"OOMKilled"}, "OOMKilled"),
+    ("ExitCode1", {"Error"}, "ExitCode1"),
+    ("ExitCode1", set(), "ExitCode1"),
+    ("ContainerMissing", {"OOMKilled"}, "ContainerMissing"),
+])
+def test_a_crash_is_named_by_the_runtimes_reason_when_it_says_more(reason, exits, shown):
+    from triggers.status import crash_reason
+
+    assert crash_reason(reason, exits) == shown
 
 
 def test_a_brand_new_revisions_first_pod_is_a_deploy_not_a_cold_start(cluster, tenant_a):

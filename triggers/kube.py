@@ -338,6 +338,13 @@ class Cluster:
                     return None
                 raise
 
+    def list_revision_pods(self, namespace: str, revision: str) -> list[dict]:
+        """A revision's pods (Knative labels them with it), as plain JSON."""
+        with translated_errors():
+            return json.loads(self.core.list_namespaced_pod(
+                namespace, label_selector=f"serving.knative.dev/revision={revision}", _preload_content=False,
+                _request_timeout=self.timeout).data)["items"]
+
     def list_ksvcs(self, namespace: str, label_selector: str = MANAGED_SELECTOR) -> list[dict]:
         with translated_errors():
             return self.custom.list_namespaced_custom_object(

@@ -24,7 +24,7 @@ from kubernetes.client.exceptions import ApiException
 
 from . import broadcast, deploys, kube
 from .models import Deployment, ScaleEvent, Trigger
-from .status import condition, observe_ksvc, revision_ready_reason
+from .status import condition, crash_reason, observe_ksvc, revision_ready_reason
 
 log = logging.getLogger(__name__)
 
@@ -53,11 +53,12 @@ def pod_summary(pod: dict, last_event: str = "") -> dict:
     status = pod.get("status") or {}
     containers = [c for c in status.get("containerStatuses") or [] if c.get("name") == "user-container"] or \
         status.get("containerStatuses") or []
-    reason = last_exit = ""
+    reason = last_exit = ended = ""
     for c in containers:
         state = c.get("state") or {}
         reason = (state.get("waiting") or state.get("terminated") or {}).get("reason", "") or reason
         last_exit = ((c.get("lastState") or {}).get("terminated") or {}).get("reason", "") or last_exit
+        ended = (state.get("terminated") or {}).get("reason", "") or last_exit or ended
     if last_exit and last_exit != "Completed":
         reason = f"{last_exit} ({reason})" if reason and reason != last_exit else reason or f"last exit: {last_exit}"
     terminating = bool((pod.get("metadata") or {}).get("deletionTimestamp"))
@@ -67,6 +68,7 @@ def pod_summary(pod: dict, last_event: str = "") -> dict:
         "ready": condition(pod, "Ready").get("status") == "True" and not terminating,
         "restarts": sum(c.get("restartCount", 0) for c in status.get("containerStatuses") or []),
         "reason": TERMINATING if terminating else reason or last_event,
+        "last_exit": ended,  # the latest termination's reason, current or last
     }
 
 
@@ -291,7 +293,13 @@ class Watcher:
         for (namespace, revision), status in self.revisions.items():
             if revision == name:
                 if status.get("ready") == "False":
-                    return status.get("ready_reason", ""), status.get("ready_message", "")
+                    reason = status.get("ready_reason", "")
+                    exits = {pod["last_exit"] for (ns, pod_name), owner in self.pod_owner.items()
+                             if ns == namespace and pod_name.startswith(f"{name}-deployment-")
+                             and (pod := self.pods.get(owner, {}).get(pod_name))}
+                    if reason.startswith("ExitCode") and crash_reason(reason, exits) == reason:
+                        return revision_ready_reason(self.cluster, namespace, name)  # its pods may be ahead of us
+                    return crash_reason(reason, exits), status.get("ready_message", "")
                 return revision_ready_reason(self.cluster, namespace, name)
         return "", ""
 

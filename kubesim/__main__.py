@@ -76,12 +76,17 @@ def build_parser() -> argparse.ArgumentParser:
       help="image pull back-off / crash loop marks the revision failed after this")
     a("--activation-timeout", type=_positive, default=d.activation_timeout, metavar="SECONDS",
       help="activator gives up on a cold start after this (503)")
+    a("--termination-grace", type=_positive, default=d.termination_grace, metavar="SECONDS",
+      help="a deleted pod stays terminating (deletionTimestamp, not ready) this long before it goes")
     a("--queue-depth", type=int, default=d.queue_depth, metavar="N",
       help="activator queue depth per revision (beyond it: 503 pending request queue full)")
     a("--route-timeout", type=_positive, default=d.route_timeout, metavar="SECONDS",
       help="Ambassador route timeout for Knative mappings (default: the revision's timeoutSeconds)")
     a("--watch-history", type=int, default=d.watch_history, metavar="N",
       help="watch events kept for resume; older resourceVersions get 410 Expired")
+    a("--compact-interval", type=_positive, default=d.compact_interval, metavar="SECONDS",
+      help="compact the watch history every interval (to the previous interval's resourceVersion), "
+           "as kube-apiserver's --etcd-compaction-interval; 0: never")
     a("--bookmark-interval", type=_positive, default=d.bookmark_interval, metavar="SECONDS",
       help="interval of watch BOOKMARK events (when the client allows them)")
     a("--kube-version", default=d.kube_version, metavar="X.Y.Z",
@@ -108,7 +113,8 @@ def config_from_args(ns: argparse.Namespace) -> SimConfig:
         progress_deadline=ns.progress_deadline, activation_timeout=ns.activation_timeout,
         queue_depth=ns.queue_depth, route_timeout=ns.route_timeout, watch_history=ns.watch_history,
         bookmark_interval=ns.bookmark_interval, domain=ns.domain, kube_version=ns.kube_version,
-        ambassador_id=ns.ambassador_id, knative_support=ns.knative_support, denied=list(ns.denied))
+        ambassador_id=ns.ambassador_id, knative_support=ns.knative_support, denied=list(ns.denied),
+        compact_interval=ns.compact_interval, termination_grace=ns.termination_grace)
 
 
 async def run(config: SimConfig) -> None:

@@ -373,7 +373,12 @@ class ApiServer:
                 raise conflict(res, name)
             if pre.get("uid") and pre["uid"] != live["metadata"]["uid"]:
                 raise conflict(res, name)
-        out = self.store.delete(res.key, ns, name)
+        grace = request.query.get("gracePeriodSeconds", opts.get("gracePeriodSeconds"))
+        try:
+            grace = None if grace in (None, "") else int(grace)
+        except (TypeError, ValueError):
+            raise bad_request(f"invalid gracePeriodSeconds: {grace!r}") from None
+        out = self.store.delete(res.key, ns, name, grace=grace if res.key == "pods" else None)
         if self.store.peek(res.key, ns, name) is not None or res.custom or res.key == "pods":
             return respond(out)
         return respond(_success(res, out))

@@ -44,12 +44,18 @@ class SimConfig:
     progress_deadline: float = 120.0     # image pull back-off / crash -> revision failed after this
     activation_timeout: float = 130.0    # activator gives up on a cold start (progress_deadline + 10 in 0.13)
     queue_depth: int = 10000             # activator breaker queue depth per revision
+    # A deleted pod (scale-down, kubectl delete) stays, with deletionTimestamp and not ready, until its
+    # containers have exited (queue-proxy drains, the app stops): this long, at most its grace period.
+    termination_grace: float = 2.0
     # Ambassador route timeout for Knative mappings (Ambassador >= 1.5 with Knative 1.x: 15 s);
     # None means wait for the revision's timeoutSeconds only.
     route_timeout: float | None = None
 
     # Watch history kept for resume; older resourceVersions get 410 Gone.
     watch_history: int = 10000
+    # etcd compaction, as kube-apiserver's --etcd-compaction-interval (default 5 min) drives it: every
+    # interval the history up to the resourceVersion of the previous interval is forgotten (0: never).
+    compact_interval: float = 300.0
     # Interval of watch BOOKMARK events when the client asked for them (seconds).
     bookmark_interval: float = 30.0
 

@@ -153,6 +153,14 @@ async def handle(request: web.Request, sim: Simulator, parts: list[str]) -> web.
         if mode not in ("close", "reset"):
             raise bad_request("'mode' must be 'close' or 'reset'")
         return web.json_response({"dropped": sim.faults.drop_watches(mode)})
+    elif parts == ["compact"] and m == "POST":
+        body = await _json(request)
+        rv = body.get("resourceVersion")
+        if rv is not None and not (isinstance(rv, int | str) and str(rv).isdigit()):
+            raise bad_request("'resourceVersion' must be a non-negative integer")
+        compacted = sim.store.compact(None if rv is None else int(rv))
+        log.info("watch history compacted at resourceVersion %d", compacted)
+        return web.json_response({"compacted": str(compacted)})
     elif len(parts) == 4 and parts[0] == "pods" and parts[3] == "kill" and m == "POST":
         await _maybe_await(sim.serving.kill_pod(parts[1], parts[2]))
         return web.json_response({"killed": f"{parts[1]}/{parts[2]}"})

@@ -114,6 +114,8 @@ class Behaviour:
     pull_error: str | None = None      # kubelet cannot pull (ErrImagePull / ImagePullBackOff)
     crash: bool = False                # container exits with code 1 after starting (ExitCode1)
     crash_message: str = ""
+    crash_exit_code: int = 1
+    crash_reason: str = "Error"        # lastState.terminated.reason the runtime reports
     start_delay: float = 0.0           # extra seconds before the readiness probe passes
     status: int = 200
     delay: float = 0.0                 # per-request delay before answering
@@ -141,6 +143,11 @@ def behaviour_for(image: str, env: dict[str, str] | None = None) -> Behaviour:
     elif name in ("crash", "crashloop"):
         b.crash = True
         b.crash_message = "kubesim: simulated crash, exit status 1"
+    elif name in ("oom", "oomkilled"):
+        # the kernel's OOM killer ends the process (SIGKILL): the runtime reports reason OOMKilled and
+        # exit code 137 with no message, the kubelet copies both into the container's terminated state
+        # (kubernetes pkg/kubelet/kubelet_pods.go convertToAPIContainerStatuses)
+        b.crash, b.crash_exit_code, b.crash_reason = True, 137, "OOMKilled"
     elif name == "slow-start":
         b.start_delay = _duration(tag, DEFAULT_SLOW_START)
     elif name == "status":

@@ -17,7 +17,7 @@ import time
 from typing import Any
 
 from .config import SimConfig
-from .errors import not_found
+from .errors import ApiError, not_found
 from .knative_admission import HOOKS
 from .knative_controllers import (
     CONFIG,
@@ -40,6 +40,8 @@ from .knative_runtime import (
     PODS,
     PodRuntime,
     RevisionRuntime,
+    emit_event,
+    mark_pod_terminating,
     reconcile_deployment,
     stop_pod,
 )
@@ -76,6 +78,7 @@ class Serving:
         self._tasks: list[asyncio.Task] = []
         self._timers: set[asyncio.TimerHandle] = set()
         self._loop: asyncio.AbstractEventLoop | None = None
+        self._terminating: dict[tuple[str, str], asyncio.TimerHandle] = {}  # pods in their grace period
         for key, hook in HOOKS.items():
             store.admission.setdefault(key, []).append(hook)
         self._unsubscribe = store.subscribe(self._on_event, copy=False)
@@ -95,9 +98,10 @@ class Serving:
 
     async def stop(self) -> None:
         self._unsubscribe()
-        for h in self._timers:
+        for h in list(self._timers) + list(self._terminating.values()):
             h.cancel()
         self._timers.clear()
+        self._terminating.clear()
         tasks = list(self._tasks) + [p.task for p in self.pods.values() if p.task]
         for t in tasks:
             t.cancel()
@@ -182,6 +186,8 @@ class Serving:
         elif key == DEPLOYMENTS and _REVISION_LABEL in labels:
             self.enqueue(("deployment", ns, name))
             self.enqueue(("revision", ns, labels[_REVISION_LABEL]))
+        elif key == PODS and etype == "MODIFIED" and meta.get("deletionTimestamp"):
+            self._pod_terminating(ns, name, meta)
         elif key == PODS and etype == "DELETED":
             pod = self.pods.get((ns, name))
             if pod is not None:   # deleted by a client (kubectl delete pod): the RS replaces it
@@ -275,6 +281,31 @@ class Serving:
         dep = child_name(rt.name, "-deployment")
         self.store.mutate(DEPLOYMENTS, rt.namespace, dep,
                           lambda o: o["spec"].__setitem__("replicas", replicas), ref=True)
+
+    def _pod_terminating(self, ns: str, name: str, meta: dict) -> None:
+        """The kubelet's side of a graceful delete: the containers are told to stop (Killing), the pod
+        turns not ready at once (queue-proxy fails its readiness probe while it drains) and serves no
+        more, and once the containers have exited (`termination_grace`, at most the grace period) the
+        kubelet removes the object. A client's delete also makes the ReplicaSet start a replacement:
+        terminating pods are not among its active ones (kubernetes pkg/controller/controller_utils.go
+        `FilterActivePods`)."""
+        if (ns, name) in self._terminating or self._loop is None:
+            return
+        pod = self.pods.get((ns, name))
+        if pod is not None:  # deleted by a client (kubectl delete pod), not by the ReplicaSet
+            stop_pod(self, pod, delete=False)
+            emit_event(self, pod, "Killing", "Stopping container user-container")
+            self.enqueue(("deployment", ns, child_name(pod.rev.name, "-deployment")))
+            self.enqueue(("revision", ns, pod.rev.name))
+        grace = float(meta.get("deletionGracePeriodSeconds") or 0)
+        self._terminating[(ns, name)] = self._loop.call_later(
+            min(grace, self.config.termination_grace), self._pod_exited, ns, name)
+        mark_pod_terminating(self, ns, name)
+
+    def _pod_exited(self, ns: str, name: str) -> None:
+        self._terminating.pop((ns, name), None)
+        with contextlib.suppress(ApiError):
+            self.store.delete(PODS, ns, name, grace=0)
 
     def kill_pod(self, namespace: str, name: str) -> None:
         """Fault injection: the pod dies (Killing), its Deployment starts a replacement."""

@@ -61,7 +61,11 @@ def reconcile_revision(serving: Serving, ns: str, name: str) -> None:
         rt.progress_start = now
         conds.mark_unknown("ResourcesAvailable", "Deploying")
         conds.mark_unknown("ContainerHealthy", "Deploying")
-        conds.mark_unknown("Active", "Deploying")
+        # a brand-new revision is activating: knative/serving pkg/reconciler/autoscaling/kpa/kpa.go
+        # computeActiveCondition marks the PodAutoscaler Activating "Queued" while fewer pods than the
+        # active threshold are ready and it wants some (initial scale >= 1), and the revision's Active
+        # condition follows the PA's (pkg/apis/serving/v1/revision_lifecycle.go PropagateAutoscalerStatus)
+        conds.mark_unknown("Active", "Queued", MSG_QUEUED)
         status["desiredReplicas"] = initial
         status["actualReplicas"] = 0
         _finish(serving, rev, status)
@@ -89,8 +93,10 @@ def reconcile_revision(serving: Serving, ns: str, name: str) -> None:
                              f"Container failed with: {msg}")
         deadline = rt.progress_start + serving.config.progress_deadline
         if now >= deadline and not rt.ever_ready:
+            # reconcile_resources.go reconcileDeployment: a timed-out deployment whose pod's container
+            # is Waiting reports that reason and message
             waiting = next((p for p in pods if p.waiting_reason in
-                            ("ImagePullBackOff", "ErrImagePull")), None)
+                            ("ImagePullBackOff", "ErrImagePull", "CreateContainerConfigError")), None)
             if waiting:
                 conds.mark_false("ResourcesAvailable", waiting.waiting_reason,
                                  waiting.waiting_message)
@@ -110,8 +116,8 @@ def reconcile_revision(serving: Serving, ns: str, name: str) -> None:
         conds.mark_false("Active", "NoTraffic", MSG_NO_TRAFFIC)
     elif ready > 0:
         conds.mark_true("Active")
-    else:
-        conds.mark_unknown("Active", "Deploying")
+    else:  # pods wanted, none ready yet (kpa.go computeActiveCondition, see above)
+        conds.mark_unknown("Active", "Queued", MSG_QUEUED)
     status["actualReplicas"] = ready
     status["desiredReplicas"] = want
     _finish(serving, rev, status)

@@ -251,6 +251,43 @@ def write_pod_status(serving: Serving, pod: PodRuntime, phase: str, user_state: 
 
 # ------------------------------------------------------------------------------ pod lifecycle
 
+_ENV_SOURCES = (("secretKeyRef", "secrets", "secret", "Secret"),
+                ("configMapKeyRef", "configmaps", "configmap", "ConfigMap"))
+
+
+def env_error(serving: Serving, pod: PodRuntime) -> str:
+    """Why the kubelet cannot build the user container's environment ("" when it can), with the kubelet's
+    messages (kubernetes pkg/kubelet/kubelet_pods.go makeEnvironmentVariables; the secret and configmap
+    managers' NotFound names the resource `secret`/`configmap`): a missing Secret is `secret "x" not
+    found`, a missing key `couldn't find key K in Secret NS/NAME`; `optional: true` skips either.
+    Secrets and ConfigMaps are read when the container starts, so a later change reaches new pods only."""
+    obj = serving.store.peek(PODS, pod.namespace, pod.name)
+    containers = ((obj or {}).get("spec") or {}).get("containers") or []
+    user = next((c for c in containers if c.get("name") == "user-container"), containers[0] if containers else {})
+    for src in user.get("envFrom") or []:
+        for kind, key, noun in (("secretRef", "secrets", "secret"), ("configMapRef", "configmaps", "configmap")):
+            ref = src.get(kind)
+            if ref is not None and serving.store.peek(key, pod.namespace, ref.get("name", "")) is None \
+                    and ref.get("optional") is not True:
+                return f'{noun} "{ref.get("name", "")}" not found'
+    for env in user.get("env") or []:
+        source = env.get("valueFrom") or {}
+        for kind, key, noun, title in _ENV_SOURCES:
+            ref = source.get(kind)
+            if ref is None:
+                continue
+            name, item = ref.get("name", ""), ref.get("key", "")
+            found = serving.store.peek(key, pod.namespace, name)
+            if ref.get("optional") is True:
+                continue
+            if found is None:
+                return f'{noun} "{name}" not found'
+            data = dict(found.get("data") or {}, **(found.get("binaryData") or {}))
+            if item not in data:
+                return f"couldn't find key {item} in {title} {pod.namespace}/{name}"
+    return ""
+
+
 async def run_pod(serving: Serving, pod: PodRuntime) -> None:
     """kubelet for one pod: schedule, pull, start, become ready (or fail the way the image says)."""
     cfg = serving.config
@@ -287,6 +324,18 @@ async def run_pod(serving: Serving, pod: PodRuntime) -> None:
     took = time.monotonic() - t0
     emit_event(serving, pod, "Pulled", f'Successfully pulled image "{image}" in {took:.3f}s '
                f"({took:.3f}s including waiting)")
+    attempt = 0
+    while error := env_error(serving, pod):
+        # kubelet startContainer: generateContainerConfig fails -> Waiting CreateContainerConfigError with the
+        # error as message and a Warning Failed "Error: <msg>" event; the pod sync retries with back-off
+        # (pkg/kubelet/kuberuntime/kuberuntime_container.go startContainer, ErrCreateContainerConfig)
+        pod.waiting_reason, pod.waiting_message = "CreateContainerConfigError", error
+        emit_event(serving, pod, "Failed", f"Error: {error}", "Warning")
+        write_pod_status(serving, pod, "Pending", {"waiting": {
+            "reason": "CreateContainerConfigError", "message": error}}, False, False)
+        serving.enqueue(("revision", pod.namespace, pod.rev.name))
+        await asyncio.sleep(backoff * 2 ** min(attempt, 4))
+        attempt += 1
     while True:
         emit_event(serving, pod, "Created", "Created container user-container")
         emit_event(serving, pod, "Started", "Started container user-container")
@@ -298,7 +347,8 @@ async def run_pod(serving: Serving, pod: PodRuntime) -> None:
         if not b.crash:
             break
         finished = now_rfc3339()
-        term = {"exitCode": 1, "reason": "Error", "message": b.crash_message,
+        term = {"exitCode": b.crash_exit_code, "reason": b.crash_reason,
+                **({"message": b.crash_message} if b.crash_message else {}),
                 "startedAt": pod.started_at, "finishedAt": finished,
                 "containerID": "containerd://" + hashlib.sha256(
                     f"{pod.uid}/{pod.restarts}".encode()).hexdigest()}
@@ -333,8 +383,28 @@ def start_pod(serving: Serving, pod: PodRuntime) -> None:
     pod.task = asyncio.get_running_loop().create_task(runner())
 
 
+def mark_pod_terminating(serving: Serving, ns: str, name: str) -> None:
+    """A terminating pod's status: not ready (Ready and ContainersReady False, no container ready)."""
+    now = now_rfc3339()
+    unready = "containers with unready status: [queue-proxy user-container]"
+
+    def fn(obj: dict) -> None:
+        st = obj.setdefault("status", {})
+        conds = []
+        for c in st.get("conditions") or []:
+            if c.get("type") in ("Ready", "ContainersReady") and c.get("status") != "False":
+                c = dict(c, status="False", lastTransitionTime=now, reason="ContainersNotReady",
+                         message=unready)
+            conds.append(c)
+        st["conditions"] = conds
+        st["containerStatuses"] = [dict(c, ready=False) for c in st.get("containerStatuses") or []]
+
+    serving.store.mutate(PODS, ns, name, fn, status=True, ref=True)
+
+
 def stop_pod(serving: Serving, pod: PodRuntime, delete: bool = True) -> None:
-    """Kill a pod: it stops serving at once, Killing is recorded, the object is deleted."""
+    """Kill a pod: it stops serving at once, Killing is recorded, the object is deleted (gracefully:
+    it stays, terminating and not ready, for `termination_grace`)."""
     if pod.deleted:
         return
     pod.deleted = True

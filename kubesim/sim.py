@@ -78,6 +78,7 @@ class Simulator:
         self._runners: dict[str, web.AppRunner] = {}
         self._sites: dict[str, web.TCPSite] = {}
         self.ca_pem: bytes | None = None
+        self._compactor: asyncio.Task | None = None
         # Kubernetes API requests served (everything under /api and /apis, watches and discovery
         # included, each request once; not /kubesim/ or /version), in total and by verb.
         self.api_requests = 0
@@ -146,6 +147,8 @@ class Simulator:
                 "admin", admin.make_admin_app(self), self.config.admin_host, self.config.admin_port)
         if self.kubeconfig_path:
             write_kubeconfig(self.kubeconfig_path, self.api_url, self.token, self.ca_pem)
+        if self.config.compact_interval > 0:
+            self._compactor = asyncio.get_running_loop().create_task(self._compact_every())
         log.info("kubesim API %s, gateway %s, admin %s", self.api_url, self.gateway_url,
                  self.admin_url)
 
@@ -158,7 +161,21 @@ class Simulator:
         self._runners[name], self._sites[name] = runner, site
         return runner.addresses[0][1]
 
+    async def _compact_every(self) -> None:
+        """kube-apiserver's compactor (kubernetes staging/src/k8s.io/apiserver/pkg/storage/etcd3/compact.go,
+        `compactor`/`compact`): every interval it compacts etcd to the revision it saw at the previous
+        interval, so one interval of history is always kept and an older resourceVersion is gone."""
+        previous = 0
+        while True:
+            await asyncio.sleep(self.config.compact_interval)
+            if previous > self.store.compacted_rv:
+                log.info("compacted watch history at resourceVersion %d", self.store.compact(previous))
+            previous = self.store.resource_version
+
     async def stop(self) -> None:
+        if self._compactor is not None:
+            self._compactor.cancel()
+            self._compactor = None
         for q in list(self.open_watches):
             q.put_nowait(_CLOSE)
         await asyncio.sleep(0)

@@ -341,11 +341,16 @@ class Store:
                     new["status"] = stored["status"]
                 else:
                     new.pop("status", None)
+        if key in ("secrets", "configmaps") and stored.get("immutable") is True and not status:
+            _check_immutable(res, name, stored, new)
         if new == stored:
             return stored if ref else deep_copy(stored)
         if "generation" in smeta and _spec_of(new) != _spec_of(stored):
             new["metadata"] = dict(new["metadata"], generation=smeta["generation"] + 1)
-        if new["metadata"].get("deletionTimestamp") and not new["metadata"].get("finalizers"):
+        # the apiserver removes a deleted object once an update leaves it no finalizers, unless it is
+        # still in its grace period (registry/generic/registry/store.go `ShouldDeleteDuringUpdate`)
+        if new["metadata"].get("deletionTimestamp") and not new["metadata"].get("finalizers") and \
+                not new["metadata"].get("deletionGracePeriodSeconds"):
             return self._remove(key, new)
         self._commit(key, new, "MODIFIED", smeta.get("labels") or {})
         return new if ref else deep_copy(new)
@@ -375,13 +380,19 @@ class Store:
                 return None
             raise
 
-    def delete(self, key: str, namespace: str | None, name: str) -> dict:
+    def delete(self, key: str, namespace: str | None, name: str, grace: int | None = None) -> dict:
+        """Delete an object; a running pod is deleted gracefully (see `_graceful_pod`). `grace` is the
+        request's gracePeriodSeconds (pods only; None: the pod's terminationGracePeriodSeconds)."""
         res = RESOURCES[key]
         ns = namespace or "" if res.namespaced else ""
         stored = self._objs[key].get((ns, name))
         if stored is None:
             raise not_found(res, name)
         smeta = stored["metadata"]
+        if key == "pods":
+            terminating = self._graceful_pod(stored, grace)
+            if terminating is not None:
+                return terminating
         if key == "namespaces":
             if not smeta.get("deletionTimestamp"):
                 new = dict(stored, metadata=dict(smeta, deletionTimestamp=now_rfc3339()),
@@ -398,6 +409,29 @@ class Store:
             self._commit(key, new, "MODIFIED", smeta.get("labels") or {})
             return deep_copy(new)
         return self._remove(key, dict(stored))
+
+    def _graceful_pod(self, stored: dict, grace: int | None) -> dict | None:
+        """The apiserver's graceful pod deletion (kubernetes pkg/registry/core/pod/strategy.go
+        `CheckGracefulDelete`, apimachinery meta/v1 types.go `DeletionTimestamp`): the grace period is the
+        request's, else spec.terminationGracePeriodSeconds (default 30); it is 0 for a pod never scheduled
+        or already Succeeded/Failed, and a negative one becomes 1. With a grace period the pod is only
+        marked — `deletionTimestamp` (now + grace) and `deletionGracePeriodSeconds`, which a later
+        delete may shorten but never lengthen — and the kubelet removes it once its containers stopped
+        (kubesim's Serving, after `termination_grace`). Returns the marked pod, or None to remove it now."""
+        meta, spec = stored["metadata"], stored.get("spec") or {}
+        if grace is None:
+            grace = spec.get("terminationGracePeriodSeconds")
+            grace = 30 if grace is None else int(grace)
+        if not spec.get("nodeName") or (stored.get("status") or {}).get("phase") in ("Succeeded", "Failed"):
+            grace = 0
+        grace = max(1, grace) if grace < 0 else grace
+        current = meta.get("deletionGracePeriodSeconds")
+        if grace == 0 or (current is not None and grace >= int(current)):
+            return None if grace == 0 else deep_copy(stored)
+        at = datetime.fromtimestamp(int(time.time()) + grace, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+        new = dict(stored, metadata=dict(meta, deletionTimestamp=at, deletionGracePeriodSeconds=grace))
+        self._commit("pods", new, "MODIFIED", meta.get("labels") or {})
+        return deep_copy(new)
 
     def subscribe(self, fn: Subscriber, copy: bool = True) -> Callable[[], None]:
         """Call fn(type, key, obj) after every commit. `copy=False` hands fn the committed object
@@ -524,6 +558,16 @@ class Store:
             return
         self._remove("namespaces", dict(nsobj))
 
+    def compact(self, rv: int | None = None) -> int:
+        """Forget the history up to `rv` (default: now), as etcd's compaction does: a watch from any
+        resourceVersion before it then answers 410 Expired. Returns the compacted resourceVersion."""
+        rv = self.resource_version if rv is None else min(int(rv), self.resource_version)
+        if rv > self.compacted_rv:
+            self.compacted_rv = rv
+            while self.history and self.history[0].rv <= rv:
+                self.history.popleft()
+        return self.compacted_rv
+
     def events_since(self, rv: int) -> list[Event] | None:
         """History events with rv > `rv`, or None when `rv` is older than the kept history (410 Gone)."""
         if rv < self.compacted_rv:
@@ -535,6 +579,19 @@ class Store:
             out.append(ev)
         out.reverse()
         return out
+
+
+def _check_immutable(res: Resource, name: str, old: dict, new: dict) -> None:
+    """An immutable Secret or ConfigMap keeps its data, and stays immutable (kubernetes
+    pkg/apis/core/validation/validation.go ValidateSecretUpdate / ValidateConfigMapUpdate)."""
+    msg = "Forbidden: field is immutable when `immutable` is set"
+    causes = [{"reason": "FieldValueForbidden", "message": msg, "field": "immutable"}] \
+        if new.get("immutable") is not True else []
+    for field in ("data", "binaryData") if res.key == "configmaps" else ("data",):
+        if (new.get(field) or {}) != (old.get(field) or {}):
+            causes.append({"reason": "FieldValueForbidden", "message": msg, "field": field})
+    if causes:
+        raise invalid(res, name, causes)
 
 
 def _spec_of(obj: dict) -> dict:

@@ -32,6 +32,7 @@ FIXTURES = REPO.parent / "shared" / "fixtures"
 
 FAST = dict(image_pull_delay=0.05, start_delay=0.1, stable_window=1.0, scale_to_zero_grace=0.3,
             progress_deadline=10.0, activation_timeout=5.0, bookmark_interval=0.5)
+FAST["termination_grace"] = 0.2  # deleted pods stay terminating this long
 
 
 def shared_fixtures() -> Path:

@@ -125,8 +125,9 @@ def test_ksvc_validates_against_the_real_knative_1_23_schema(trigger):
 
 
 def test_secret_namespace_policy_and_limits(trigger, tenant_a, settings):
-    secret = kube.render_secret(trigger, {"TOKEN": "s3cr3t"})
-    assert secret["metadata"]["name"] == "hello-env" and secret["stringData"] == {"TOKEN": "s3cr3t"}
+    secret = kube.render_secret(trigger, {"TOKEN": "s3cr3t"}, 3)
+    assert secret["metadata"]["name"] == "hello-env-3" and secret["stringData"] == {"TOKEN": "s3cr3t"}
+    assert secret["immutable"] is True
     labels = {"app.kubernetes.io/managed-by": "relayweb", "relayweb.io/tenant": str(tenant_a.pk),
               "pod-security.kubernetes.io/enforce": "baseline", "pod-security.kubernetes.io/enforce-version": "latest",
               "pod-security.kubernetes.io/warn": "restricted", "pod-security.kubernetes.io/warn-version": "latest"}

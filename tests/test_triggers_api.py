@@ -122,15 +122,18 @@ def test_secret_values_go_to_kubernetes_only(api, alice, tenant_a, cluster, k8s)
         assert list(response.json()["secret_env"]) == ["API_TOKEN"]
         trigger = Trigger.objects.get(name="hello")
         assert "s3cr3t-value" not in str(Trigger.objects.filter(pk=trigger.pk).values().first())
-        secret = k8s.core.read_namespaced_secret("hello-env", "relay-acme")
+        name = f"hello-env-{trigger.secret_env['API_TOKEN']['version']}"
+        secret = k8s.core.read_namespaced_secret(name, "relay-acme")
         assert base64.b64decode(secret.data["API_TOKEN"]).decode() == "s3cr3t-value"
         assert "s3cr3t-value" not in api(alice).get(URL + "hello/").content.decode()
         ksvc = kube.render_ksvc(trigger)
         env = ksvc["spec"]["template"]["spec"]["containers"][0]["env"]
-        assert env == [{"name": "API_TOKEN", "valueFrom": {"secretKeyRef": {"name": "hello-env", "key": "API_TOKEN"}}}]
+        assert env == [{"name": "API_TOKEN", "valueFrom": {"secretKeyRef": {"name": name, "key": "API_TOKEN"}}}]
         response = api(alice).patch(URL + "hello/", {"secret_values": {"API_TOKEN": None}}, format="json")
         assert response.json()["secret_env"] == {}
-        assert "API_TOKEN" not in (k8s.core.read_namespaced_secret("hello-env", "relay-acme").data or {})
+        assert "API_TOKEN" not in str(kube.render_ksvc(Trigger.objects.get(pk=trigger.pk)))
+        # the Secret the deployed revision reads stays as it was until that revision goes
+        assert "API_TOKEN" in k8s.core.read_namespaced_secret(name, "relay-acme").data
     finally:
         k8s.core.delete_namespace("relay-acme")
 

@@ -197,9 +197,12 @@ def cluster(tmp_path, settings, tenant_a):
 
 
 def _secret_keys(cluster, trigger) -> set[str]:
-    # A real API server folds stringData into data; kubesim (for now) keeps stringData as written.
-    stored = cluster.core.read_namespaced_secret(trigger.secret_name, trigger.namespace)
-    return set(stored.data or {}) | set(stored.string_data or {})
+    """The keys of the Secrets the trigger's variables are read from."""
+    keys: set[str] = set()
+    for name in {kube.secret_name(trigger, meta.get("version")) for meta in trigger.secret_env.values()}:
+        stored = cluster.core.read_namespaced_secret(name, trigger.namespace)
+        keys |= set(stored.data or {})
+    return keys
 
 
 def test_secret_values_are_stored_in_the_cluster_and_never_shown(alice, bob, hello, cluster):

@@ -172,6 +172,200 @@ def test_relists_after_410_gone(tenant_a, tmp_path, settings):
         sim.stop()
 
 
+def test_a_relist_after_a_compaction_gap_drops_the_pods_that_went_meanwhile(watcher, live_trigger, kubesim, k8s):
+    """The watches are down while the trigger scales to zero and the history is compacted: the resume gets
+    410, and the relist, which no longer lists the pod, is what tells the trigger it has none."""
+    from triggers.status import badge
+
+    trigger = live_trigger()
+    Deployment.objects.create(trigger=trigger, spec_version=1, status="ready", generation=1)
+    until(watcher, lambda: fresh(trigger).ready_pods == 1, message="steady")
+    assert badge(fresh(trigger)) == ("ready", "Ready (1 pod)")
+    kubesim.call(lambda: kubesim.sim.faults.add(status=503, verb="watch"))  # every re-watch fails meanwhile
+    kubesim.call(kubesim.sim.faults.drop_watches)
+    wait_for(lambda: not k8s.core.list_namespaced_pod(trigger.namespace).items, message="pods gone in the cluster")
+    kubesim.call(kubesim.sim.store.compact)
+    kubesim.call(kubesim.sim.faults.clear)
+    until(watcher, lambda: fresh(trigger).ready_pods == 0, message="pod dropped by the relist")
+    t = fresh(trigger)
+    assert t.pods == [] and badge(t) == ("scaled_to_zero", "Scaled to zero")
+    assert ScaleEvent.objects.filter(trigger=trigger, from_pods=1, to_pods=0, cause="scaled to zero").exists()
+    assert watcher.pod_owner == {} and watcher.pod_events == {}
+
+
+def test_a_relist_drops_ksvcs_and_revisions_that_went_meanwhile(cluster, tenant_a):
+    trigger = Trigger.objects.create(tenant=tenant_a, name="hello", image="kubesim/echo", ready_pods=0,
+                                     latest_ready_revision="hello-00001")
+    watcher = Watcher(cluster)
+    ksvc = {"metadata": {"namespace": trigger.namespace, "name": "hello", "generation": 1,
+                         "labels": {kube.TRIGGER_LABEL: str(trigger.pk)}},
+            "status": {"observedGeneration": 1, "latestReadyRevisionName": "hello-00001",
+                       "conditions": [{"type": "Ready", "status": "True"}]}}
+    watcher._apply("ksvcs", "SYNC", [ksvc])
+    watcher._apply("revisions", "SYNC", [_revision(trigger, "True", "", 1)])
+    assert fresh(trigger).ready_status == "True" and watcher.revisions
+    watcher._apply("ksvcs", "SYNC", [])  # deleted while no watch was open
+    watcher._apply("revisions", "SYNC", [])
+    t = fresh(trigger)
+    assert (t.ready_status, t.latest_ready_revision) == ("", "")
+    assert watcher.ksvc_seen == {} and watcher.revisions == {}
+
+
+def test_a_relist_that_finds_a_pod_replaced_records_no_scale_change(cluster, tenant_a):
+    trigger = Trigger.objects.create(tenant=tenant_a, name="hello", image="kubesim/echo", ready_pods=0)
+    watcher = Watcher(cluster)
+    old = _pod(trigger, ready=True)
+    watcher._apply("pods", "SYNC", [old])
+    new = _pod(trigger, ready=True)
+    new["metadata"]["name"] = "hello-00001-deployment-x2"
+    watcher._apply("pods", "SYNC", [new])
+    assert [p["name"] for p in fresh(trigger).pods] == ["hello-00001-deployment-x2"]
+    assert list(ScaleEvent.objects.filter(trigger=trigger).values_list("from_pods", "to_pods")) == [(0, 1)]
+
+
+def test_a_terminating_pod_is_not_ready_and_its_going_is_a_scale_to_zero(tenant_a, tmp_path, settings):
+    """Pods stay a while after their delete (deletionTimestamp set, containers draining): the scale to zero is
+    recorded when they start terminating, with the pod shown Terminating, not as failed."""
+    sim = SimulatorThread(SimConfig(kubeconfig=str(tmp_path / "kc"), **{**FAST, "termination_grace": 3.0})).start()
+    try:
+        settings.RELAY_KUBECONFIG = sim.kubeconfig_path
+        kube.reset_cluster()
+        cluster = kube.cluster()
+        cluster.apply_namespace(kube.render_namespace(tenant_a))
+        trigger = Trigger.objects.create(tenant=tenant_a, name="hello", image="kubesim/echo")
+        cluster.apply_ksvc(kube.render_ksvc(trigger), exists=False)
+        w = Watcher(cluster, watch_timeout=30, max_backoff=0.5)
+        w.start()
+        try:
+            until(w, lambda: fresh(trigger).ready_pods == 1, message="first pod ready")
+            until(w, lambda: fresh(trigger).ready_pods == 0, message="scaled to zero")
+            (pod,) = fresh(trigger).pods  # still there: terminating
+            assert (pod["ready"], pod["reason"]) == (False, "Terminating")
+            assert ScaleEvent.objects.filter(trigger=trigger, from_pods=1, to_pods=0, cause="scaled to zero").exists()
+            until(w, lambda: fresh(trigger).pods == [], message="terminated pod gone")
+        finally:
+            w.stop()
+    finally:
+        kube.reset_cluster()
+        sim.stop()
+
+
+def test_a_pod_with_a_deletion_timestamp_never_counts_as_ready(cluster, tenant_a):
+    trigger = Trigger.objects.create(tenant=tenant_a, name="hello", image="kubesim/echo", ready_pods=0)
+    watcher = Watcher(cluster)
+    watcher._on_pods("ADDED", _pod(trigger, ready=True))
+    assert fresh(trigger).ready_pods == 1
+    terminating = _pod(trigger, ready=True)  # the kubelet has not turned it not ready yet
+    terminating["metadata"]["deletionTimestamp"] = "2030-01-01T00:00:00Z"
+    watcher._on_pods("MODIFIED", terminating)
+    t = fresh(trigger)
+    assert t.ready_pods == 0 and t.pods[0]["reason"] == "Terminating"
+    assert ScaleEvent.objects.filter(trigger=trigger).order_by("pk").last().cause == "scaled to zero"
+
+
+@pytest.mark.parametrize(("state", "last", "shown"), [
+    ({"waiting": {"reason": "CrashLoopBackOff"}}, {"terminated": {"reason": "OOMKilled", "exitCode": 137}},
+     "OOMKilled (CrashLoopBackOff)"),
+    ({"waiting": {"reason": "CrashLoopBackOff"}}, {"terminated": {"reason": "Error", "exitCode": 1}},
+     "Error (CrashLoopBackOff)"),
+    ({"terminated": {"reason": "OOMKilled", "exitCode": 137}}, {}, "OOMKilled"),
+    ({"running": {}}, {"terminated": {"reason": "OOMKilled", "exitCode": 137}}, "last exit: OOMKilled"),
+    ({"running": {}}, {"terminated": {"reason": "Completed", "exitCode": 0}}, ""),
+])
+def test_a_pods_last_termination_reason_is_shown(state, last, shown):
+    from triggers.watcher import pod_summary
+
+    pod = {"metadata": {"name": "p"}, "status": {"phase": "Running", "containerStatuses": [
+        {"name": "user-container", "restartCount": 2, "state": state, "lastState": last}]}}
+    assert pod_summary(pod)["reason"] == shown
+
+
+def test_an_oom_killed_handler_shows_why_it_crash_loops(watcher, live_trigger, cluster):
+    trigger = live_trigger()
+    Trigger.objects.filter(pk=trigger.pk).update(image="kubesim/oom", spec_version=2)
+    trigger.refresh_from_db()
+    live = cluster.apply_ksvc(kube.render_ksvc(trigger), exists=True)
+    deployment = Deployment.objects.create(trigger=trigger, spec_version=2, status="waiting",
+                                           generation=live["metadata"]["generation"])
+    until(watcher, lambda: any(p["reason"] == "OOMKilled (CrashLoopBackOff)" for p in fresh(trigger).pods),
+          message="OOMKilled shown")
+    until(watcher, lambda: Deployment.objects.get(pk=deployment.pk).status == "failed", message="deployment failed")
+    assert Deployment.objects.get(pk=deployment.pk).reason == "OOMKilled"  # Knative alone says ExitCode137
+
+
+def test_the_deploy_poll_also_names_an_oom_kill(live_trigger, cluster):
+    from triggers import deploys
+
+    trigger = live_trigger()
+    Trigger.objects.filter(pk=trigger.pk).update(image="kubesim/oom", spec_version=2)
+    trigger.refresh_from_db()
+    live = cluster.apply_ksvc(kube.render_ksvc(trigger), exists=True)
+    deployment = Deployment.objects.create(trigger=trigger, spec_version=2, status="waiting",
+                                           generation=live["metadata"]["generation"])
+
+    def settled():
+        deploys.deployments_poll()
+        return Deployment.objects.get(pk=deployment.pk).status != "waiting"
+
+    wait_for(settled, message="deployment settled by the poll")
+    deployment.refresh_from_db()
+    assert (deployment.status, deployment.reason) == ("failed", "OOMKilled")
+
+
+@pytest.mark.parametrize(("reason", "exits", "shown"), [
+    ("ExitCode137", {"OOMKilled"}, "OOMKilled"),
+    ("ExitCode1", {"Error"}, "ExitCode1"),
+    ("ExitCode1", set(), "ExitCode1"),
+    ("ContainerMissing", {"OOMKilled"}, "ContainerMissing"),
+])
+def test_a_crash_is_named_by_the_runtimes_reason_when_it_says_more(reason, exits, shown):
+    from triggers.status import crash_reason
+
+    assert crash_reason(reason, exits) == shown
+
+
+def test_a_brand_new_revisions_first_pod_is_a_deploy_not_a_cold_start(cluster, tenant_a):
+    """Knative marks a new revision Active=Unknown Queued while its first pods start, as it does a cold start;
+    its Ready is not True yet, and that tells the two apart."""
+    trigger = Trigger.objects.create(tenant=tenant_a, name="hello", image="kubesim/echo", ready_pods=None,
+                                     latest_created_revision="hello-00001")
+    watcher = Watcher(cluster)
+    new = _revision(trigger, "Unknown", "Queued", 0)
+    new["status"]["conditions"][1] = {"type": "Ready", "status": "Unknown", "reason": "Deploying"}
+    watcher._on_revisions("ADDED", new)
+    t = fresh(trigger)
+    assert (t.active_reason, t.active_since) == ("Queued", None)
+    watcher._on_pods("ADDED", _pod(trigger, ready=True))
+    (event,) = ScaleEvent.objects.filter(trigger=trigger)
+    assert (event.from_pods, event.to_pods, event.cause, event.cold_start_ms) == (0, 1, "deploy", None)
+
+
+def test_only_pod_events_are_watched(watcher, live_trigger, k8s):
+    from kubernetes import client as k8s_client
+
+    trigger = live_trigger(min_scale=1)
+    until(watcher, lambda: fresh(trigger).ready_pods == 1, message="steady")
+    steps_for(watcher, 0.5)  # what the start brought
+    for kind in ("Service", "Node", "ReplicaSet"):  # the rest of a cluster's events
+        k8s.core.create_namespaced_event(trigger.namespace, k8s_client.CoreV1Event(
+            metadata=k8s_client.V1ObjectMeta(name=f"other.{kind.lower()}"), reason="Other", message="x",
+            involved_object=k8s_client.V1ObjectReference(kind=kind, namespace=trigger.namespace, name="x")))
+    handled, _ = steps_for(watcher, 1.0)
+    assert handled == 0  # the apiserver never sent them
+
+
+def test_a_pods_events_are_forgotten_with_the_pod(cluster, tenant_a):
+    trigger = Trigger.objects.create(tenant=tenant_a, name="hello", image="kubesim/echo", ready_pods=0)
+    watcher = Watcher(cluster)
+    pod = _pod(trigger, ready=False)
+    watcher._on_pods("ADDED", pod)
+    watcher._on_events("ADDED", {"reason": "BackOff", "involvedObject": {
+        "kind": "Pod", "namespace": trigger.namespace, "name": pod["metadata"]["name"]}})
+    assert fresh(trigger).pods[0]["reason"] == "BackOff" and len(watcher.pod_events) == 1
+    watcher._on_pods("DELETED", pod)
+    assert watcher.pod_events == {} and watcher.pod_owner == {}
+
+
 def test_watch_cluster_command_stops_cleanly_on_sigterm(kubesim, transactional_db, worker_env):
     proc = subprocess.Popen([sys.executable, "manage.py", "watch_cluster"], cwd=REPO, env=worker_env,
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)

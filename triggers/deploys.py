@@ -131,10 +131,31 @@ def deployments_poll() -> int:
                                    revision_reason=_revision_reason(cluster, namespace), settled=settled)
             for deployment in settled:
                 broadcast.deployment(deployment, trigger.tenant_id)
+                deployment_own_secrets(cluster, deployment)
             if changed or settled:
                 broadcast.trigger_status(trigger)
     _time_out_waiting()
     return Deployment.objects.filter(status=Deployment.Status.WAITING).count()
+
+
+def deployment_own_secrets(cluster: kube.Cluster, deployment: Deployment) -> int:
+    """Make the revision a settled deployment produced an owner of the version Secrets it reads, so that
+    Kubernetes' garbage collector deletes each Secret with the last revision that reads it — when Knative's
+    own revision GC (config-gc) or the ksvc's deletion removes it — and never while a revision that could
+    still start pods (the serving one, or one traffic could go back to) needs it. Returns how many."""
+    trigger = deployment.trigger
+    if not deployment.revision or not trigger.secret_env:
+        return 0
+    try:
+        revision = cluster.get_revision(trigger.namespace, deployment.revision)
+        if revision is None:
+            return 0
+        owner = kube.revision_owner(revision)
+        return sum(cluster.add_secret_owner(trigger.namespace, name, owner)
+                   for name in sorted(kube.revision_secrets(revision)) if kube.is_version_secret(trigger, name))
+    except kube.KubeError as e:  # the Secret stays unowned: it goes with the trigger
+        log.warning("secrets of revision %s/%s not owned: %s", trigger.namespace, deployment.revision, e.message)
+        return 0
 
 
 def _time_out_waiting() -> None:
@@ -180,9 +201,12 @@ def trigger_teardown(trigger_id: int) -> bool:
 
 
 def _delete_in_cluster(cluster: kube.Cluster, trigger: Trigger) -> None:
-    cluster.delete_ksvc(trigger.namespace, trigger.name)
-    if trigger.secret_env:
-        cluster.delete_secret(trigger.namespace, trigger.secret_name)
+    cluster.delete_ksvc(trigger.namespace, trigger.name)  # its revisions take the Secrets they own along
+    # and what no revision owns: the Secrets of the current variables (a deploy that never settled) and
+    # the one Secret `<trigger>-env` of values set before Secrets were per version
+    versions = {None} | {meta.get("version") for meta in trigger.secret_env.values()}
+    for version in sorted(versions, key=lambda v: v or 0):
+        cluster.delete_secret(trigger.namespace, kube.secret_name(trigger, version))
 
 
 @dataclass

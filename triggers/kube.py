@@ -59,11 +59,14 @@ def render_ksvc(trigger) -> dict:
         template_annotations[REDEPLOY] = trigger.redeploy_stamp
     env = [{"name": item["name"], "value": item["value"]} for item in trigger.env]
     if trigger.secret_env:
-        # Pods read secretKeyRef at start: a new secret version must roll a new revision.
+        # Pods read secretKeyRef at start: a new secret version must roll a new revision. Each variable is
+        # read from the immutable Secret of the change that set it, so no later change can reach (or break,
+        # by a removed key) the pods an older revision still starts.
         template_annotations[SECRET_VERSION] = str(trigger.secret_version)
         env += [
-            {"name": name, "valueFrom": {"secretKeyRef": {"name": trigger.secret_name, "key": name}}}
-            for name in sorted(trigger.secret_env)
+            {"name": name, "valueFrom": {"secretKeyRef": {"name": secret_name(trigger, meta.get("version")),
+                                                          "key": name}}}
+            for name, meta in sorted(trigger.secret_env.items())
         ]
     container = {"image": trigger.image, "ports": [{"containerPort": trigger.port}]}
     if env:
@@ -145,12 +148,26 @@ def ksvc_merge_patch(ksvc: dict) -> dict:
     return patch
 
 
-def render_secret(trigger, values: dict[str, str]) -> dict:
+def secret_name(trigger, version: int | None) -> str:
+    """The Secret holding a secret variable set by the change that made spec version `version`:
+    `<trigger>-env-<version>`; `<trigger>-env` for values set before Secrets were per version."""
+    return f"{trigger.name}-env-{version}" if version else trigger.secret_name
+
+
+def is_version_secret(trigger, name: str) -> bool:
+    prefix = f"{trigger.name}-env-"
+    return name.startswith(prefix) and name[len(prefix):].isdigit()
+
+
+def render_secret(trigger, values: dict[str, str], version: int) -> dict:
+    """The immutable Secret of one secret-variable change (the values it set), for spec version `version`."""
     return {
         "apiVersion": "v1",
         "kind": "Secret",
-        "metadata": {"name": trigger.secret_name, "namespace": trigger.namespace, "labels": _labels(trigger)},
+        "metadata": {"name": secret_name(trigger, version), "namespace": trigger.namespace,
+                     "labels": _labels(trigger)},
         "type": "Opaque",
+        "immutable": True,
         "stringData": values,
     }
 
@@ -165,6 +182,22 @@ POD_SECURITY = {
     "pod-security.kubernetes.io/warn": "restricted",
     "pod-security.kubernetes.io/warn-version": "latest",
 }
+
+
+def revision_owner(revision: dict) -> dict:
+    """An ownerReference to a Knative Revision: what it owns is garbage-collected with the last such owner."""
+    meta = revision["metadata"]
+    return {"apiVersion": "serving.knative.dev/v1", "kind": "Revision", "name": meta["name"], "uid": meta["uid"]}
+
+
+def revision_secrets(revision: dict) -> set[str]:
+    """The Secrets a revision's containers read variables from."""
+    return {
+        ref["name"]
+        for container in (revision.get("spec") or {}).get("containers") or []
+        for env in container.get("env") or []
+        if (ref := (env.get("valueFrom") or {}).get("secretKeyRef")) and ref.get("name")
+    }
 
 
 def render_namespace(tenant) -> dict:
@@ -320,6 +353,13 @@ class Cluster:
                     return None
                 raise
 
+    def list_revision_pods(self, namespace: str, revision: str) -> list[dict]:
+        """A revision's pods (Knative labels them with it), as plain JSON."""
+        with translated_errors():
+            return json.loads(self.core.list_namespaced_pod(
+                namespace, label_selector=f"serving.knative.dev/revision={revision}", _preload_content=False,
+                _request_timeout=self.timeout).data)["items"]
+
     def list_ksvcs(self, namespace: str, label_selector: str = MANAGED_SELECTOR) -> list[dict]:
         with translated_errors():
             return self.custom.list_namespaced_custom_object(
@@ -358,8 +398,9 @@ class Cluster:
             namespace=namespace, name=name, _request_timeout=self.timeout, **KSVC))
 
     # Secrets
-    def apply_secret(self, secret: dict, *, remove: tuple[str, ...] = ()) -> None:
-        """Create the Secret, or merge the given keys into it (values we do not keep stay as they are)."""
+    def create_secret(self, secret: dict) -> None:
+        """Create an immutable Secret; one left by an earlier attempt at the same version (which never
+        became part of a spec) is replaced."""
         meta = secret["metadata"]
         with translated_errors():
             try:
@@ -368,10 +409,20 @@ class Cluster:
             except ApiException as e:
                 if e.status != 409:
                     raise
-            patch = {"metadata": {"labels": meta["labels"]}, "stringData": secret["stringData"]}
-            if remove:
-                patch["data"] = {key: None for key in remove}
-            self.core.patch_namespaced_secret(meta["name"], meta["namespace"], patch, _request_timeout=self.timeout)
+            self.core.delete_namespaced_secret(meta["name"], meta["namespace"], _request_timeout=self.timeout)
+            self.core.create_namespaced_secret(meta["namespace"], secret, _request_timeout=self.timeout)
+
+    def add_secret_owner(self, namespace: str, name: str, owner: dict) -> bool:
+        """Add an ownerReference (strategic merge by uid keeps the others). False when the Secret is gone."""
+        patch = {"metadata": {"ownerReferences": [owner]}}
+        with translated_errors():
+            try:
+                self.core.patch_namespaced_secret(name, namespace, patch, _request_timeout=self.timeout)
+            except ApiException as e:
+                if e.status == 404:
+                    return False
+                raise
+        return True
 
     def delete_secret(self, namespace: str, name: str) -> bool:
         return self._delete(lambda: self.core.delete_namespaced_secret(name, namespace, _request_timeout=self.timeout))

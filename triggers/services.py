@@ -174,10 +174,14 @@ def trigger_webhook_url(trigger: Trigger, token: str | None = None) -> str:
 
 
 def trigger_set_secrets(*, trigger: Trigger, values: dict[str, str | None]) -> Trigger:
-    """Write secret env values to the Kubernetes Secret `<trigger>-env`; None removes a variable.
+    """Write secret env values to a new immutable Kubernetes Secret `<trigger>-env-<n>` (n: the spec version
+    this change makes); None removes a variable.
 
-    Only the names and when each was set are stored. The cluster must be reachable: otherwise
-    nothing changes and the error says so.
+    Nothing already in the cluster changes: the revision serving now keeps reading the Secrets it was
+    made with (a removed key or a new value reaches only the next revision), and those Secrets go
+    with the revisions that own them (`deploys.deployment_own_secrets`). Only the names, when each was
+    set and its Secret's version are stored. Setting values needs the cluster: otherwise nothing
+    changes and the error says so.
     """
     if not isinstance(values, dict):
         raise ValidationError({"secret_env": 'Expected {"NAME": "value", …} (null removes a variable).'})
@@ -192,14 +196,16 @@ def trigger_set_secrets(*, trigger: Trigger, values: dict[str, str | None]) -> T
         raise ValidationError({"secret_env": "The tenant's namespace is not ready yet; set secrets once it is."})
     setting = {name: value for name, value in values.items() if value is not None}
     removing = tuple(name for name, value in values.items() if value is None and name in trigger.secret_env)
-    try:
-        kube.cluster().apply_secret(kube.render_secret(trigger, setting), remove=removing)
-    except kube.KubeError as e:
-        message = f"Could not store the secret values in the cluster: {e.message}"
-        raise ValidationError({"secret_env": message}) from None
+    version = trigger.spec_version + 1
+    if setting:
+        try:
+            kube.cluster().create_secret(kube.render_secret(trigger, setting, version))
+        except kube.KubeError as e:
+            message = f"Could not store the secret values in the cluster: {e.message}"
+            raise ValidationError({"secret_env": message}) from None
     now = timezone.now().isoformat()
     secret_env = {name: meta for name, meta in trigger.secret_env.items() if name not in removing}
-    secret_env.update({name: {"set_at": now} for name in setting})
+    secret_env.update({name: {"set_at": now, "version": version} for name in setting})
     trigger.secret_env, trigger.secret_version = secret_env, trigger.secret_version + 1
     trigger.spec_version += 1
     Trigger.objects.filter(pk=trigger.pk).update(

@@ -25,12 +25,34 @@ def condition(obj: dict | None, kind: str) -> dict:
 
 def revision_ready_reason(cluster, namespace: str, name: str) -> tuple[str, str]:
     """A revision's own Ready reason and message (ExitCode1, ContainerMissing…), read from the API;
-    ("", "") when it cannot be read."""
+    ("", "") when it cannot be read. A crash's ExitCode<N> becomes what ended the container when the
+    runtime says more than "Error" (OOMKilled: Knative's ExitCode137 "Container failed with: " does not)."""
     try:
         ready = condition(cluster.get_revision(namespace, name), "Ready")
+        reason = ready.get("reason", "")
+        if reason.startswith("ExitCode"):
+            reason = crash_reason(reason, last_exits(cluster.list_revision_pods(namespace, name)))
     except kube.KubeError:
         return "", ""
-    return ready.get("reason", ""), ready.get("message", "")
+    return reason, ready.get("message", "")
+
+
+def last_exits(pods: list[dict]) -> set[str]:
+    """The reasons the user containers of these pods terminated with (state or lastState .terminated)."""
+    return {
+        reason
+        for pod in pods
+        for c in (pod.get("status") or {}).get("containerStatuses") or []
+        if c.get("name") == "user-container"
+        for state in (c.get("state"), c.get("lastState"))
+        if (reason := ((state or {}).get("terminated") or {}).get("reason"))
+    }
+
+
+def crash_reason(reason: str, exits: set[str]) -> str:
+    """Knative's ExitCode<N>, or the runtime's own reason for it (OOMKilled) when it gives one."""
+    telling = sorted(exits - {"", "Error", "Completed"})
+    return telling[0] if reason.startswith("ExitCode") and telling else reason
 
 
 @dataclass(frozen=True)

@@ -22,9 +22,9 @@ from django.utils import timezone
 from kubernetes import watch
 from kubernetes.client.exceptions import ApiException
 
-from . import broadcast, kube
+from . import broadcast, deploys, kube
 from .models import Deployment, ScaleEvent, Trigger
-from .status import condition, observe_ksvc, revision_ready_reason
+from .status import condition, crash_reason, observe_ksvc, revision_ready_reason
 
 log = logging.getLogger(__name__)
 
@@ -33,31 +33,46 @@ log = logging.getLogger(__name__)
 class Stream:
     name: str
     selector: str
+    fields: str = ""  # a field selector
 
 
 STREAMS = (
     Stream("ksvcs", kube.MANAGED_SELECTOR),
     Stream("revisions", kube.MANAGED_SELECTOR),
     Stream("pods", kube.MANAGED_SELECTOR),
-    Stream("events", ""),
+    # only pods' events (Events carry no labels to select ours by): the apiserver filters, so the rest of
+    # the cluster's events are neither sent nor deserialised
+    Stream("events", "", "involvedObject.kind=Pod"),
 )
 
 
 def pod_summary(pod: dict, last_event: str = "") -> dict:
+    """What the pods table shows of one pod. A pod being deleted (`deletionTimestamp`) is Terminating and
+    never ready, whatever its Ready condition still says; a container's last termination (`OOMKilled`,
+    `Error`…) is shown with the state it led to, since CrashLoopBackOff alone does not say why."""
     status = pod.get("status") or {}
     containers = [c for c in status.get("containerStatuses") or [] if c.get("name") == "user-container"] or \
         status.get("containerStatuses") or []
-    reason = ""
+    reason = last_exit = ended = ""
     for c in containers:
         state = c.get("state") or {}
         reason = (state.get("waiting") or state.get("terminated") or {}).get("reason", "") or reason
+        last_exit = ((c.get("lastState") or {}).get("terminated") or {}).get("reason", "") or last_exit
+        ended = (state.get("terminated") or {}).get("reason", "") or last_exit or ended
+    if last_exit and last_exit != "Completed":
+        reason = f"{last_exit} ({reason})" if reason and reason != last_exit else reason or f"last exit: {last_exit}"
+    terminating = bool((pod.get("metadata") or {}).get("deletionTimestamp"))
     return {
         "name": pod["metadata"]["name"],
         "phase": status.get("phase", "Pending"),
-        "ready": condition(pod, "Ready").get("status") == "True",
+        "ready": condition(pod, "Ready").get("status") == "True" and not terminating,
         "restarts": sum(c.get("restartCount", 0) for c in status.get("containerStatuses") or []),
-        "reason": reason or last_event,
+        "reason": TERMINATING if terminating else reason or last_event,
+        "last_exit": ended,  # the latest termination's reason, current or last
     }
+
+
+TERMINATING = "Terminating"  # kubectl's word for a pod with a deletionTimestamp
 
 
 # An activation that has not brought a pod up within Knative's default progress deadline has failed: a later
@@ -81,6 +96,7 @@ class Watcher:
         # (namespace, ksvc) → what of it the trigger shows: a MODIFIED event that changes none of it (a label,
         # an annotation, managedFields) costs no database read; ADDED (lists and relists) always looks
         self.ksvc_seen: dict[tuple[str, str], tuple] = {}
+        self.ksvc_trigger: dict[tuple[str, str], str] = {}  # (namespace, ksvc) → its trigger label
         self.writes = 0  # trigger rows written (tests check that only real changes are)
         # trigger id → when its revision went Active=Queued (a request waits for a pod). The revision and pod
         # streams race: the revision may turn Active=True before the watcher sees the pod ready, and the 0 → N
@@ -117,6 +133,8 @@ class Watcher:
         backoff = 0.5
         fn = self._list(stream)
         selector = {"label_selector": stream.selector} if stream.selector else {}
+        if stream.fields:
+            selector["field_selector"] = stream.fields
         while not self.stopping.is_set():
             try:
                 if self.resource_versions[stream.name] is None:  # (re)list: the complete current state
@@ -172,12 +190,65 @@ class Watcher:
                 return handled
 
     def _apply(self, stream: str, kind: str, obj: Any) -> None:
-        handler = getattr(self, f"_on_{stream}")
         if kind == "SYNC":
-            for item in obj:
-                handler("ADDED", item)
+            getattr(self, f"_sync_{stream}")(obj)
             return
-        handler(kind, obj)
+        getattr(self, f"_on_{stream}")(kind, obj)
+
+    # A (re)list is the complete current state: what is known but not listed went away while no watch was
+    # open (a 410 after an apiserver restart or a compaction), so it is dropped as if DELETED had arrived.
+
+    @staticmethod
+    def _key(obj: dict) -> tuple[str, str]:
+        meta = obj.get("metadata") or {}
+        return meta.get("namespace", ""), meta.get("name", "")
+
+    @staticmethod
+    def _stub(key: tuple[str, str], trigger_id: int | str | None) -> dict:
+        labels = {kube.TRIGGER_LABEL: str(trigger_id)} if trigger_id is not None else {}
+        return {"metadata": {"namespace": key[0], "name": key[1], "labels": labels}}
+
+    def _sync_ksvcs(self, items: list[dict]) -> None:
+        listed = {self._key(item) for item in items}
+        for item in items:
+            self._on_ksvcs("ADDED", item)
+        for key in [k for k in self.ksvc_seen if k not in listed]:
+            self._on_ksvcs("DELETED", self._stub(key, self.ksvc_trigger.get(key)))
+
+    def _sync_revisions(self, items: list[dict]) -> None:
+        listed = {self._key(item) for item in items}
+        for key in [k for k in self.revisions if k not in listed]:
+            self.revisions.pop(key, None)
+        for item in items:
+            self._on_revisions("ADDED", item)
+
+    def _sync_pods(self, items: list[dict]) -> None:
+        """Rebuild the pods wholesale, then publish each trigger once: a relist that finds one pod replaced
+        by another is no 1 -> 0 -> 1, and one that finds none left is the trigger's scale to zero."""
+        touched = set(self.pods)
+        self.pods, self.pod_owner = {}, {}
+        for item in items:
+            meta = item.get("metadata") or {}
+            trigger_id = (meta.get("labels") or {}).get(kube.TRIGGER_LABEL, "")
+            if not trigger_id.isdigit():
+                continue
+            key = self._key(item)
+            self.pod_owner[key] = int(trigger_id)
+            self.pods.setdefault(int(trigger_id), {})[key[1]] = pod_summary(item, self.pod_events.get(key, ""))
+            touched.add(int(trigger_id))
+        for key in [k for k in self.pod_events if k not in self.pod_owner]:
+            del self.pod_events[key]
+        for trigger_id in sorted(touched):
+            trigger = self._trigger(trigger_id)
+            if trigger is None:  # not ours (any more): forget its pods
+                self.pods.pop(trigger_id, None)
+                self.pod_owner = {k: v for k, v in self.pod_owner.items() if v != trigger_id}
+                continue
+            self._publish_pods(trigger)
+
+    def _sync_events(self, items: list[dict]) -> None:
+        for item in items:
+            self._on_events("ADDED", item)
 
     @staticmethod
     def _trigger(pk: int) -> Trigger | None:
@@ -194,8 +265,10 @@ class Watcher:
         seen = (meta.get("generation"), json.dumps(obj.get("status"), sort_keys=True))
         if kind == "DELETED":
             self.ksvc_seen.pop(key, None)
+            self.ksvc_trigger.pop(key, None)
         else:
             previous, self.ksvc_seen[key] = self.ksvc_seen.get(key), seen
+            self.ksvc_trigger[key] = (meta.get("labels") or {}).get(kube.TRIGGER_LABEL, "")
             if kind == "MODIFIED" and previous == seen:
                 return
         trigger = self._trigger_of(obj)
@@ -211,6 +284,8 @@ class Watcher:
                 broadcast.trigger_status(trigger)
             for deployment in settled:
                 broadcast.deployment(deployment, trigger.tenant_id)
+        for deployment in settled:  # cluster calls, outside the transaction
+            deploys.deployment_own_secrets(self.cluster, deployment)
 
     def _revision_reason(self, name: str) -> tuple[str, str]:
         """A failed revision's own reason (ExitCode1, ContainerMissing…): from its last event if that
@@ -218,7 +293,13 @@ class Watcher:
         for (namespace, revision), status in self.revisions.items():
             if revision == name:
                 if status.get("ready") == "False":
-                    return status.get("ready_reason", ""), status.get("ready_message", "")
+                    reason = status.get("ready_reason", "")
+                    exits = {pod["last_exit"] for (ns, pod_name), owner in self.pod_owner.items()
+                             if ns == namespace and pod_name.startswith(f"{name}-deployment-")
+                             and (pod := self.pods.get(owner, {}).get(pod_name))}
+                    if reason.startswith("ExitCode") and crash_reason(reason, exits) == reason:
+                        return revision_ready_reason(self.cluster, namespace, name)  # its pods may be ahead of us
+                    return crash_reason(reason, exits), status.get("ready_message", "")
                 return revision_ready_reason(self.cluster, namespace, name)
         return "", ""
 
@@ -254,8 +335,14 @@ class Watcher:
         values = {"desired_replicas": status["desired"], "actual_replicas": status["actual"],
                   "active_status": status["active"], "active_reason": status["active_reason"]}
         if values["active_reason"] == "Queued" and trigger.active_reason != "Queued":
-            values["active_since"] = timezone.now()  # a cold start begins
-            self.activating[trigger.pk] = time.monotonic()
+            if status["ready"] == "True":  # a revision that was serving, scaled to zero: a cold start begins
+                values["active_since"] = timezone.now()
+                self.activating[trigger.pk] = time.monotonic()
+            else:
+                # a brand-new revision is Queued too while its first pods start (Knative's KPA marks it
+                # Activating until they are ready) but its Ready is not yet True: that is a deploy
+                values["active_since"] = None
+                self.activating.pop(trigger.pk, None)
         return self._write(trigger, values)
 
     def _write(self, trigger: Trigger, values: dict) -> bool:
@@ -271,6 +358,8 @@ class Watcher:
     def _on_pods(self, kind: str, obj: dict) -> None:
         meta = obj["metadata"]
         key = (meta["namespace"], meta["name"])
+        if kind == "DELETED":
+            self.pod_events.pop(key, None)  # the per-pod event map lives as long as the pod
         summary = None if kind == "DELETED" else pod_summary(obj, self.pod_events.get(key, ""))
         owner = self.pod_owner.get(key)
         if kind == "MODIFIED" and owner is not None and self.pods.get(owner, {}).get(meta["name"]) == summary:
@@ -326,7 +415,7 @@ class Watcher:
             else:
                 cause = "deploy"
         elif after == 0:
-            failing = [p["reason"] for p in pods if p["reason"] and p["reason"] not in ("Completed",)]
+            failing = [p["reason"] for p in pods if p["reason"] and p["reason"] not in ("Completed", TERMINATING)]
             cause = f"pods failed ({failing[0]})" if failing else "scaled to zero"
         else:
             cause = "scale up" if after > before else "scale down"

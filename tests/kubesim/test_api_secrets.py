@@ -81,3 +81,15 @@ def test_non_string_string_data_is_400(k8s, core, ns):
     with pytest.raises(ApiException) as e:
         core.read_namespaced_secret("s", ns)
     assert e.value.status == 404
+
+
+def test_an_immutable_secret_keeps_its_data(core, ns):
+    core.create_namespaced_secret(ns, {"metadata": {"name": "v1"}, "immutable": True, "stringData": {"K": "a"}})
+    for patch in ({"stringData": {"K": "b"}}, {"data": {"K": None}}, {"immutable": False}):
+        with pytest.raises(ApiException) as e:
+            core.patch_namespaced_secret("v1", ns, patch)
+        assert e.value.status == 422
+        assert "Forbidden: field is immutable when `immutable` is set" in json.loads(e.value.body)["message"]
+    # its metadata may change (an ownerReference, a label)
+    core.patch_namespaced_secret("v1", ns, {"metadata": {"labels": {"x": "y"}}})
+    assert core.read_namespaced_secret("v1", ns).metadata.labels == {"x": "y"}

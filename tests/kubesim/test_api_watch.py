@@ -198,3 +198,19 @@ def test_client_gone_mid_watch_logs_no_error(sim, core, ns, caplog):
         time.sleep(0.05)
     errors = [r for r in caplog.records if r.levelno >= logging.ERROR]
     assert not errors, [r.getMessage() for r in errors]
+
+
+def test_cluster_wide_event_watch_by_involved_object_kind(core, ns):
+    """What relayweb's watcher asks for: only pods' events, from every namespace."""
+    seen: list = []
+    t = _collect(watch.Watch().stream(core.list_event_for_all_namespaces, field_selector="involvedObject.kind=Pod",
+                                      timeout_seconds=2), seen)
+    time.sleep(0.3)
+    for kind in ("Pod", "Service"):
+        core.create_namespaced_event(ns, {"metadata": {"name": f"e-{kind.lower()}"}, "reason": "R", "message": "m",
+                                          "involvedObject": {"kind": kind, "name": "x", "namespace": ns}})
+    t.join(5)
+    names = [e["object"].metadata.name for e in seen if e["object"].metadata.namespace == ns]
+    assert names == ["e-pod"]
+    listed = core.list_event_for_all_namespaces(field_selector="involvedObject.kind=Pod").items
+    assert {e.metadata.name for e in listed if e.metadata.namespace == ns} == {"e-pod"}

@@ -103,6 +103,23 @@ def test_crash_loop_pod_status(custom, core, ns):
     assert c.ready is False
 
 
+def test_an_oom_killed_container_is_exit_code_137_with_reason_oomkilled(custom, core, ns):
+    custom.create_namespaced_custom_object(G, V, ns, KSVC, kservice("om", "ghcr.io/acme/oom:1"))
+
+    def crashed():
+        for p in core.list_namespaced_pod(ns).items:
+            for c in p.status.container_statuses or []:
+                if c.name == "user-container" and c.last_state and c.last_state.terminated:
+                    return c
+        return None
+    c = wait_for(crashed)
+    t = c.last_state.terminated
+    assert (t.exit_code, t.reason, t.message) == (137, "OOMKilled", None)
+    wait_for(lambda: cond(get_rev(custom, ns, "om-00001"), "ContainerHealthy")[0] == "False")
+    assert cond(get_rev(custom, ns, "om-00001"), "ContainerHealthy") == (
+        "False", "ExitCode137", "Container failed with: ")
+
+
 def test_broken_update_keeps_the_old_revision_serving(sim, custom, ns):
     custom.create_namespaced_custom_object(G, V, ns, KSVC, kservice(
         "br", "echo", template_annotations={"autoscaling.knative.dev/min-scale": "1"}))

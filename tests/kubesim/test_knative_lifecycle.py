@@ -165,3 +165,21 @@ def test_pod_events_tell_the_pod_story(custom, core, ns):
                for e in mine)
     pulled = next(e for e in mine if e.reason == "Pulled")
     assert 'Successfully pulled image "gcr.io/knative-samples/helloworld-go"' in pulled.message
+
+
+def test_a_brand_new_revision_is_active_unknown_queued_while_it_deploys(custom, ns):
+    custom.create_namespaced_custom_object(G, V, ns, KSVC, kservice("nq", "kubesim/slow-start:500ms"))
+
+    def deploying():
+        try:
+            rev = get_rev(custom, ns, "nq-00001")
+        except Exception:
+            return None
+        return rev if cond(rev, "Active")[0] else None
+
+    rev = wait_for(deploying)
+    assert cond(rev, "Active") == (
+        "Unknown", "Queued", "Requests to the target are being buffered as resources are provisioned.")
+    assert cond(rev, "Ready")[:2] == ("Unknown", "Deploying")
+    wait_ready(custom, ns, "nq")
+    assert cond(get_rev(custom, ns, "nq-00001"), "Active")[0] == "True"

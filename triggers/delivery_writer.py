@@ -160,13 +160,18 @@ class DeliveryWriter:
 
     async def _send_live(self) -> None:
         """Every `live_interval`, one channel-layer message per tenant with all of its new deliveries: a
-        busy ingress costs a few group sends a second, not one per batch (the events are not thinned)."""
-        await asyncio.sleep(self.live_interval)
-        rows, self._live = self._live, []
-        try:
-            await _send_all(broadcast.delivery_messages(rows))
-        except Exception:  # the page reconnects and gets a snapshot
-            log.warning("delivery writer: %d live events were not sent", len(rows), exc_info=True)
+        busy ingress costs a few group sends a second, not one per batch (the events are not thinned).
+
+        It runs until nothing is left to send: rows of a batch committed while a send is on its way find this
+        task still running and start no other, so it must take them too (else the last deliveries of a burst
+        would wait for the next delivery to be shown)."""
+        while self._live:
+            await asyncio.sleep(self.live_interval)
+            rows, self._live = self._live, []
+            try:
+                await _send_all(broadcast.delivery_messages(rows))
+            except Exception:  # the page reconnects and gets a snapshot
+                log.warning("delivery writer: %d live events were not sent", len(rows), exc_info=True)
 
     async def close(self) -> None:
         if self.pending:

@@ -27,6 +27,10 @@ KSVC_YAML = textwrap.dedent("""\
       labels: {app: hello}
     spec:
       template:
+        metadata:
+          # the pod listed below must outlive the test's kubectl calls (a min-scale-0 pod lives for the
+          # stable window only, under a second here, and a loaded run missed it)
+          annotations: {autoscaling.knative.dev/min-scale: "1"}
         spec:
           containers:
           - image: gcr.io/knative-samples/helloworld-go

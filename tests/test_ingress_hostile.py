@@ -2,7 +2,7 @@
 
 Two tenants' triggers (acme/hello, globex/other) behind kubesim's gateway. Every generated request goes to
 acme's trigger: odd methods, paths and query strings of any length and byte, header names, values and
-counts, bodies, Content-Length or chunked framing. For each one:
+counts, bodies, Content-Length or chunked framing, written and read at once or slowly in pieces. For each one:
 
 - the answer is never a 5xx other than a JSON 502/503/504 (a 500 or a traceback is a defect);
 - a forwarded request is recorded once, under acme's trigger, with the id the handler was given;
@@ -18,6 +18,7 @@ import json
 import os
 import socket
 import string
+import time
 from urllib.parse import urlsplit
 
 import pytest
@@ -74,13 +75,21 @@ def _raw_request(method: str, target: str, headers: list[tuple[str, str]], body:
     return ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1") + framed
 
 
-def send_raw(base: str, raw: bytes, method: str = "POST", timeout: float = 30) -> tuple[int, dict, bytes] | None:
+def send_raw(base: str, raw: bytes, method: str = "POST", pace: tuple[int, float] = (0, 0.0),
+             timeout: float = 30) -> tuple[int, dict, bytes] | None:
     """One request on its own connection; None if the server closed it without an answer (allowed for
-    framing so broken that no HTTP answer is possible)."""
+    framing so broken that no HTTP answer is possible). `pace` = (n, pause): the request is written in
+    n pieces and the response read in 512-byte reads, with `pause` seconds between them (a slow sender
+    and a slow reader, well inside RELAY_CLIENT_TIMEOUT)."""
+    pieces, pause = pace
     url = urlsplit(base)
     with socket.create_connection((url.hostname, url.port), timeout=timeout) as sock:
         try:
-            sock.sendall(raw)
+            step = max(1, len(raw) // pieces) if pieces else len(raw)
+            for start in range(0, len(raw), step):
+                sock.sendall(raw[start:start + step])
+                if pieces:
+                    time.sleep(pause)
         except (BrokenPipeError, ConnectionResetError):
             pass  # the server answered (e.g. 431) and closed before reading everything
         response = http.client.HTTPResponse(sock, method=method)  # a HEAD answer has a length and no body
@@ -88,7 +97,13 @@ def send_raw(base: str, raw: bytes, method: str = "POST", timeout: float = 30) -
             response.begin()
         except (http.client.RemoteDisconnected, ConnectionResetError):
             return None
-        return response.status, {k.lower(): v for k, v in response.getheaders()}, response.read()
+        if not pieces:
+            return response.status, {k.lower(): v for k, v in response.getheaders()}, response.read()
+        body = b""
+        while part := response.read(512):
+            body += part
+            time.sleep(pause)
+        return response.status, {k.lower(): v for k, v in response.getheaders()}, body
 
 
 @pytest.fixture
@@ -127,12 +142,13 @@ EXAMPLES = int(os.environ.get("RELAY_HOSTILE_EXAMPLES", "60"))
 @settings(max_examples=EXAMPLES, deadline=None,
           suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
 @given(method=METHODS, path=PATHS, query=QUERIES, headers=HEADERS, body=BODIES, framing=FRAMING,
-       chunks=st.lists(st.integers(1, 700), max_size=5))
+       chunks=st.lists(st.integers(1, 700), max_size=5),
+       pace=st.one_of(st.just((0, 0.0)), st.tuples(st.integers(2, 6), st.floats(0.001, 0.05))))
 def test_no_hostile_request_gets_a_500_loses_a_delivery_or_touches_another_tenant(
-        two_tenants, method, path, query, headers, body, framing, chunks):
+        two_tenants, method, path, query, headers, body, framing, chunks, pace):
     relay, acme, other = two_tenants
     target = f"/hooks/{acme.token}{path}" + (f"?{query}" if query else "")
-    answer = send_raw(relay, _raw_request(method, target, headers, body, framing, chunks), method)
+    answer = send_raw(relay, _raw_request(method, target, headers, body, framing, chunks), method, pace)
     if answer is not None:
         status, response_headers, response_body = answer
         _check_answer(status, response_headers, response_body)

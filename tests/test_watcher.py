@@ -172,17 +172,23 @@ def test_relists_after_410_gone(tenant_a, tmp_path, settings):
         sim.stop()
 
 
-def test_a_relist_after_a_compaction_gap_drops_the_pods_that_went_meanwhile(watcher, live_trigger, kubesim, k8s):
+def test_a_relist_after_a_compaction_gap_drops_the_pods_that_went_meanwhile(watcher, live_trigger, kubesim, k8s,
+                                                                            cluster):
     """The watches are down while the trigger scales to zero and the history is compacted: the resume gets
     410, and the relist, which no longer lists the pod, is what tells the trigger it has none."""
     from triggers.status import badge
 
-    trigger = live_trigger()
+    # min-scale 1 until the watcher has seen the pod (a min-scale-0 pod may be gone before it looks) …
+    trigger = live_trigger(min_scale=1)
     Deployment.objects.create(trigger=trigger, spec_version=1, status="ready", generation=1)
-    until(watcher, lambda: fresh(trigger).ready_pods == 1, message="steady")
+    steady_pod(watcher, trigger)
     assert badge(fresh(trigger)) == ("ready", "Ready (1 pod)")
     kubesim.call(lambda: kubesim.sim.faults.add(status=503, verb="watch"))  # every re-watch fails meanwhile
     kubesim.call(kubesim.sim.faults.drop_watches)
+    # … then min-scale 0, during the gap: the new revision's pod comes and goes, the old one's goes
+    Trigger.objects.filter(pk=trigger.pk).update(min_scale=0)
+    cluster.apply_ksvc(kube.render_ksvc(fresh(trigger)), exists=True)
+    Deployment.objects.create(trigger=trigger, spec_version=1, status="ready", generation=2)
     wait_for(lambda: not k8s.core.list_namespaced_pod(trigger.namespace).items, message="pods gone in the cluster")
     kubesim.call(kubesim.sim.store.compact)
     kubesim.call(kubesim.sim.faults.clear)

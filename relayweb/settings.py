@@ -165,6 +165,22 @@ AUTH_PASSWORD_VALIDATORS = [
 LOGIN_URL = "login"
 LOGIN_REDIRECT_URL = "tenant-list"
 LOGOUT_REDIRECT_URL = "login"
+# Sign-in throttling (tenants/throttle.py): this many failed sign-ins for one username, or from one client
+# address (and as many bad API tokens from one address), within the window (seconds) block it until the
+# window ends.
+RELAY_SIGNIN_FAILURES = envint("RELAY_SIGNIN_FAILURES", "10")
+RELAY_SIGNIN_WINDOW = envint("RELAY_SIGNIN_WINDOW", str(15 * 60))
+# Password reset e-mails: printed on the console with DEBUG, else sent by SMTP.
+EMAIL_BACKEND = os.getenv("EMAIL_BACKEND", "django.core.mail.backends.console.EmailBackend" if DEBUG
+                          else "django.core.mail.backends.smtp.EmailBackend")
+EMAIL_HOST = os.getenv("EMAIL_HOST", "localhost")
+EMAIL_PORT = envint("EMAIL_PORT", "25")
+EMAIL_HOST_USER = os.getenv("EMAIL_HOST_USER", "")
+EMAIL_HOST_PASSWORD = envsecret("EMAIL_HOST_PASSWORD")
+EMAIL_USE_TLS = envbool("EMAIL_USE_TLS")
+EMAIL_USE_SSL = envbool("EMAIL_USE_SSL")
+EMAIL_TIMEOUT = envint("EMAIL_TIMEOUT", "10")
+DEFAULT_FROM_EMAIL = os.getenv("DEFAULT_FROM_EMAIL", "relayweb <relayweb@localhost>")
 
 LANGUAGE_CODE = "en-us"
 TIME_ZONE = "UTC"

@@ -5,6 +5,7 @@ from rest_framework.routers import DefaultRouter
 
 from relayweb import health
 from tenants import api as tenants_api
+from tenants.signin import throttled_signin
 from triggers import api as triggers_api
 from triggers import delivery_api
 
@@ -27,6 +28,7 @@ router.register(
 )
 
 urlpatterns = [
+    path("admin/login/", throttled_signin(admin.site.login), name="admin-login"),
     path("admin/", admin.site.urls),
     path("ops/", include("triggers.diag_urls")),
     path("api/v1/", include(router.urls)),

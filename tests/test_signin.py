@@ -61,6 +61,16 @@ def test_nine_failures_then_the_right_password_signs_in_and_clears_the_username_
     assert sign_in(client, "alice", PASSWORD, address="10.4.4.4").status_code == 429
 
 
+def test_a_signed_in_user_posting_someone_elses_username_does_not_clear_their_count(client, alice, bob):
+    for _ in range(9):
+        sign_in(client, "alice", "wrong", address="10.13.0.1")
+    client.force_login(bob)
+    assert sign_in(client, "alice", "anything", address="10.13.0.2").status_code == 302  # already signed in
+    client.logout()
+    sign_in(client, "alice", "wrong", address="10.13.0.3")
+    assert sign_in(client, "alice", PASSWORD, address="10.13.0.4").status_code == 429
+
+
 def test_the_block_ends_with_the_window(client, alice, settings):
     settings.RELAY_SIGNIN_WINDOW = 1
     for _ in range(10):
@@ -154,6 +164,19 @@ def test_password_reset_for_an_unknown_address_answers_the_same_and_sends_nothin
     response = client.post("/password-reset/", {"email": "nobody@example.test"})
     assert response.status_code == 302 and response["Location"] == "/password-reset/sent/"
     assert mail.outbox == []
+
+
+def test_password_reset_requests_are_limited_per_address(client, alice, settings):
+    settings.EMAIL_BACKEND = "django.core.mail.backends.locmem.EmailBackend"
+    def ask(address):
+        return client.post("/password-reset/", {"email": "alice@example.test"}, REMOTE_ADDR=address)
+
+    for _ in range(10):
+        assert ask("10.14.0.1").status_code == 302
+    response = ask("10.14.0.1")
+    assert response.status_code == 429 and minutes_in(response) == 15
+    assert len(mail.outbox) == 10
+    assert ask("10.14.0.2").status_code == 302
 
 
 def test_change_password_page(client, alice):

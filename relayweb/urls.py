@@ -1,10 +1,11 @@
 from django.contrib import admin
 from django.urls import include, path
-from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
+from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerSplitView
 from rest_framework.routers import DefaultRouter
 
 from relayweb import health
 from tenants import api as tenants_api
+from tenants.signin import throttled_signin
 from triggers import api as triggers_api
 from triggers import delivery_api
 
@@ -27,11 +28,12 @@ router.register(
 )
 
 urlpatterns = [
+    path("admin/login/", throttled_signin(admin.site.login), name="admin-login"),
     path("admin/", admin.site.urls),
     path("ops/", include("triggers.diag_urls")),
     path("api/v1/", include(router.urls)),
     path("api/schema/", SpectacularAPIView.as_view(), name="schema"),
-    path("api/docs/", SpectacularSwaggerView.as_view(url_name="schema"), name="api-docs"),
+    path("api/docs/", SpectacularSwaggerSplitView.as_view(url_name="schema"), name="api-docs"),
     path("healthz", health.healthz, name="healthz"),
     path("readyz", health.readyz, name="readyz"),
     path("", include("triggers.urls")),

@@ -1,11 +1,9 @@
-from django.contrib.auth import views as auth_views
 from django.urls import path
 
-from . import views
+from . import signin, views
 
 urlpatterns = [
-    path("login/", auth_views.LoginView.as_view(redirect_authenticated_user=True), name="login"),
-    path("logout/", auth_views.LogoutView.as_view(), name="logout"),
+    *signin.urlpatterns,
     path("", views.tenant_list, name="tenant-list"),
     path("tenants/new/", views.tenant_create, name="tenant-create"),
     path("t/<slug:slug>/", views.tenant_detail, name="tenant-detail"),

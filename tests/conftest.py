@@ -25,6 +25,23 @@ def pytest_configure(config):
             raise pytest.UsageError(f"CI run without {', '.join(missing)}: the real services are required")
 
 
+@pytest.fixture(autouse=True)
+def _signin_throttle_cleared():
+    """Every test starts with no failed sign-ins counted (the counters live in Redis, shared by all tests)."""
+    import redis
+    from django.conf import settings
+
+    from tenants import throttle
+
+    try:
+        with redis.Redis.from_url(settings.REDIS_URL, socket_connect_timeout=2) as client:
+            keys = list(client.scan_iter(match=throttle.PREFIX + "*", count=1000))
+            if keys:
+                client.delete(*keys)
+    except redis.RedisError:
+        pass  # a test that takes Redis down; nothing is counted then either
+
+
 def _user(username: str, **extra):
     return get_user_model().objects.create_user(
         username=username, email=f"{username}@example.test", password=PASSWORD, **extra

@@ -46,6 +46,8 @@ USER_PAGES = {
     "tenant-create": ("get", "/tenants/new/"),
     "token-list": ("get", "/account/tokens/"),
     "token-revoke": ("post", "/account/tokens/{alice_token}/revoke/"),
+    "password_change": ("get", "/account/password/"),
+    "password_change_done": ("get", "/account/password/done/"),
 }
 TENANT_API = {
     "tenant-detail": ("get", "/api/v1/tenants/acme/"),
@@ -89,6 +91,11 @@ STAFF_PAGES = {
 NOT_TENANT_DATA = {
     "login": "sign-in page",
     "logout": "sign-out",
+    "admin-login": "the admin's sign-in page",
+    "password_reset": "password reset: asks for an e-mail address",
+    "password_reset_done": "password reset: 'check your e-mail'",
+    "password_reset_confirm": "password reset: guarded by the e-mailed token",
+    "password_reset_complete": "password reset: 'password set'",
     "schema": "OpenAPI schema (no data)",
     "api-docs": "Swagger UI (no data)",
     "healthz": "liveness probe",

@@ -15,9 +15,9 @@ django_asgi_app = get_asgi_application()
 
 from channels.auth import AuthMiddlewareStack  # noqa: E402
 from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
-from channels.security.websocket import AllowedHostsOriginValidator  # noqa: E402
 
 from relayweb.hosts import on_hooks_only_host, refuse  # noqa: E402
+from relayweb.origins import OriginValidator  # noqa: E402
 from relayweb.routing import websocket_urlpatterns  # noqa: E402
 from triggers.ingress import Ingress  # noqa: E402
 
@@ -25,7 +25,7 @@ ingress = Ingress()
 router = ProtocolTypeRouter(
     {
         "http": django_asgi_app,
-        "websocket": AllowedHostsOriginValidator(AuthMiddlewareStack(URLRouter(websocket_urlpatterns))),
+        "websocket": OriginValidator(AuthMiddlewareStack(URLRouter(websocket_urlpatterns))),
     }
 )
 

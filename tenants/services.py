@@ -12,6 +12,7 @@ from django.core.exceptions import ValidationError
 from django.db import IntegrityError, transaction
 
 from .models import ApiToken, Membership, Role, Tenant
+from .permissions import Action, allows
 
 
 def _clean(instance, exclude=None) -> None:
@@ -65,7 +66,15 @@ def tenant_delete(*, tenant: Tenant) -> Tenant:
         Tenant.objects.filter(pk=tenant.pk).update(state=Tenant.State.DELETING, message="Deletion requested.")
         tenant.state, tenant.message = Tenant.State.DELETING, "Deletion requested."
         transaction.on_commit(lambda: _enqueue("tenant_teardown", tenant.pk))
+        _close_sockets(tenant_id=tenant.pk)
     return tenant
+
+
+def _close_sockets(**whose) -> None:
+    """After commit, the open websockets concerned re-check access and close if it is gone."""
+    from triggers import broadcast  # the live side lives with the triggers
+
+    broadcast.access_revoked(**whose)
 
 
 def _user_by_name(username: str):
@@ -115,6 +124,8 @@ def membership_set_role(*, membership: Membership, role: str) -> Membership:
         raise ValidationError({"role": "The last owner cannot be demoted; make someone else owner first."})
     membership.role = role
     membership.save(update_fields=["role"])
+    if not allows(role, Action.VIEW):
+        _close_sockets(user_id=membership.user_id, tenant_id=membership.tenant_id)
     return membership
 
 
@@ -126,6 +137,7 @@ def membership_remove(*, membership: Membership) -> None:
             {"user": "The last owner cannot be removed; make someone else owner, or delete the tenant."}
         )
     membership.delete()
+    _close_sockets(user_id=membership.user_id, tenant_id=membership.tenant_id)
 
 
 def token_create(*, user, name: str) -> tuple[ApiToken, str]:

@@ -2,10 +2,15 @@
 
 Events go to the Channels group of the trigger's tenant after the transaction commits, one message per
 change. Event types: trigger.status, trigger.pods, deployment, delivery, diag.
+
+Each socket also joins its user's group: when access may have ended (a member removed, a tenant being
+deleted, a user deactivated or signed out) an `access.revoked` message makes its sockets re-check access and
+close with ACCESS_REVOKED_CODE, saying why, if it is gone.
 """
 
 from __future__ import annotations
 
+import hashlib
 import logging
 
 from asgiref.sync import async_to_sync
@@ -16,10 +21,20 @@ from .status import badge
 
 log = logging.getLogger(__name__)
 OPERATORS = "operators"
+ACCESS_REVOKED_CODE = 4403  # websocket close code: access is gone, the page must not reconnect
 
 
 def tenant_group(tenant_id: int) -> str:
     return f"tenant-{tenant_id}"
+
+
+def user_group(user_id: int) -> str:
+    return f"user-{user_id}"
+
+
+def session_digest(session_key: str | None) -> str | None:
+    """What names a signed-out session in a message (not the session key itself)."""
+    return hashlib.sha256(session_key.encode()).hexdigest() if session_key else None
 
 
 def trigger_payload(trigger) -> dict:
@@ -67,15 +82,27 @@ def delivery_messages(deliveries) -> list[tuple[str, dict]]:
 
 def send(group: str, event: str, payload: dict) -> None:
     """Send after commit (or now, outside a transaction); a broken channel layer never breaks the caller."""
+    _send_on_commit(group, {"type": "relay.event", "event": event, "payload": payload})
 
+
+def _send_on_commit(group: str, message: dict) -> None:
     def deliver() -> None:
         try:
-            async_to_sync(get_channel_layer().group_send)(group, {"type": "relay.event", "event": event,
-                                                                 "payload": payload})
+            async_to_sync(get_channel_layer().group_send)(group, message)
         except Exception:  # the layer (Redis) is down: the page reconnects and gets a snapshot
-            log.warning("broadcast of %s to %s failed", event, group, exc_info=True)
+            log.warning("broadcast of %s to %s failed", message.get("event", message["type"]), group,
+                        exc_info=True)
 
     transaction.on_commit(deliver)
+
+
+def access_revoked(*, user_id: int | None = None, tenant_id: int | None = None,
+                   session_key: str | None = None) -> None:
+    """After commit, make sockets re-check access: a user's (in one tenant, or all), or all of a tenant's.
+    With `session_key` only that session's sockets close (it signed out; the user's others stay)."""
+    group = user_group(user_id) if user_id is not None else tenant_group(tenant_id)
+    _send_on_commit(group, {"type": "access.revoked", "tenant_id": tenant_id,
+                            "session": session_digest(session_key)})
 
 
 def trigger_status(trigger) -> None:

@@ -3,37 +3,97 @@
 Membership is checked in connect() with the same permission helper as the UI and the API; a refused
 socket is closed before it is accepted. On connect the client gets a snapshot, then one message per
 change, built in triggers/broadcast.py.
+
+Access is checked again on every `access.revoked` message (to the user's group, or the tenant's): the
+user is re-read from the socket's session, so signing out, deactivation and a changed password count,
+then the membership. If access is gone, the socket gets a last `access.revoked` event saying why and is
+closed with code 4403 (broadcast.ACCESS_REVOKED_CODE), after which the page stops reconnecting.
 """
 
 from __future__ import annotations
 
+from importlib import import_module
+from types import SimpleNamespace
+
 from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncJsonWebsocketConsumer
+from django.conf import settings
+from django.contrib import auth
+from django.contrib.auth import get_user_model
 
-from tenants.permissions import Action, can, tenants_of
+from tenants.models import Tenant
+from tenants.permissions import Action, allows, can, role_of, tenants_of
 
 from . import broadcast, diag
 from .models import Trigger
 
 
 class TenantConsumer(AsyncJsonWebsocketConsumer):
+    tenant = None
+
     async def connect(self) -> None:
-        self.group = None
+        self.groups_joined = []
         tenant = await self._tenant()
         if tenant is None:
             await self.close()  # refuse: never accepted, never joined
             return
-        self.group = broadcast.tenant_group(tenant.pk)
-        await self.channel_layer.group_add(self.group, self.channel_name)
+        self.tenant = tenant
+        await self._join(broadcast.tenant_group(tenant.pk), broadcast.user_group(self.scope["user"].pk))
         await self.accept()
         await self.send_json({"type": "snapshot", "payload": await self._snapshot(tenant)})
+
+    async def _join(self, *groups: str) -> None:
+        for group in groups:
+            await self.channel_layer.group_add(group, self.channel_name)
+            self.groups_joined.append(group)
 
     @database_sync_to_async
     def _tenant(self):
         user = self.scope.get("user")
         slug = self.scope["url_route"]["kwargs"]["slug"]
         tenant = tenants_of(user).filter(slug=slug).first() if user is not None else None
-        return tenant if tenant is not None and can(user, tenant, Action.VIEW) else None
+        if tenant is None or tenant.state == Tenant.State.DELETING:
+            return None
+        return tenant if can(user, tenant, Action.VIEW) else None
+
+    async def access_revoked(self, message) -> None:
+        if message.get("tenant_id") not in (None, getattr(self.tenant, "pk", None)):
+            return  # about another tenant of this user
+        session = message.get("session")
+        if session is not None and session != broadcast.session_digest(self.scope["session"].session_key):
+            return  # another session of this user signed out; this one is still signed in
+        reason = "You signed out." if session is not None else await self._revocation_reason()
+        if reason:
+            await self.send_json({"type": "access.revoked", "reason": reason})
+            await self.close(code=broadcast.ACCESS_REVOKED_CODE)
+
+    def _current_user(self):
+        """The socket's user as the session says now (AnonymousUser once signed out or deactivated)."""
+        key = self.scope["session"].session_key
+        store = import_module(settings.SESSION_ENGINE).SessionStore(key)
+        return auth.get_user(SimpleNamespace(session=store)) if key else auth.models.AnonymousUser()
+
+    def _user_reason(self, user) -> str | None:
+        if user.is_authenticated and user.pk == self.scope["user"].pk:
+            return None
+        if not get_user_model().objects.filter(pk=self.scope["user"].pk, is_active=True).exists():
+            return "Your account has been deactivated."
+        return "You have been signed out."
+
+    @database_sync_to_async
+    def _revocation_reason(self) -> str | None:
+        """Why this socket may no longer stay open, or None while access lasts."""
+        user = self._current_user()
+        if reason := self._user_reason(user):
+            return reason
+        name = self.tenant.name
+        tenant = Tenant.objects.filter(pk=self.tenant.pk).first()
+        if tenant is None or tenant.state == Tenant.State.DELETING:
+            return f"{name} is being deleted."
+        role = role_of(user, tenant)
+        if role is None:
+            return f"You are no longer a member of {name}."
+        return None if allows(role, Action.VIEW) else f"Your role in {name} no longer allows viewing it."
 
     @database_sync_to_async
     def _snapshot(self, tenant) -> dict:
@@ -44,8 +104,8 @@ class TenantConsumer(AsyncJsonWebsocketConsumer):
                 "diag": diag.for_hosts(state, hosts) if state else None}
 
     async def disconnect(self, code) -> None:
-        if self.group:
-            await self.channel_layer.group_discard(self.group, self.channel_name)
+        for group in self.groups_joined:
+            await self.channel_layer.group_discard(group, self.channel_name)
 
     async def receive_json(self, content, **kwargs) -> None:
         pass  # the socket is server → browser only
@@ -61,12 +121,18 @@ class TenantConsumer(AsyncJsonWebsocketConsumer):
 
 class OperatorsConsumer(TenantConsumer):
     async def connect(self) -> None:
-        self.group = None
+        self.groups_joined = []
         user = self.scope.get("user")
         if user is None or not user.is_authenticated or not user.is_staff:
             await self.close()
             return
-        self.group = broadcast.OPERATORS
-        await self.channel_layer.group_add(self.group, self.channel_name)
+        await self._join(broadcast.OPERATORS, broadcast.user_group(user.pk))
         await self.accept()
         await self.send_json({"type": "snapshot", "payload": {"diag": await database_sync_to_async(diag.load)()}})
+
+    @database_sync_to_async
+    def _revocation_reason(self) -> str | None:
+        user = self._current_user()
+        if reason := self._user_reason(user):
+            return reason
+        return None if user.is_staff else "You are no longer an operator."

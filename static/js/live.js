@@ -2,6 +2,7 @@
 // The server sends a snapshot on connect, then one message per change (triggers/broadcast.py):
 // trigger.status, trigger.pods, deployment, delivery, diag. Lost connection → reconnect with
 // exponential backoff (0.5 s doubling to 15 s, with jitter); the next snapshot refreshes everything.
+// Closed with code 4403 (access.revoked: removed, signed out…) → say why and stop reconnecting.
 (() => {
   "use strict";
   const indicator = document.getElementById("live-indicator");
@@ -10,7 +11,7 @@
   const slug = indicator.dataset.liveTenant;
   const root = document.getElementById("live-trigger"); // only on a trigger page
   const triggerId = root ? Number(root.dataset.triggerId) : null;
-  const MIN_DELAY = 500, MAX_DELAY = 15000, RECENT = 10, MINUTES = 60;
+  const MIN_DELAY = 500, MAX_DELAY = 15000, RECENT = 10, MINUTES = 60, ACCESS_REVOKED = 4403;
   const STATUS_LABELS = { pending: "Pending", applying: "Applying", waiting: "Waiting for Knative", ready: "Ready",
     failed: "Failed", error: "Error", superseded: "Superseded" };
   const live = window.relayLive = { state: "connecting", connects: 0, events: [] };
@@ -238,11 +239,17 @@
         backoff = MIN_DELAY;
         setState("live", "Live");
       }
+      if (message.type === "access.revoked") { live.revoked = message.reason || "Access was revoked."; return; }
       handle(message);
     };
-    ws.onclose = () => {
+    ws.onclose = (event) => {
       if (socket !== ws) return;
       socket = null;
+      if (event.code === ACCESS_REVOKED) {
+        live.revoked = live.revoked || "Access was revoked.";
+        setState("revoked", `Not live: ${live.revoked}`);
+        return;
+      }
       schedule();
     };
   }
@@ -255,10 +262,10 @@
   }
 
   window.addEventListener("online", () => {
-    if (retryTimer) { clearTimeout(retryTimer); connect(); }
+    if (retryTimer && !live.revoked) { clearTimeout(retryTimer); connect(); }
   });
   window.addEventListener("pagehide", () => { if (socket) { const ws = socket; socket = null; ws.close(); } });
-  window.addEventListener("pageshow", (event) => { if (event.persisted && !socket && !retryTimer) connect(); });
+  window.addEventListener("pageshow", (event) => { if (event.persisted && !socket && !retryTimer && !live.revoked) connect(); });
 
   loadChart();
   document.querySelectorAll("[data-trigger-pods]").forEach((n) => {

@@ -425,3 +425,15 @@ def test_an_activation_is_one_whichever_stream_reports_first(cluster, tenant_a, 
     watcher._on_pods("ADDED", _pod(trigger, ready=True))
     assert list(ScaleEvent.objects.filter(trigger=trigger).order_by("at", "pk").values_list("cause", flat=True)) == [
         "activation", "scaled to zero", "deploy"]
+
+
+def test_a_long_pod_reason_makes_a_scale_event_cut_to_fit(cluster, tenant_a):
+    """"pods failed (OOMKilled (CrashLoopBackOff))" is 42 characters: PostgreSQL refused the row (the column
+    holds 40) and the watcher's step failed, in a run where the OOM-killed pod's last ready moment was seen."""
+    trigger = Trigger.objects.create(tenant=tenant_a, name="hello", image="kubesim/oom", ready_pods=1)
+    watcher = Watcher(cluster)
+    long_reason = "OOMKilled (CrashLoopBackOff)"
+    watcher._scale_event(trigger, 1, 0, [{"name": "hello-00001-x", "ready": False, "reason": long_reason}])
+    event = ScaleEvent.objects.get(trigger=trigger)
+    assert event.cause == "pods failed (OOMKilled (CrashLoopBackOff))"[:40]
+    assert (event.from_pods, event.to_pods) == (1, 0)

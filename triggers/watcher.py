@@ -419,6 +419,9 @@ class Watcher:
             cause = f"pods failed ({failing[0]})" if failing else "scaled to zero"
         else:
             cause = "scale up" if after > before else "scale down"
+        # a pod's reason can be long ("pods failed (OOMKilled (CrashLoopBackOff))" is 42): cut to the column, or
+        # PostgreSQL refuses the row and the watcher's step fails
+        cause = cause[: ScaleEvent._meta.get_field("cause").max_length]
         ScaleEvent.objects.create(trigger=trigger, from_pods=before, to_pods=after, cause=cause, cold_start_ms=cold_ms)
 
 

@@ -63,6 +63,15 @@ if RELAY_HOOKS_URL and (urlsplit(RELAY_HOOKS_URL).scheme not in ("http", "https"
                         or not urlsplit(RELAY_HOOKS_URL).hostname):
     raise ImproperlyConfigured(f"RELAY_HOOKS_URL must be an http(s) URL such as https://hooks.example.com, "
                                f"got {RELAY_HOOKS_URL!r}")
+# Mail (invitations): printed on the console with DEBUG, sent by SMTP otherwise.
+EMAIL_BACKEND = os.getenv("EMAIL_BACKEND", "django.core.mail.backends.console.EmailBackend" if DEBUG
+                          else "django.core.mail.backends.smtp.EmailBackend")
+EMAIL_HOST = os.getenv("EMAIL_HOST", "localhost")
+EMAIL_PORT = envint("EMAIL_PORT", "25")
+EMAIL_HOST_USER = os.getenv("EMAIL_HOST_USER", "")
+EMAIL_HOST_PASSWORD = envsecret("EMAIL_HOST_PASSWORD")
+EMAIL_USE_TLS = envbool("EMAIL_USE_TLS")
+DEFAULT_FROM_EMAIL = os.getenv("DEFAULT_FROM_EMAIL", "relayweb <noreply@localhost>")
 
 INSTALLED_APPS = [
     "django.contrib.admin",

@@ -54,10 +54,11 @@ class MembershipInlineFormSet(forms.BaseInlineFormSet):
                 continue
             deleted = self.can_delete and self._should_delete_form(form)
             role = form.cleaned_data.get("role")
-            if form.instance.pk is None:
-                gained |= not deleted and role == Role.OWNER
-            elif deleted or role != Role.OWNER:
-                leaving.add(form.instance.pk)
+            if deleted or role != Role.OWNER:
+                if form.instance.pk is not None:
+                    leaving.add(form.instance.pk)
+            elif form.instance.pk is None or "role" in form.changed_data:
+                gained = True  # a new owner, or a member made owner in the same save
         if not gained and _owner_rule_problems(Membership.objects.filter(pk__in=leaving)):
             raise ValidationError("A tenant must keep an owner: make someone else owner first.")
 
@@ -96,8 +97,8 @@ class TenantAdmin(admin.ModelAdmin):
         if formset.model is not Membership:
             return super().save_formset(request, form, formset, change)
         with transaction.atomic():
-            instances = formset.save(commit=False)  # new owners first, then demotions, then removals
-            for membership in sorted(instances, key=lambda m: m.pk is not None):
+            instances = formset.save(commit=False)  # new rows and owners first, then demotions, then removals
+            for membership in sorted(instances, key=lambda m: (m.pk is not None, m.role != Role.OWNER)):
                 if membership.pk is None:
                     membership.save()
                 else:

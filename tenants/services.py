@@ -200,6 +200,8 @@ def invitation_accept(*, invitation: Invitation | None, user) -> Membership:
         if locked is None or locked.state != "pending":
             state = locked.state if locked else "unknown"
             raise ValidationError({"token": INVITATION_UNUSABLE.get(state, INVITATION_UNUSABLE["unknown"])})
+        if locked.tenant.state == Tenant.State.DELETING:
+            raise ValidationError({"token": f"The tenant {locked.tenant.name} is being deleted."})
         membership, _ = Membership.objects.get_or_create(
             tenant=locked.tenant, user=user, defaults={"role": locked.role}
         )

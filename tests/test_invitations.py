@@ -10,7 +10,7 @@ from django.test import Client
 from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
-from tenants.models import Invitation, Membership, Role
+from tenants.models import Invitation, Membership, Role, Tenant
 
 pytestmark = pytest.mark.django_db(transaction=True)  # the mail goes out on commit
 
@@ -119,6 +119,14 @@ def test_the_answer_to_invite_is_the_same_whether_or_not_the_address_has_an_acco
     response = api(alice).post("/api/v1/tenants/acme/members/", {"email": "nobody@example.test", "role": "viewer"},
                                format="json")
     assert response.status_code == 202 and response.json()["state"] == "pending"
+
+
+def test_an_invitation_to_a_tenant_being_deleted_cannot_be_accepted(api, alice, charlie, tenant_a):
+    invite(api, alice)
+    Tenant.objects.filter(pk=tenant_a.pk).update(state=Tenant.State.DELETING)
+    response = api(charlie).post(ACCEPT, {"token": token_of(mail.outbox[0])}, format="json")
+    assert response.status_code == 400 and "being deleted" in response.json()["token"][0]
+    assert not Membership.objects.filter(tenant=tenant_a, user=charlie).exists()
 
 
 def test_a_member_accepting_again_keeps_their_role(api, alice, bob, tenant_a):

@@ -1,4 +1,4 @@
-"""Tenant, membership and token operations. Views, the API and the admin call these; rules live here.
+"""Tenant, membership, invitation and token operations. Views, the API and the admin call these; rules live here.
 
 Errors are `django.core.exceptions.ValidationError` keyed by field, so a form shows them inline and
 the API answers 400 naming the field.
@@ -139,8 +139,10 @@ def memberships_check_removal(*, memberships) -> None:
 
 @transaction.atomic
 def memberships_remove(*, memberships) -> None:
+    """Remove several memberships at once; each goes through `membership_remove` (and whatever it does)."""
     memberships_check_removal(memberships=memberships)
-    memberships.delete()
+    for membership in memberships.select_related("tenant").order_by("pk"):
+        membership_remove(membership=membership)
 
 
 def invitation_sent_message(invitation: Invitation) -> str:

@@ -253,3 +253,17 @@ def test_owner_revokes_from_the_members_page_and_viewers_see_no_invitations(api,
     response = signed_in(charlie).post(f"/invitations/{token_of(mail.outbox[0])}/", follow=True)
     assert "withdrawn" in response.content.decode()
     assert not Membership.objects.filter(tenant=tenant_a, user=charlie).exists()
+
+
+def test_a_mail_outage_is_logged_not_a_500(api, alice, tenant_a, settings, caplog):
+    import socket
+
+    with socket.socket() as closed:  # a loopback port nobody listens on
+        closed.bind(("127.0.0.1", 0))
+        port = closed.getsockname()[1]
+    settings.EMAIL_BACKEND = "django.core.mail.backends.smtp.EmailBackend"
+    settings.EMAIL_HOST, settings.EMAIL_PORT, settings.EMAIL_TIMEOUT = "127.0.0.1", port, 5
+    response = api(alice).post(INVITES, {"email": "charlie@example.test", "role": "viewer"}, format="json")
+    assert response.status_code == 202
+    assert Invitation.objects.get().state == "pending"  # the owner can send it again once mail works
+    assert any("_invitation_send" in r.getMessage() or r.exc_info for r in caplog.records)

@@ -172,7 +172,7 @@ LOGOUT_REDIRECT_URL = "login"
 # window ends.
 RELAY_SIGNIN_FAILURES = envint("RELAY_SIGNIN_FAILURES", "10")
 RELAY_SIGNIN_WINDOW = envint("RELAY_SIGNIN_WINDOW", str(15 * 60))
-# Password reset e-mails: printed on the console with DEBUG, else sent by SMTP.
+# Mail (invitations, password resets): printed on the console with DEBUG, else sent by SMTP.
 EMAIL_BACKEND = os.getenv("EMAIL_BACKEND", "django.core.mail.backends.console.EmailBackend" if DEBUG
                           else "django.core.mail.backends.smtp.EmailBackend")
 EMAIL_HOST = os.getenv("EMAIL_HOST", "localhost")

@@ -14,6 +14,10 @@ router.register("tenants", tenants_api.TenantViewSet, basename="tenant")
 router.register(
     r"tenants/(?P<tenant_slug>[-a-zA-Z0-9_]+)/members", tenants_api.MembershipViewSet, basename="membership"
 )
+router.register(
+    r"tenants/(?P<tenant_slug>[-a-zA-Z0-9_]+)/invitations", tenants_api.InvitationViewSet, basename="invitation"
+)
+router.register("invitations", tenants_api.MyInvitationViewSet, basename="my-invitation")
 router.register("tokens", tenants_api.ApiTokenViewSet, basename="apitoken")
 router.register(r"tenants/(?P<tenant_slug>[-a-zA-Z0-9_]+)/triggers", triggers_api.TriggerViewSet, basename="trigger")
 router.register(

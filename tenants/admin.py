@@ -1,12 +1,84 @@
+from django import forms
 from django.contrib import admin
+from django.contrib.auth import get_user_model
+from django.contrib.auth.admin import UserAdmin
+from django.core.exceptions import ValidationError
+from django.db import transaction
 
-from .models import ApiToken, Membership, Tenant
+from . import services
+from .models import ApiToken, Invitation, Membership, Role, Tenant
+
+
+def _owner_rule_problems(memberships) -> list[str]:
+    """The last-owner rule, as lines the admin's delete confirmation lists (and then refuses)."""
+    try:
+        services.memberships_check_removal(memberships=memberships)
+    except ValidationError as e:
+        return e.messages
+    return []
+
+
+class KeepsOwnersOnDelete:
+    """Admin deletes (the delete page and the changelist action) that would remove a tenant's last owner are
+    refused: the confirmation page lists the problem instead of a "Yes" button, and a POST deletes nothing."""
+
+    def memberships_deleted_with(self, objs):
+        raise NotImplementedError
+
+    def get_deleted_objects(self, objs, request):
+        deleted, model_count, perms_needed, protected = super().get_deleted_objects(objs, request)
+        problems = _owner_rule_problems(self.memberships_deleted_with(objs))
+        return deleted, model_count, perms_needed, [*protected, *problems]
+
+    def delete_model(self, request, obj) -> None:
+        with transaction.atomic():
+            services.memberships_remove(memberships=self.memberships_deleted_with([obj]))
+            super().delete_model(request, obj)
+
+    def delete_queryset(self, request, queryset) -> None:
+        with transaction.atomic():
+            services.memberships_remove(memberships=self.memberships_deleted_with(queryset))
+            super().delete_queryset(request, queryset)
+
+
+class MembershipInlineFormSet(forms.BaseInlineFormSet):
+    """Edits of a tenant's members in one save must leave it an owner (the services' rule)."""
+
+    def clean(self) -> None:
+        super().clean()
+        if any(self.errors) or self.instance.pk is None:
+            return
+        leaving, gained = set(), False
+        for form in self.forms:
+            if not form.has_changed() and form.instance.pk is None:
+                continue
+            deleted = self.can_delete and self._should_delete_form(form)
+            role = form.cleaned_data.get("role")
+            if deleted or role != Role.OWNER:
+                if form.instance.pk is not None:
+                    leaving.add(form.instance.pk)
+            elif form.instance.pk is None or "role" in form.changed_data:
+                gained = True  # a new owner, or a member made owner in the same save
+        if not gained and _owner_rule_problems(Membership.objects.filter(pk__in=leaving)):
+            raise ValidationError("A tenant must keep an owner: make someone else owner first.")
 
 
 class MembershipInline(admin.TabularInline):
     model = Membership
+    formset = MembershipInlineFormSet
     extra = 0
     autocomplete_fields = ["user"]
+
+
+class InvitationInline(admin.TabularInline):
+    model = Invitation
+    extra = 0
+    can_delete = False
+    fields = ["email", "role", "invited_by", "created_at", "expires_at", "accepted_at", "revoked_at"]
+    readonly_fields = fields
+
+    def has_add_permission(self, request, obj=None) -> bool:
+        return False  # owners invite from the product, which mails the link
 
 
 @admin.register(Tenant)
@@ -15,20 +87,95 @@ class TenantAdmin(admin.ModelAdmin):
     list_filter = ["state", "created_at"]
     search_fields = ["slug", "name", "namespace", "memberships__user__username"]
     readonly_fields = ["namespace", "created_at"]
-    inlines = [MembershipInline]
+    inlines = [MembershipInline, InvitationInline]
 
     def get_readonly_fields(self, request, obj=None):
         # The slug names the namespace: fixed once the tenant exists.
         return [*self.readonly_fields, "slug"] if obj else self.readonly_fields
 
+    def save_formset(self, request, form, formset, change) -> None:
+        if formset.model is not Membership:
+            return super().save_formset(request, form, formset, change)
+        with transaction.atomic():
+            instances = formset.save(commit=False)  # new rows and owners first, then demotions, then removals
+            for membership in sorted(instances, key=lambda m: (m.pk is not None, m.role != Role.OWNER)):
+                if membership.pk is None:
+                    membership.save()
+                else:
+                    role = membership.role
+                    membership.role = Membership.objects.get(pk=membership.pk).role
+                    services.membership_set_role(membership=membership, role=role)
+                    membership.save()
+            removed = Membership.objects.filter(pk__in=[m.pk for m in formset.deleted_objects])
+            services.memberships_remove(memberships=removed)
+
+
+class MembershipAdminForm(forms.ModelForm):
+    class Meta:
+        model = Membership
+        fields = ["tenant", "user", "role"]
+
+    def clean_role(self) -> str:
+        role = self.cleaned_data["role"]
+        old = self.instance
+        if old.pk and role != Role.OWNER and services.membership_is_last_owner(
+            membership=Membership.objects.get(pk=old.pk)
+        ):
+            raise ValidationError("The last owner cannot be demoted; make someone else owner first.")
+        return role
+
 
 @admin.register(Membership)
-class MembershipAdmin(admin.ModelAdmin):
+class MembershipAdmin(KeepsOwnersOnDelete, admin.ModelAdmin):
+    form = MembershipAdminForm
     list_display = ["tenant", "user", "role", "created_at"]
     list_filter = ["role", "tenant"]
     search_fields = ["tenant__slug", "tenant__name", "user__username", "user__email"]
     autocomplete_fields = ["user", "tenant"]
     list_select_related = ["tenant", "user"]
+
+    def memberships_deleted_with(self, objs):
+        return Membership.objects.filter(pk__in=[m.pk for m in objs])
+
+    def get_readonly_fields(self, request, obj=None):
+        # Moving a membership to another tenant or user would bypass the last-owner rule: remove and add instead.
+        return ["tenant", "user"] if obj else []
+
+    def save_model(self, request, obj, form, change) -> None:
+        if change and "role" in form.changed_data:
+            role, obj.role = obj.role, form.initial["role"]
+            services.membership_set_role(membership=obj, role=role)
+        else:
+            super().save_model(request, obj, form, change)
+
+
+@admin.register(Invitation)
+class InvitationAdmin(admin.ModelAdmin):
+    list_display = ["email", "tenant", "role", "invited_by", "created_at", "expires_at", "accepted_at", "revoked_at"]
+    list_filter = ["role", "tenant"]
+    search_fields = ["email", "tenant__slug"]
+    exclude = ["digest"]
+    readonly_fields = ["tenant", "email", "role", "invited_by", "created_at", "expires_at", "accepted_at",
+                       "accepted_by", "revoked_at"]
+
+    def has_add_permission(self, request) -> bool:
+        return False  # owners invite from the product, which mails the link
+
+
+User = get_user_model()
+if admin.site.is_registered(User):
+    _BaseUserAdmin = type(admin.site.get_model_admin(User))
+    admin.site.unregister(User)
+else:
+    _BaseUserAdmin = UserAdmin
+
+
+@admin.register(User)
+class RelayUserAdmin(KeepsOwnersOnDelete, _BaseUserAdmin):
+    """Deleting a user deletes their memberships: refused while they are a tenant's last owner."""
+
+    def memberships_deleted_with(self, objs):
+        return Membership.objects.filter(user__in=[u.pk for u in objs])
 
 
 @admin.register(ApiToken)

@@ -1,4 +1,4 @@
-"""API: /api/v1/tenants/, /api/v1/tenants/<slug>/members/, /api/v1/tokens/."""
+"""API: /api/v1/tenants/, …/<slug>/members/, …/<slug>/invitations/, /api/v1/invitations/, /api/v1/tokens/."""
 
 from __future__ import annotations
 
@@ -11,9 +11,17 @@ from rest_framework.response import Response
 
 from . import services
 from .filters import MembershipFilter, TenantFilter
-from .models import ApiToken, Membership, Tenant
+from .models import ApiToken, Invitation, Membership, Tenant
 from .permissions import Action, can, tenants_of
-from .serializers import ApiTokenSerializer, MembershipSerializer, TenantSerializer
+from .serializers import (
+    AcceptedSerializer,
+    ApiTokenSerializer,
+    InvitationAcceptSerializer,
+    InvitationSerializer,
+    MembershipSerializer,
+    MyInvitationSerializer,
+    TenantSerializer,
+)
 
 READ_METHODS = permissions.SAFE_METHODS
 
@@ -91,9 +99,14 @@ def with_tenant_param(*actions: str):
     return extend_schema_view(**{name: extend_schema(parameters=[tenant_param]) for name in names})
 
 
-@with_tenant_param()
+@with_tenant_param("list", "retrieve", "update", "partial_update", "destroy")
+@extend_schema_view(create=extend_schema(
+    parameters=[tenant_param], request=InvitationSerializer, responses={202: InvitationSerializer},
+    description="Invite someone by e-mail (the same as POST …/invitations/). Nobody joins without accepting: "
+    "the answer is 202 and the same whether or not the address has an account.",
+))
 class MembershipViewSet(TenantScoped, viewsets.ModelViewSet):
-    """Members list members; owners add, change and remove them."""
+    """Members list members; owners invite, change roles and remove them."""
 
     serializer_class = MembershipSerializer
     permission_classes = [permissions.IsAuthenticated, TenantRole]
@@ -110,8 +123,80 @@ class MembershipViewSet(TenantScoped, viewsets.ModelViewSet):
             return Membership.objects.none()
         return Membership.objects.filter(tenant=self.tenant).select_related("user")
 
+    def create(self, request, *args, **kwargs):
+        serializer = InvitationSerializer(data=request.data, context=self.get_serializer_context())
+        serializer.is_valid(raise_exception=True)
+        serializer.save()
+        return Response(serializer.data, status=status.HTTP_202_ACCEPTED)
+
     def perform_destroy(self, membership) -> None:
         services.membership_remove(membership=membership)
+
+
+class OwnersOnly(permissions.BasePermission):
+    def has_permission(self, request, view) -> bool:
+        return view.tenant is not None and can(request.user, view.tenant, Action.MANAGE)
+
+
+@with_tenant_param("list", "create", "retrieve", "destroy")
+@extend_schema_view(
+    create=extend_schema(responses={202: InvitationSerializer}),
+    destroy=extend_schema(description="Revoke a pending invitation: its link stops working."),
+)
+class InvitationViewSet(
+    TenantScoped,
+    mixins.ListModelMixin,
+    mixins.CreateModelMixin,
+    mixins.RetrieveModelMixin,
+    mixins.DestroyModelMixin,
+    viewsets.GenericViewSet,
+):
+    """Owners invite by e-mail, list pending invitations and revoke them. Others get 403 (non-members 404)."""
+
+    serializer_class = InvitationSerializer
+    permission_classes = [permissions.IsAuthenticated, OwnersOnly]
+    filterset_fields = ["role"]
+    search_fields = ["email"]
+    ordering_fields = ["created_at", "email", "expires_at"]
+    ordering = ["-created_at"]
+
+    def get_queryset(self):
+        if getattr(self, "swagger_fake_view", False) or self.tenant is None:
+            return Invitation.objects.none()
+        return self.tenant.invitations.pending().select_related("invited_by", "tenant")
+
+    def create(self, request, *args, **kwargs):
+        response = super().create(request, *args, **kwargs)
+        response.status_code = status.HTTP_202_ACCEPTED  # sent, not joined: the invitee still has to accept
+        return response
+
+    def perform_destroy(self, invitation) -> None:
+        services.invitation_revoke(invitation=invitation)
+
+
+class MyInvitationViewSet(mixins.ListModelMixin, viewsets.GenericViewSet):
+    """Pending invitations to your account's e-mail address; accept one with its link's token."""
+
+    serializer_class = MyInvitationSerializer
+    filterset_fields = []
+    search_fields = []
+    ordering_fields = ["created_at"]
+    ordering = ["-created_at"]
+
+    def get_queryset(self):
+        if getattr(self, "swagger_fake_view", False):
+            return Invitation.objects.none()
+        return services.invitations_for(user=self.request.user)
+
+    @extend_schema(request=InvitationAcceptSerializer, responses={200: AcceptedSerializer})
+    @action(detail=False, methods=["post"])
+    def accept(self, request):
+        """Accept an invitation with the token from its link, as the signed-in user (single use)."""
+        body = InvitationAcceptSerializer(data=request.data)
+        body.is_valid(raise_exception=True)
+        invitation = Invitation.objects.for_raw(body.validated_data["token"])
+        membership = services.invitation_accept(invitation=invitation, user=request.user)
+        return Response({"tenant": membership.tenant.slug, "role": membership.role})
 
 
 class ApiTokenViewSet(

@@ -17,8 +17,8 @@ class TenantSettingsForm(forms.Form):
     name = forms.CharField(max_length=100)
 
 
-class MemberAddForm(forms.Form):
-    username = forms.CharField(max_length=150, help_text="Username or e-mail of an existing user.")
+class InvitationForm(forms.Form):
+    email = forms.CharField(max_length=254, help_text="They get a link to accept, valid for 7 days.")
     role = forms.ChoiceField(choices=Role.choices, initial=Role.VIEWER)
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import secrets
+from datetime import timedelta
 
 from django.conf import settings
 from django.core.validators import RegexValidator
@@ -127,3 +128,59 @@ class ApiToken(models.Model):
         if last is None or (now - last).total_seconds() >= self.LAST_USED_RESOLUTION_SECONDS:
             ApiToken.objects.filter(pk=self.pk).update(last_used_at=now)
             self.last_used_at = now
+
+
+INVITATION_VALID_FOR = timedelta(days=7)
+
+
+class InvitationQuerySet(models.QuerySet):
+    def pending(self):
+        return self.filter(accepted_at=None, revoked_at=None, expires_at__gt=timezone.now())
+
+    def for_raw(self, raw: str) -> Invitation | None:
+        return self.select_related("tenant").filter(digest=_hash_token(raw or "")).first()
+
+
+class Invitation(models.Model):
+    """An invitation to join a tenant, sent by e-mail. The link's token is stored only as a SHA-256 digest."""
+
+    tenant = models.ForeignKey(Tenant, on_delete=models.CASCADE, related_name="invitations")
+    email = models.EmailField(help_text="Address the invitation was sent to (lowercase).")
+    role = models.CharField(max_length=10, choices=Role.choices, default=Role.VIEWER)
+    digest = models.CharField(max_length=64, unique=True, editable=False)
+    invited_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, blank=True, related_name="+"
+    )
+    created_at = models.DateTimeField(default=timezone.now, editable=False)
+    expires_at = models.DateTimeField(editable=False)
+    accepted_at = models.DateTimeField(null=True, blank=True, editable=False)
+    accepted_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, blank=True, related_name="+"
+    )
+    revoked_at = models.DateTimeField(null=True, blank=True, editable=False)
+
+    objects = InvitationQuerySet.as_manager()
+
+    class Meta:
+        ordering = ["-created_at"]
+
+    def __str__(self) -> str:
+        return f"{self.email} to {self.tenant} ({self.role})"
+
+    @classmethod
+    def generate(cls, *, tenant: Tenant, email: str, role: str, invited_by) -> tuple[Invitation, str]:
+        raw = secrets.token_urlsafe(32)
+        now = timezone.now()
+        invitation = cls.objects.create(
+            tenant=tenant, email=email, role=role, invited_by=invited_by, digest=_hash_token(raw),
+            created_at=now, expires_at=now + INVITATION_VALID_FOR,
+        )
+        return invitation, raw
+
+    @property
+    def state(self) -> str:
+        if self.accepted_at:
+            return "accepted"
+        if self.revoked_at:
+            return "revoked"
+        return "expired" if self.expires_at <= timezone.now() else "pending"

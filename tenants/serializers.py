@@ -5,7 +5,7 @@ from rest_framework import serializers
 from relayweb.api import StrictFieldsMixin
 
 from . import services
-from .models import SLUG_MAX_LENGTH, ApiToken, Membership, Role, Tenant, slug_validator
+from .models import SLUG_MAX_LENGTH, ApiToken, Invitation, Membership, Role, Tenant, slug_validator
 
 
 class TenantSerializer(StrictFieldsMixin, serializers.ModelSerializer):
@@ -39,9 +39,7 @@ class TenantSerializer(StrictFieldsMixin, serializers.ModelSerializer):
 
 
 class MembershipSerializer(StrictFieldsMixin, serializers.ModelSerializer):
-    username = serializers.CharField(
-        source="user.username", help_text="Username (or e-mail) of an existing user."
-    )
+    username = serializers.CharField(source="user.username", help_text="The member's username.")
     role = serializers.ChoiceField(choices=Role.choices)
 
     class Meta:
@@ -54,17 +52,51 @@ class MembershipSerializer(StrictFieldsMixin, serializers.ModelSerializer):
             raise serializers.ValidationError("The member cannot change; remove and add instead.")
         return value
 
-    def create(self, validated_data) -> Membership:
-        return services.membership_add(
-            tenant=self.context["tenant"],
-            username=validated_data["user"]["username"],
-            role=validated_data["role"],
-        )
-
     def update(self, membership: Membership, validated_data) -> Membership:
         return services.membership_set_role(
             membership=membership, role=validated_data.get("role", membership.role)
         )
+
+
+class InvitationSerializer(StrictFieldsMixin, serializers.ModelSerializer):
+    email = serializers.CharField(max_length=254, help_text="Address to send the invitation link to.")
+    role = serializers.ChoiceField(choices=Role.choices)
+    state = serializers.CharField(read_only=True, help_text="pending, accepted, revoked or expired.")
+    invited_by = serializers.SlugRelatedField(slug_field="username", read_only=True)
+    detail = serializers.SerializerMethodField(help_text="What happened, in words.")
+
+    class Meta:
+        model = Invitation
+        fields = ["id", "email", "role", "state", "invited_by", "created_at", "expires_at", "detail"]
+        read_only_fields = ["id", "created_at", "expires_at"]
+
+    def get_detail(self, invitation: Invitation) -> str:
+        return services.invitation_sent_message(invitation)
+
+    def create(self, validated_data) -> Invitation:
+        return services.invitation_create(
+            tenant=self.context["tenant"], invited_by=self.context["request"].user, **validated_data
+        )
+
+
+class MyInvitationSerializer(serializers.ModelSerializer):
+    tenant = serializers.SlugRelatedField(slug_field="slug", read_only=True)
+    tenant_name = serializers.CharField(source="tenant.name", read_only=True)
+    invited_by = serializers.SlugRelatedField(slug_field="username", read_only=True)
+
+    class Meta:
+        model = Invitation
+        fields = ["id", "tenant", "tenant_name", "role", "invited_by", "created_at", "expires_at"]
+        read_only_fields = fields
+
+
+class InvitationAcceptSerializer(StrictFieldsMixin, serializers.Serializer):
+    token = serializers.CharField(max_length=200, help_text="The token from the invitation link.")
+
+
+class AcceptedSerializer(serializers.Serializer):
+    tenant = serializers.CharField(help_text="Slug of the tenant you are now a member of.")
+    role = serializers.CharField(help_text="Your role in it.")
 
 
 class ApiTokenSerializer(StrictFieldsMixin, serializers.ModelSerializer):

@@ -1,4 +1,4 @@
-"""Tenant, membership and token operations. Views, the API and the admin call these; rules live here.
+"""Tenant, membership, invitation and token operations. Views, the API and the admin call these; rules live here.
 
 Errors are `django.core.exceptions.ValidationError` keyed by field, so a form shows them inline and
 the API answers 400 naming the field.
@@ -7,11 +7,14 @@ the API answers 400 naming the field.
 from __future__ import annotations
 
 from django.conf import settings
-from django.contrib.auth import get_user_model
 from django.core.exceptions import ValidationError
+from django.core.mail import send_mail
+from django.core.validators import validate_email
 from django.db import IntegrityError, transaction
+from django.urls import reverse
+from django.utils import timezone
 
-from .models import ApiToken, Membership, Role, Tenant
+from .models import INVITATION_VALID_FOR, ApiToken, Invitation, Membership, Role, Tenant
 from .permissions import Action, allows
 
 
@@ -77,50 +80,46 @@ def _close_sockets(**whose) -> None:
     broadcast.access_revoked(**whose)
 
 
-def _user_by_name(username: str):
-    User = get_user_model()
-    username = (username or "").strip()
-    if not username:
-        raise ValidationError({"username": "This field is required."})
-    user = User.objects.filter(username=username, is_active=True).first()
-    if user is None:
-        user = User.objects.filter(email__iexact=username, is_active=True).first() if "@" in username else None
-    if user is None:
-        raise ValidationError({"username": f"No active user named {username!r}."})
-    return user
-
-
 def _check_role(role: str) -> str:
     if role not in Role.values:
         raise ValidationError({"role": f"Unknown role {role!r}; choose one of: {', '.join(Role.values)}."})
     return role
 
 
-@transaction.atomic
-def membership_add(*, tenant: Tenant, username: str, role: str) -> Membership:
-    role = _check_role(role)
-    user = _user_by_name(username)
-    try:
-        with transaction.atomic():
-            return Membership.objects.create(tenant=tenant, user=user, role=role)
-    except IntegrityError:
-        raise ValidationError({"username": f"{user.username} is already a member."}) from None
+def _tenants_left_without_owner(*, tenant_ids, leaving: set[int]) -> list[str]:
+    """The one last-owner rule: slugs of tenants whose owners would all be among `leaving` (membership pks).
 
-
-def _lock_owners(tenant: Tenant) -> list[int]:
-    # Lock the tenant's memberships so two concurrent demotions cannot both pass the last-owner check.
-    return list(
+    Locks the owners' rows (in pk order, so concurrent callers cannot deadlock) until the transaction ends,
+    so two concurrent demotions or removals cannot both pass.
+    """
+    owners: dict[int, set[int]] = {}
+    locked = (
         Membership.objects.select_for_update()
-        .filter(tenant=tenant, role=Role.OWNER)
-        .values_list("pk", flat=True)
+        .filter(tenant_id__in=set(tenant_ids), role=Role.OWNER)
+        .order_by("pk")
+        .values_list("pk", "tenant_id")
     )
+    for pk, tenant_id in locked:
+        owners.setdefault(tenant_id, set()).add(pk)
+    orphaned = [tenant_id for tenant_id, pks in owners.items() if pks <= leaving]
+    return list(Tenant.objects.filter(pk__in=orphaned).order_by("slug").values_list("slug", flat=True))
+
+
+def membership_is_last_owner(*, membership: Membership) -> bool:
+    """Whether removing or demoting this membership would leave its tenant without an owner (no lock)."""
+    if membership.role != Role.OWNER:
+        return False
+    return not Membership.objects.filter(tenant_id=membership.tenant_id, role=Role.OWNER).exclude(
+        pk=membership.pk
+    ).exists()
 
 
 @transaction.atomic
 def membership_set_role(*, membership: Membership, role: str) -> Membership:
     role = _check_role(role)
-    owners = _lock_owners(membership.tenant)
-    if membership.role == Role.OWNER and role != Role.OWNER and owners == [membership.pk]:
+    if membership.role == Role.OWNER and role != Role.OWNER and _tenants_left_without_owner(
+        tenant_ids=[membership.tenant_id], leaving={membership.pk}
+    ):
         raise ValidationError({"role": "The last owner cannot be demoted; make someone else owner first."})
     membership.role = role
     membership.save(update_fields=["role"])
@@ -131,13 +130,123 @@ def membership_set_role(*, membership: Membership, role: str) -> Membership:
 
 @transaction.atomic
 def membership_remove(*, membership: Membership) -> None:
-    owners = _lock_owners(membership.tenant)
-    if membership.role == Role.OWNER and owners == [membership.pk]:
+    if _tenants_left_without_owner(tenant_ids=[membership.tenant_id], leaving={membership.pk}):
         raise ValidationError(
             {"user": "The last owner cannot be removed; make someone else owner, or delete the tenant."}
         )
     membership.delete()
     _close_sockets(user_id=membership.user_id, tenant_id=membership.tenant_id)
+
+
+def memberships_check_removal(*, memberships) -> None:
+    """Refuse removing a set of memberships (an admin bulk delete, a user deletion) that leaves a tenant ownerless."""
+    with transaction.atomic():
+        rows = list(memberships.values_list("pk", "tenant_id"))
+        slugs = _tenants_left_without_owner(tenant_ids={t for _, t in rows}, leaving={pk for pk, _ in rows})
+    if slugs:
+        raise ValidationError(
+            f"This would leave {', '.join(slugs)} without an owner; make someone else owner first."
+        )
+
+
+@transaction.atomic
+def memberships_remove(*, memberships) -> None:
+    """Remove several memberships at once; each goes through `membership_remove` (and whatever it does)."""
+    memberships_check_removal(memberships=memberships)
+    for membership in memberships.select_related("tenant").order_by("pk"):
+        membership_remove(membership=membership)
+
+
+def invitation_sent_message(invitation: Invitation) -> str:
+    """The one answer to "invite X", whoever X is."""
+    return (f"Invitation sent to {invitation.email} as {invitation.role}; "
+            f"the link is valid for {INVITATION_VALID_FOR.days} days.")
+
+
+def _check_email(email: str) -> str:
+    email = (email or "").strip().lower()
+    if not email:
+        raise ValidationError({"email": "This field is required."})
+    try:
+        validate_email(email)
+    except ValidationError:
+        raise ValidationError({"email": f"{email!r} is not a valid e-mail address."}) from None
+    return email
+
+
+def invitation_create(*, tenant: Tenant, email: str, role: str, invited_by) -> Invitation:
+    """Invite an e-mail address to a tenant with a role, and mail the link.
+
+    The outcome is the same whatever the address: no user is looked up here (not even to say "already a
+    member"), so the answer, the work done and the mail sent do not tell whether an account exists. A
+    new invitation to the same address replaces the pending one (its old link stops working).
+    """
+    email, role = _check_email(email), _check_role(role)
+    with transaction.atomic():
+        tenant.invitations.pending().filter(email=email).update(revoked_at=timezone.now())
+        invitation, raw = Invitation.generate(tenant=tenant, email=email, role=role, invited_by=invited_by)
+        transaction.on_commit(lambda: _invitation_send(invitation, raw), robust=True)  # a mail outage is logged
+    return invitation
+
+
+def _invitation_send(invitation: Invitation, raw: str) -> None:
+    link = settings.SITE_URL + reverse("invitation-accept", args=[raw])
+    inviter = invitation.invited_by.username if invitation.invited_by else "An owner"
+    send_mail(
+        subject=f"Invitation to join {invitation.tenant.name} on relayweb",
+        message=(
+            f"{inviter} invited you to join the tenant {invitation.tenant.name} ({invitation.tenant.slug}) "
+            f"as {invitation.role}.\n\nSign in and accept it here (valid for {INVITATION_VALID_FOR.days} days, "
+            f"one use):\n{link}\n\nIf you did not expect this, ignore this message.\n"
+        ),
+        from_email=None,
+        recipient_list=[invitation.email],
+    )
+
+
+def invitation_accept(*, invitation: Invitation | None, user) -> Membership:
+    """Accept a pending invitation as `user`: it becomes a membership with the invited role, once.
+
+    Someone already a member keeps the role they have (role changes are an owner's action).
+    """
+    with transaction.atomic():
+        locked = Invitation.objects.select_for_update().filter(pk=getattr(invitation, "pk", None)).first()
+        if locked is None or locked.state != "pending":
+            state = locked.state if locked else "unknown"
+            raise ValidationError({"token": INVITATION_UNUSABLE.get(state, INVITATION_UNUSABLE["unknown"])})
+        if locked.tenant.state == Tenant.State.DELETING:
+            raise ValidationError({"token": f"The tenant {locked.tenant.name} is being deleted."})
+        membership, _ = Membership.objects.get_or_create(
+            tenant=locked.tenant, user=user, defaults={"role": locked.role}
+        )
+        locked.accepted_at, locked.accepted_by = timezone.now(), user
+        locked.save(update_fields=["accepted_at", "accepted_by"])
+    return membership
+
+
+INVITATION_UNUSABLE = {
+    "accepted": "This invitation has already been used.",
+    "revoked": "This invitation was withdrawn; ask a tenant owner for a new one.",
+    "expired": "This invitation has expired; ask a tenant owner for a new one.",
+    "unknown": "This invitation link is not valid; check that you copied all of it.",
+}
+
+
+def invitation_revoke(*, invitation: Invitation) -> Invitation:
+    """Withdraw a pending invitation: its link stops working."""
+    if invitation.state != "pending":
+        raise ValidationError(f"Only a pending invitation can be revoked; this one is {invitation.state}.")
+    Invitation.objects.filter(pk=invitation.pk, accepted_at=None).update(revoked_at=timezone.now())
+    invitation.refresh_from_db()
+    return invitation
+
+
+def invitations_for(*, user):
+    """Pending invitations addressed to the user's account e-mail."""
+    email = (getattr(user, "email", "") or "").strip().lower()
+    if not email or not user.is_active:
+        return Invitation.objects.none()
+    return Invitation.objects.pending().filter(email=email).select_related("tenant", "invited_by")
 
 
 def token_create(*, user, name: str) -> tuple[ApiToken, str]:

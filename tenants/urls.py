@@ -13,6 +13,9 @@ urlpatterns = [
     path("t/<slug:slug>/members/", views.member_list, name="member-list"),
     path("t/<slug:slug>/members/<int:pk>/role/", views.member_role, name="member-role"),
     path("t/<slug:slug>/members/<int:pk>/remove/", views.member_remove, name="member-remove"),
+    path("t/<slug:slug>/invitations/<int:pk>/revoke/", views.invitation_revoke, name="invitation-revoke"),
+    path("invitations/<int:pk>/accept/", views.invitation_accept_mine, name="invitation-accept-mine"),
+    path("invitations/<str:token>/", views.invitation_accept, name="invitation-accept"),
     path("account/tokens/", views.token_list, name="token-list"),
     path("account/tokens/<int:pk>/revoke/", views.token_revoke, name="token-revoke"),
 ]

@@ -10,8 +10,8 @@ from django.views.decorators.http import require_POST
 
 from . import services
 from .decorators import tenant_view
-from .forms import MemberAddForm, MemberRoleForm, TenantCreateForm, TenantSettingsForm, TokenCreateForm
-from .models import ApiToken, Membership
+from .forms import InvitationForm, MemberRoleForm, TenantCreateForm, TenantSettingsForm, TokenCreateForm
+from .models import ApiToken, Invitation, Membership
 from .permissions import Action, allows, tenants_of
 
 
@@ -38,7 +38,8 @@ def _add_errors(form, error: ValidationError) -> None:
 @login_required
 def tenant_list(request):
     tenants = tenants_of(request.user).prefetch_related("memberships")
-    return render(request, "tenants/list.html", {"tenants": tenants})
+    invitations = services.invitations_for(user=request.user)
+    return render(request, "tenants/list.html", {"tenants": tenants, "invitations": invitations})
 
 
 @login_required
@@ -96,21 +97,67 @@ def tenant_provision(request, tenant):
 
 @tenant_view(Action.VIEW)
 def member_list(request, tenant):
-    form = MemberAddForm(request.POST or None)
+    form = InvitationForm(request.POST or None)
     if request.method == "POST":
         if not allows(request.role, Action.MANAGE):
-            messages.error(request, "Only owners can add members.")
+            messages.error(request, "Only owners can invite members.")
             return redirect("member-list", slug=tenant.slug)
-        if _apply(form, lambda d: services.membership_add(tenant=tenant, **d)):
-            messages.success(request, f"{form.cleaned_data['username']} added.")
+        done = {}
+        invite = services.invitation_create
+        if _apply(form, lambda d: done.update(i=invite(tenant=tenant, invited_by=request.user, **d))):
+            messages.success(request, services.invitation_sent_message(done["i"]))
             return redirect("member-list", slug=tenant.slug)
-    memberships = tenant.memberships.select_related("user")
+    can_manage = allows(request.role, Action.MANAGE)
     return render(
         request,
         "tenants/members.html",
-        {"tenant": tenant, "memberships": memberships, "form": form,
-         "can_manage": allows(request.role, Action.MANAGE), "role_form": MemberRoleForm()},
+        {"tenant": tenant, "memberships": tenant.memberships.select_related("user"), "form": form,
+         "can_manage": can_manage, "role_form": MemberRoleForm(),
+         "invitations": tenant.invitations.pending().select_related("invited_by") if can_manage else []},
     )
+
+
+@require_POST
+@tenant_view(Action.MANAGE)
+def invitation_revoke(request, tenant, pk):
+    invitation = get_object_or_404(Invitation, pk=pk, tenant=tenant)
+    try:
+        services.invitation_revoke(invitation=invitation)
+    except ValidationError as e:
+        messages.error(request, " ".join(e.messages))
+    else:
+        messages.success(request, f"Invitation to {invitation.email} revoked.")
+    return redirect("member-list", slug=tenant.slug)
+
+
+def _accept(request, invitation):
+    try:
+        membership = services.invitation_accept(invitation=invitation, user=request.user)
+    except ValidationError as e:
+        messages.error(request, " ".join(e.messages))
+        return redirect("tenant-list")
+    messages.success(request, f"You are now a member of {membership.tenant.name} ({membership.role}).")
+    return redirect("tenant-detail", slug=membership.tenant.slug)
+
+
+@login_required
+def invitation_accept(request, token):
+    """The link in the e-mail: shows the invitation, and a POST accepts it as the signed-in user."""
+    invitation = Invitation.objects.for_raw(token)
+    if request.method == "POST":
+        return _accept(request, invitation)
+    state = invitation.state if invitation else "unknown"
+    if state != "pending":
+        problem = services.INVITATION_UNUSABLE[state]
+        return render(request, "tenants/invitation.html", {"problem": problem}, status=404)
+    return render(request, "tenants/invitation.html", {"invitation": invitation})
+
+
+@require_POST
+@login_required
+def invitation_accept_mine(request, pk):
+    """Accept from the home page's list: only invitations addressed to the account's e-mail."""
+    return _accept(request, get_object_or_404(services.invitations_for(user=request.user), pk=pk))
 
 
 def _member_action(request, tenant, pk, action, done: str):

@@ -10,7 +10,7 @@ import pytest
 from django.test import Client
 from django.urls import URLPattern, URLResolver, get_resolver
 
-from tenants.models import ApiToken, Membership, Tenant
+from tenants.models import ApiToken, Invitation, Membership, Tenant
 from triggers.models import Delivery, Deployment, Trigger
 
 pytestmark = pytest.mark.django_db
@@ -24,6 +24,7 @@ TENANT_PAGES = {
     "member-list": ("get", "/t/acme/members/"),
     "member-role": ("post", "/t/acme/members/{bob_membership}/role/"),
     "member-remove": ("post", "/t/acme/members/{bob_membership}/remove/"),
+    "invitation-revoke": ("post", "/t/acme/invitations/{invitation}/revoke/"),
     "ui-trigger-list": ("get", "/t/acme/triggers/"),
     "ui-trigger-create": ("get", "/t/acme/triggers/-/new/"),
     "ui-trigger-create:post": ("post", "/t/acme/triggers/-/new/"),
@@ -48,6 +49,9 @@ USER_PAGES = {
     "token-revoke": ("post", "/account/tokens/{alice_token}/revoke/"),
     "password_change": ("get", "/account/password/"),
     "password_change_done": ("get", "/account/password/done/"),
+    "invitation-accept": ("get", "/invitations/{invitation_token}/"),
+    "invitation-accept:post": ("post", "/invitations/{invitation_token}/"),
+    "invitation-accept-mine": ("post", "/invitations/{invitation}/accept/"),
 }
 TENANT_API = {
     "tenant-detail": ("get", "/api/v1/tenants/acme/"),
@@ -58,6 +62,10 @@ TENANT_API = {
     "membership-detail": ("get", "/api/v1/tenants/acme/members/bob/"),
     "membership-detail:patch": ("patch", "/api/v1/tenants/acme/members/bob/"),
     "membership-detail:delete": ("delete", "/api/v1/tenants/acme/members/bob/"),
+    "invitation-list": ("get", "/api/v1/tenants/acme/invitations/"),
+    "invitation-list:post": ("post", "/api/v1/tenants/acme/invitations/"),
+    "invitation-detail": ("get", "/api/v1/tenants/acme/invitations/{invitation}/"),
+    "invitation-detail:delete": ("delete", "/api/v1/tenants/acme/invitations/{invitation}/"),
     "tenant-provision": ("post", "/api/v1/tenants/acme/provision/"),
     "trigger-list": ("get", "/api/v1/tenants/acme/triggers/"),
     "trigger-list:post": ("post", "/api/v1/tenants/acme/triggers/"),
@@ -82,6 +90,8 @@ USER_API = {
     "apitoken-list": ("get", "/api/v1/tokens/"),
     "apitoken-detail": ("get", "/api/v1/tokens/{alice_token}/"),
     "apitoken-detail:delete": ("delete", "/api/v1/tokens/{alice_token}/"),
+    "my-invitation-list": ("get", "/api/v1/invitations/"),
+    "my-invitation-accept": ("post", "/api/v1/invitations/accept/"),
 }
 # Operator pages: staff only (anonymous users sign in, everyone else gets 404).
 STAFF_PAGES = {
@@ -109,7 +119,10 @@ def ids(alice, tenant_a):
     trigger = Trigger.objects.create(tenant=tenant_a, name="hello", image="kubesim/echo")
     deployment = Deployment.objects.create(trigger=trigger, spec_version=1)
     delivery = Delivery.objects.create(trigger=trigger, mode="sync", method="POST", state="failed")
+    invitation, raw = Invitation.generate(tenant=tenant_a, email="dave@example.test", role="owner", invited_by=alice)
     return {
+        "invitation": invitation.pk,
+        "invitation_token": raw,
         "trigger": trigger.pk,
         "deployment": deployment.pk,
         "delivery": delivery.pk,
@@ -161,6 +174,7 @@ def test_tenant_pages_are_404_for_other_tenants(name, ids, charlie, tenant_b):
     assert b"Acme" not in response.content
     assert Tenant.objects.filter(slug="acme").exists()
     assert Membership.objects.filter(tenant__slug="acme").count() == 2
+    assert [i.state for i in Invitation.objects.all()] == ["pending"]
 
 
 @pytest.mark.parametrize("name", [*TENANT_API, *USER_API])
@@ -179,6 +193,7 @@ def test_tenant_api_is_404_for_other_tenants(name, ids, api, charlie, tenant_b):
     assert response.status_code == 404
     assert "Acme" not in response.content.decode()
     assert Membership.objects.filter(tenant__slug="acme").count() == 2
+    assert [i.state for i in Invitation.objects.all()] == ["pending"]
     trigger = Trigger.objects.get(pk=ids["trigger"])
     assert (trigger.deleting, trigger.suspended, trigger.deployments.count()) == (False, False, 1)
     assert (trigger.token, trigger.previous_token, trigger.deliveries.count()) == (ids["token"], "", 1)

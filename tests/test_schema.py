@@ -40,7 +40,9 @@ def token(django_user_model, keep_connection):
 def test_schema_lists_every_api_path():
     paths = set(schema.raw_schema["paths"])
     assert {"/api/v1/tenants/", "/api/v1/tenants/{slug}/", "/api/v1/tenants/{tenant_slug}/members/",
-            "/api/v1/tenants/{tenant_slug}/members/{username}/", "/api/v1/tokens/", "/api/v1/tokens/{id}/"} <= paths
+            "/api/v1/tenants/{tenant_slug}/members/{username}/", "/api/v1/tokens/", "/api/v1/tokens/{id}/",
+            "/api/v1/tenants/{tenant_slug}/invitations/", "/api/v1/tenants/{tenant_slug}/invitations/{id}/",
+            "/api/v1/invitations/", "/api/v1/invitations/accept/"} <= paths
     assert "tokenAuth" in schema.raw_schema["components"]["securitySchemes"]
 
 

@@ -88,11 +88,12 @@ def test_delete_requires_typing_the_slug(alice, tenant_a):
     assert Tenant.objects.get(slug="acme").state == Tenant.State.DELETING
 
 
-def test_members_page_add_change_remove(alice, charlie, tenant_a):
+def test_members_page_invite_change_remove(alice, charlie, tenant_a):
     client = signed_in(alice)
-    response = client.post("/t/acme/members/", {"username": "charlie", "role": "editor"}, follow=True)
-    assert "charlie added" in response.content.decode()
-    membership = Membership.objects.get(tenant=tenant_a, user=charlie)
+    response = client.post("/t/acme/members/", {"email": "charlie@example.test", "role": "editor"}, follow=True)
+    assert "Invitation sent to charlie@example.test" in response.content.decode()
+    assert not Membership.objects.filter(tenant=tenant_a, user=charlie).exists()  # not without consent
+    membership = Membership.objects.create(tenant=tenant_a, user=charlie, role=Role.EDITOR)
     client.post(f"/t/acme/members/{membership.pk}/role/", {"role": "owner"})
     membership.refresh_from_db()
     assert membership.role == Role.OWNER
@@ -114,16 +115,17 @@ def test_members_page_explains_the_last_owner_rule(alice, tenant_a):
 
 
 def test_members_page_form_errors(alice, tenant_a):
-    response = signed_in(alice).post("/t/acme/members/", {"username": "ghost", "role": "viewer"})
-    assert "No active user named" in response.content.decode()
+    response = signed_in(alice).post("/t/acme/members/", {"email": "ghost", "role": "viewer"})
+    assert "is not a valid e-mail address" in response.content.decode()
 
 
 def test_viewer_sees_members_but_no_management(bob, charlie, tenant_a):
     client = signed_in(bob)
     page = client.get("/t/acme/members/").content.decode()
-    assert "alice" in page and "Add a member" not in page
-    client.post("/t/acme/members/", {"username": "charlie", "role": "owner"})
+    assert "alice" in page and "Invite a member" not in page
+    client.post("/t/acme/members/", {"email": "charlie@example.test", "role": "owner"})
     assert not Membership.objects.filter(tenant=tenant_a, user=charlie).exists()
+    assert not tenant_a.invitations.exists()
 
 
 def test_tokens_page_shows_a_new_token_once(alice):

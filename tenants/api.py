@@ -10,10 +10,10 @@ from rest_framework.decorators import action
 from rest_framework.response import Response
 
 from . import services
-from .filters import MembershipFilter, TenantFilter
-from .models import ApiToken, Membership, Tenant
+from .filters import AuditFilter, MembershipFilter, TenantFilter
+from .models import ApiToken, AuditEntry, Membership, Tenant
 from .permissions import Action, can, tenants_of
-from .serializers import ApiTokenSerializer, MembershipSerializer, TenantSerializer
+from .serializers import ApiTokenSerializer, AuditEntrySerializer, MembershipSerializer, TenantSerializer
 
 READ_METHODS = permissions.SAFE_METHODS
 
@@ -112,6 +112,28 @@ class MembershipViewSet(TenantScoped, viewsets.ModelViewSet):
 
     def perform_destroy(self, membership) -> None:
         services.membership_remove(membership=membership)
+
+
+class OwnersOnly(permissions.BasePermission):
+    def has_permission(self, request, view) -> bool:
+        return view.tenant is not None and can(request.user, view.tenant, Action.MANAGE)
+
+
+@with_tenant_param("list")
+class AuditViewSet(TenantScoped, mixins.ListModelMixin, viewsets.GenericViewSet):
+    """The tenant's audit log, newest first (owners only)."""
+
+    serializer_class = AuditEntrySerializer
+    permission_classes = [permissions.IsAuthenticated, OwnersOnly]
+    filterset_class = AuditFilter
+    search_fields = []
+    ordering_fields = ["created_at"]
+    ordering = ["-created_at", "-pk"]
+
+    def get_queryset(self):
+        if getattr(self, "swagger_fake_view", False) or self.tenant is None:
+            return AuditEntry.objects.none()
+        return AuditEntry.objects.filter(tenant=self.tenant)
 
 
 class ApiTokenViewSet(

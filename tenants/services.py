@@ -11,6 +11,7 @@ from django.contrib.auth import get_user_model
 from django.core.exceptions import ValidationError
 from django.db import IntegrityError, transaction
 
+from .audit import audit_record
 from .models import ApiToken, Membership, Role, Tenant
 
 
@@ -30,6 +31,7 @@ def tenant_create(*, user, slug: str, name: str) -> Tenant:
             tenant.save()
             Membership.objects.create(user=user, tenant=tenant, role=Role.OWNER)
             transaction.on_commit(lambda: _enqueue("tenant_provision", tenant.pk))
+            audit_record(tenant=tenant, action="tenant.create", target=tenant, changes={"name": tenant.name})
     except IntegrityError:  # a concurrent create won the race for this slug
         raise ValidationError({"slug": "Tenant with this Slug already exists."}) from None
     return tenant
@@ -49,13 +51,16 @@ def tenant_provision_retry(*, tenant: Tenant) -> Tenant:
         Tenant.objects.filter(pk=tenant.pk).update(state=Tenant.State.PROVISIONING, message="")
         tenant.state, tenant.message = Tenant.State.PROVISIONING, ""
         transaction.on_commit(lambda: _enqueue("tenant_provision", tenant.pk))
+        audit_record(tenant=tenant, action="tenant.provision_retry", target=tenant)
     return tenant
 
 
+@transaction.atomic
 def tenant_update(*, tenant: Tenant, name: str) -> Tenant:
-    tenant.name = (name or "").strip()
+    before, tenant.name = tenant.name, (name or "").strip()
     _clean(tenant, exclude=["namespace", "slug"])
     tenant.save(update_fields=["name"])
+    audit_record(tenant=tenant, action="tenant.update", target=tenant, changes=_changed({"name": before}, tenant))
     return tenant
 
 
@@ -65,7 +70,13 @@ def tenant_delete(*, tenant: Tenant) -> Tenant:
         Tenant.objects.filter(pk=tenant.pk).update(state=Tenant.State.DELETING, message="Deletion requested.")
         tenant.state, tenant.message = Tenant.State.DELETING, "Deletion requested."
         transaction.on_commit(lambda: _enqueue("tenant_teardown", tenant.pk))
+        audit_record(tenant=tenant, action="tenant.delete", target=tenant)
     return tenant
+
+
+def _changed(before: dict, obj) -> dict:
+    """{field: {"from": old, "to": new}} for the fields of `before` whose value changed (non-secret fields only)."""
+    return {name: {"from": old, "to": getattr(obj, name)} for name, old in before.items() if old != getattr(obj, name)}
 
 
 def _user_by_name(username: str):
@@ -93,9 +104,17 @@ def membership_add(*, tenant: Tenant, username: str, role: str) -> Membership:
     user = _user_by_name(username)
     try:
         with transaction.atomic():
-            return Membership.objects.create(tenant=tenant, user=user, role=role)
+            membership = Membership.objects.create(tenant=tenant, user=user, role=role)
     except IntegrityError:
         raise ValidationError({"username": f"{user.username} is already a member."}) from None
+    _audit_member(membership, "member.add", {"role": role})
+    return membership
+
+
+def _audit_member(membership: Membership, action: str, changes: dict | None = None) -> None:
+    audit_record(tenant=membership.tenant, action=action, target=membership, target_type="member",
+                 label=membership.user.get_username(),
+                 changes={"user": membership.user.get_username(), **(changes or {})})
 
 
 def _lock_owners(tenant: Tenant) -> list[int]:
@@ -113,8 +132,9 @@ def membership_set_role(*, membership: Membership, role: str) -> Membership:
     owners = _lock_owners(membership.tenant)
     if membership.role == Role.OWNER and role != Role.OWNER and owners == [membership.pk]:
         raise ValidationError({"role": "The last owner cannot be demoted; make someone else owner first."})
-    membership.role = role
+    before, membership.role = membership.role, role
     membership.save(update_fields=["role"])
+    _audit_member(membership, "member.role_change", _changed({"role": before}, membership))
     return membership
 
 
@@ -125,7 +145,10 @@ def membership_remove(*, membership: Membership) -> None:
         raise ValidationError(
             {"user": "The last owner cannot be removed; make someone else owner, or delete the tenant."}
         )
+    pk = membership.pk
     membership.delete()
+    membership.pk = pk  # the entry names the membership that was removed
+    _audit_member(membership, "member.remove", {"role": membership.role})
 
 
 def token_create(*, user, name: str) -> tuple[ApiToken, str]:
@@ -138,10 +161,18 @@ def token_create(*, user, name: str) -> tuple[ApiToken, str]:
         raise ValidationError({"name": f"You already have a token named {name!r}."})
     try:
         with transaction.atomic():
-            return ApiToken.generate(user=user, name=name)
+            token, raw = ApiToken.generate(user=user, name=name)
+            audit_record(tenant=None, action="token.create", target=token,
+                         changes={"name": name, "prefix": token.prefix})
+            return token, raw
     except IntegrityError:
         raise ValidationError({"name": f"You already have a token named {name!r}."}) from None
 
 
+@transaction.atomic
 def token_revoke(*, token: ApiToken) -> None:
+    pk = token.pk
     token.delete()
+    token.pk = pk
+    audit_record(tenant=None, action="token.revoke", target=token,
+                 changes={"name": token.name, "prefix": token.prefix})

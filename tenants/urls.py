@@ -13,6 +13,7 @@ urlpatterns = [
     path("t/<slug:slug>/delete/", views.tenant_delete, name="tenant-delete"),
     path("t/<slug:slug>/provision/", views.tenant_provision, name="tenant-provision-retry"),
     path("t/<slug:slug>/members/", views.member_list, name="member-list"),
+    path("t/<slug:slug>/audit/", views.audit_list, name="audit-list"),
     path("t/<slug:slug>/members/<int:pk>/role/", views.member_role, name="member-role"),
     path("t/<slug:slug>/members/<int:pk>/remove/", views.member_remove, name="member-remove"),
     path("account/tokens/", views.token_list, name="token-list"),

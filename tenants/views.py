@@ -5,13 +5,15 @@ from __future__ import annotations
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.core.exceptions import ValidationError
+from django.core.paginator import Paginator
 from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.http import require_POST
 
 from . import services
 from .decorators import tenant_view
+from .filters import AuditFilter
 from .forms import MemberAddForm, MemberRoleForm, TenantCreateForm, TenantSettingsForm, TokenCreateForm
-from .models import ApiToken, Membership
+from .models import ApiToken, AuditEntry, Membership
 from .permissions import Action, allows, tenants_of
 
 
@@ -111,6 +113,17 @@ def member_list(request, tenant):
         {"tenant": tenant, "memberships": memberships, "form": form,
          "can_manage": allows(request.role, Action.MANAGE), "role_form": MemberRoleForm()},
     )
+
+
+@tenant_view(Action.MANAGE)
+def audit_list(request, tenant):
+    filters = AuditFilter(request.GET or None, queryset=AuditEntry.objects.filter(tenant=tenant))
+    page = Paginator(filters.qs, 50).get_page(request.GET.get("page"))
+    actors = AuditEntry.objects.filter(tenant=tenant).order_by().values_list("actor_label", flat=True).distinct()
+    return render(request, "tenants/audit.html", {
+        "tenant": tenant, "page": page, "filters": filters, "actors": sorted(actors),
+        "filtered": any(request.GET.get(f) for f in filters.filters),
+    })
 
 
 def _member_action(request, tenant, pk, action, done: str):

@@ -14,6 +14,9 @@ import contextvars
 import ipaddress
 from collections.abc import Iterator
 
+from django.conf import settings
+from django.utils import timezone
+
 from triggers.edge_headers import is_trusted_proxy
 
 from .models import ApiToken, AuditEntry, Tenant
@@ -92,3 +95,12 @@ def audit_record(*, tenant: Tenant | None, action: str, target, target_type: str
         action=action, target_type=target_type or target._meta.model_name,
         target_id=str(target.pk or ""), target_label=(label or str(target))[:200], source=source, changes=changes or {},
     )
+
+
+def audit_prune() -> int:
+    """Delete entries older than RELAY_AUDIT_RETENTION_DAYS (0: keep them all); returns how many."""
+    days = settings.RELAY_AUDIT_RETENTION_DAYS
+    if days <= 0:
+        return 0
+    cutoff = timezone.now() - timezone.timedelta(days=days)
+    return AuditEntry.objects.filter(created_at__lt=cutoff).delete()[0]

@@ -4,14 +4,17 @@ the admin."""
 
 from __future__ import annotations
 
+from datetime import timedelta
+
 import pytest
 from django.core.exceptions import ValidationError
 from django.db import transaction
 from django.test import Client
+from django.utils import timezone
 from rest_framework.test import APIClient
 
 from tenants import services as tenant_services
-from tenants.audit import audit_as, audit_record
+from tenants.audit import audit_as, audit_prune, audit_record
 from tenants.models import AuditEntry, Membership, Role, Tenant
 from triggers import kube
 from triggers import services as trigger_services
@@ -277,3 +280,15 @@ def test_entries_outlive_their_target_and_tenant(alice, tenant_a, hello):
     entry = only("trigger.suspend")
     assert (entry.tenant, entry.tenant_slug, entry.target_label) == (None, "acme", "acme/hello")
 
+
+
+def test_entries_older_than_the_retention_are_pruned(alice, hello, settings):
+    with audit_as(alice):
+        trigger_services.trigger_suspend(trigger=hello)
+        trigger_services.trigger_resume(trigger=hello)
+    AuditEntry.objects.filter(action="trigger.suspend").update(created_at=timezone.now() - timedelta(days=400))
+    settings.RELAY_AUDIT_RETENTION_DAYS = 0
+    assert audit_prune() == 0 and AuditEntry.objects.count() == 2
+    settings.RELAY_AUDIT_RETENTION_DAYS = 365
+    assert audit_prune() == 1
+    assert list(AuditEntry.objects.values_list("action", flat=True)) == ["trigger.resume"]

@@ -292,3 +292,11 @@ def test_entries_older_than_the_retention_are_pruned(alice, hello, settings):
     settings.RELAY_AUDIT_RETENTION_DAYS = 365
     assert audit_prune() == 1
     assert list(AuditEntry.objects.values_list("action", flat=True)) == ["trigger.resume"]
+
+
+def test_tenant_provision_retry_and_delete_are_recorded(api, alice, tenant_a):
+    Tenant.objects.filter(pk=tenant_a.pk).update(state=Tenant.State.FAILED)
+    assert api(alice).post(API + "provision/").status_code == 202
+    assert api(alice).delete(API).status_code == 202
+    assert [e.action for e in AuditEntry.objects.order_by("pk")] == ["tenant.provision_retry", "tenant.delete"]
+    assert only("tenant.delete").actor == alice

@@ -89,6 +89,7 @@ MIDDLEWARE = [
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "tenants.audit.AuditMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "relayweb.middleware.ServiceUnavailableMiddleware",
@@ -323,12 +324,14 @@ RELAY_DELIVERY_LEASE_MARGIN = float(os.getenv("RELAY_DELIVERY_LEASE_MARGIN", "30
 RELAY_DELIVERY_RETENTION_DAYS = envint("RELAY_DELIVERY_RETENTION_DAYS", "14")
 RELAY_DELIVERY_MAX_ROWS = envint("RELAY_DELIVERY_MAX_ROWS", "10000")
 RELAY_CREDENTIALS_RETENTION_HOURS = envint("RELAY_CREDENTIALS_RETENTION_HOURS", "72")
+RELAY_AUDIT_RETENTION_DAYS = envint("RELAY_AUDIT_RETENTION_DAYS", "365")  # 0 keeps the audit log forever
 # Keys encrypting verification secrets at rest: the first encrypts, all decrypt (rotation).
 RELAY_ENCRYPTION_KEYS = [key.strip() for key in envsecret("RELAY_ENCRYPTION_KEYS").split(",") if key.strip()]
 
 CELERY_BEAT_SCHEDULE.update({
     "deliveries-sweep": {"task": "triggers.tasks.deliveries_sweep", "schedule": 15.0},
     "deliveries-prune": {"task": "triggers.tasks.deliveries_prune", "schedule": 3600.0},
+    "audit-prune": {"task": "triggers.tasks.audit_prune", "schedule": 3600.0},
 })
 
 # Live status: the watcher process polls Ambassador's admin port for its diag JSON.

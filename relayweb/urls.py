@@ -19,6 +19,7 @@ router.register(
 )
 router.register("invitations", tenants_api.MyInvitationViewSet, basename="my-invitation")
 router.register("tokens", tenants_api.ApiTokenViewSet, basename="apitoken")
+router.register(r"tenants/(?P<tenant_slug>[-a-zA-Z0-9_]+)/audit", tenants_api.AuditViewSet, basename="audit")
 router.register(r"tenants/(?P<tenant_slug>[-a-zA-Z0-9_]+)/triggers", triggers_api.TriggerViewSet, basename="trigger")
 router.register(
     rf"tenants/(?P<tenant_slug>[-a-zA-Z0-9_]+)/triggers/(?P<trigger_name>{triggers_api.NAME_REGEX})/deployments",

@@ -6,7 +6,7 @@ from django.core.exceptions import ValidationError
 from django.db import transaction
 
 from . import services
-from .models import ApiToken, Invitation, Membership, Role, Tenant
+from .models import ApiToken, AuditEntry, Invitation, Membership, Role, Tenant
 
 
 def _owner_rule_problems(memberships) -> list[str]:
@@ -187,3 +187,23 @@ class ApiTokenAdmin(admin.ModelAdmin):
 
     def has_add_permission(self, request) -> bool:
         return False  # tokens are created by their owners, who see them once
+
+
+@admin.register(AuditEntry)
+class AuditEntryAdmin(admin.ModelAdmin):
+    """Every tenant's audit log, read-only: entries are written only by the services."""
+
+    list_display = ["created_at", "tenant_slug", "actor_label", "token_name", "action", "target_type", "target_label",
+                    "source"]
+    list_filter = ["action", "target_type", "created_at"]
+    search_fields = ["tenant_slug", "actor_label", "action", "target_label", "token_prefix"]
+    date_hierarchy = "created_at"
+
+    def has_add_permission(self, request) -> bool:
+        return False
+
+    def has_change_permission(self, request, obj=None) -> bool:
+        return False
+
+    def has_delete_permission(self, request, obj=None) -> bool:
+        return False

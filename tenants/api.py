@@ -10,12 +10,13 @@ from rest_framework.decorators import action
 from rest_framework.response import Response
 
 from . import services
-from .filters import MembershipFilter, TenantFilter
-from .models import ApiToken, Invitation, Membership, Tenant
+from .filters import AuditFilter, MembershipFilter, TenantFilter
+from .models import ApiToken, AuditEntry, Invitation, Membership, Tenant
 from .permissions import Action, can, tenants_of
 from .serializers import (
     AcceptedSerializer,
     ApiTokenSerializer,
+    AuditEntrySerializer,
     InvitationAcceptSerializer,
     InvitationSerializer,
     MembershipSerializer,
@@ -197,6 +198,23 @@ class MyInvitationViewSet(mixins.ListModelMixin, viewsets.GenericViewSet):
         invitation = Invitation.objects.for_raw(body.validated_data["token"])
         membership = services.invitation_accept(invitation=invitation, user=request.user)
         return Response({"tenant": membership.tenant.slug, "role": membership.role})
+
+
+@with_tenant_param("list")
+class AuditViewSet(TenantScoped, mixins.ListModelMixin, viewsets.GenericViewSet):
+    """The tenant's audit log, newest first (owners only)."""
+
+    serializer_class = AuditEntrySerializer
+    permission_classes = [permissions.IsAuthenticated, OwnersOnly]
+    filterset_class = AuditFilter
+    search_fields = []
+    ordering_fields = ["created_at"]
+    ordering = ["-created_at", "-pk"]
+
+    def get_queryset(self):
+        if getattr(self, "swagger_fake_view", False) or self.tenant is None:
+            return AuditEntry.objects.none()
+        return AuditEntry.objects.filter(tenant=self.tenant)
 
 
 class ApiTokenViewSet(

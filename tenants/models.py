@@ -184,3 +184,34 @@ class Invitation(models.Model):
         if self.revoked_at:
             return "revoked"
         return "expired" if self.expires_at <= timezone.now() else "pending"
+
+
+class AuditEntry(models.Model):
+    """One change of a tenant's state (or of a user's API tokens): who, what, on which object, from where.
+
+    Written by tenants.audit.audit_record() inside the change's own transaction. Labels are copies, so an
+    entry still reads after its actor, target or tenant is gone. `changes` holds field names and
+    non-secret values only."""
+
+    tenant = models.ForeignKey(Tenant, null=True, blank=True, on_delete=models.SET_NULL, related_name="audit_entries")
+    tenant_slug = models.CharField(max_length=SLUG_MAX_LENGTH, blank=True, default="")
+    actor = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL,
+                              related_name="+")
+    actor_label = models.CharField(max_length=150, help_text='Username, or "system" for background work.')
+    token_name = models.CharField(max_length=100, blank=True, default="", help_text="API token used, if any.")
+    token_prefix = models.CharField(max_length=16, blank=True, default="")
+    action = models.CharField(max_length=40, db_index=True)
+    target_type = models.CharField(max_length=40)
+    target_id = models.CharField(max_length=64, blank=True, default="")
+    target_label = models.CharField(max_length=200, blank=True, default="")
+    source = models.GenericIPAddressField(null=True, blank=True, help_text="Client address (the real peer).")
+    changes = models.JSONField(default=dict, blank=True)
+    created_at = models.DateTimeField(default=timezone.now, editable=False, db_index=True)
+
+    class Meta:
+        ordering = ["-created_at", "-pk"]
+        indexes = [models.Index(fields=["tenant", "-created_at"], name="audit_tenant_time")]
+        verbose_name_plural = "audit entries"
+
+    def __str__(self) -> str:
+        return f"{self.actor_label} {self.action} {self.target_type}:{self.target_label}"

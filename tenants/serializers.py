@@ -5,7 +5,7 @@ from rest_framework import serializers
 from relayweb.api import StrictFieldsMixin
 
 from . import services
-from .models import SLUG_MAX_LENGTH, ApiToken, Invitation, Membership, Role, Tenant, slug_validator
+from .models import SLUG_MAX_LENGTH, ApiToken, AuditEntry, Invitation, Membership, Role, Tenant, slug_validator
 
 
 class TenantSerializer(StrictFieldsMixin, serializers.ModelSerializer):
@@ -116,3 +116,25 @@ class ApiTokenSerializer(StrictFieldsMixin, serializers.ModelSerializer):
         token, raw = services.token_create(user=self.context["request"].user, name=validated_data["name"])
         token.raw = raw
         return token
+
+
+class AuditActorSerializer(serializers.Serializer):
+    username = serializers.CharField(source="actor_label", help_text='The user, or "system" for background work.')
+    token_name = serializers.CharField(help_text="The API token used, if any (empty otherwise).")
+    token_prefix = serializers.CharField()
+
+
+class AuditTargetSerializer(serializers.Serializer):
+    type = serializers.CharField(source="target_type")
+    id = serializers.CharField(source="target_id")
+    label = serializers.CharField(source="target_label", help_text="Kept after the target is deleted.")
+
+
+class AuditEntrySerializer(serializers.ModelSerializer):
+    actor = AuditActorSerializer(source="*", read_only=True)
+    target = AuditTargetSerializer(source="*", read_only=True)
+
+    class Meta:
+        model = AuditEntry
+        fields = ["action", "actor", "target", "created_at", "source", "changes"]
+        read_only_fields = fields

@@ -14,6 +14,7 @@ from django.db import IntegrityError, transaction
 from django.urls import reverse
 from django.utils import timezone
 
+from .audit import audit_record
 from .models import INVITATION_VALID_FOR, ApiToken, Invitation, Membership, Role, Tenant
 from .permissions import Action, allows
 
@@ -34,6 +35,7 @@ def tenant_create(*, user, slug: str, name: str) -> Tenant:
             tenant.save()
             Membership.objects.create(user=user, tenant=tenant, role=Role.OWNER)
             transaction.on_commit(lambda: _enqueue("tenant_provision", tenant.pk))
+            audit_record(tenant=tenant, action="tenant.create", target=tenant, changes={"name": tenant.name})
     except IntegrityError:  # a concurrent create won the race for this slug
         raise ValidationError({"slug": "Tenant with this Slug already exists."}) from None
     return tenant
@@ -53,13 +55,16 @@ def tenant_provision_retry(*, tenant: Tenant) -> Tenant:
         Tenant.objects.filter(pk=tenant.pk).update(state=Tenant.State.PROVISIONING, message="")
         tenant.state, tenant.message = Tenant.State.PROVISIONING, ""
         transaction.on_commit(lambda: _enqueue("tenant_provision", tenant.pk))
+        audit_record(tenant=tenant, action="tenant.provision_retry", target=tenant)
     return tenant
 
 
+@transaction.atomic
 def tenant_update(*, tenant: Tenant, name: str) -> Tenant:
-    tenant.name = (name or "").strip()
+    before, tenant.name = tenant.name, (name or "").strip()
     _clean(tenant, exclude=["namespace", "slug"])
     tenant.save(update_fields=["name"])
+    audit_record(tenant=tenant, action="tenant.update", target=tenant, changes=_changed({"name": before}, tenant))
     return tenant
 
 
@@ -70,6 +75,7 @@ def tenant_delete(*, tenant: Tenant) -> Tenant:
         tenant.state, tenant.message = Tenant.State.DELETING, "Deletion requested."
         transaction.on_commit(lambda: _enqueue("tenant_teardown", tenant.pk))
         _close_sockets(tenant_id=tenant.pk)
+        audit_record(tenant=tenant, action="tenant.delete", target=tenant)
     return tenant
 
 
@@ -80,10 +86,21 @@ def _close_sockets(**whose) -> None:
     broadcast.access_revoked(**whose)
 
 
+def _changed(before: dict, obj) -> dict:
+    """{field: {"from": old, "to": new}} for the fields of `before` whose value changed (non-secret fields only)."""
+    return {name: {"from": old, "to": getattr(obj, name)} for name, old in before.items() if old != getattr(obj, name)}
+
+
 def _check_role(role: str) -> str:
     if role not in Role.values:
         raise ValidationError({"role": f"Unknown role {role!r}; choose one of: {', '.join(Role.values)}."})
     return role
+
+
+def _audit_member(membership: Membership, action: str, changes: dict | None = None) -> None:
+    audit_record(tenant=membership.tenant, action=action, target=membership, target_type="member",
+                 label=membership.user.get_username(),
+                 changes={"user": membership.user.get_username(), **(changes or {})})
 
 
 def _tenants_left_without_owner(*, tenant_ids, leaving: set[int]) -> list[str]:
@@ -121,10 +138,11 @@ def membership_set_role(*, membership: Membership, role: str) -> Membership:
         tenant_ids=[membership.tenant_id], leaving={membership.pk}
     ):
         raise ValidationError({"role": "The last owner cannot be demoted; make someone else owner first."})
-    membership.role = role
+    before, membership.role = membership.role, role
     membership.save(update_fields=["role"])
     if not allows(role, Action.VIEW):
         _close_sockets(user_id=membership.user_id, tenant_id=membership.tenant_id)
+    _audit_member(membership, "member.role_change", _changed({"role": before}, membership))
     return membership
 
 
@@ -134,7 +152,10 @@ def membership_remove(*, membership: Membership) -> None:
         raise ValidationError(
             {"user": "The last owner cannot be removed; make someone else owner, or delete the tenant."}
         )
+    pk = membership.pk
     membership.delete()
+    membership.pk = pk  # the entry names the membership that was removed
+    _audit_member(membership, "member.remove", {"role": membership.role})
     _close_sockets(user_id=membership.user_id, tenant_id=membership.tenant_id)
 
 
@@ -186,6 +207,8 @@ def invitation_create(*, tenant: Tenant, email: str, role: str, invited_by) -> I
         tenant.invitations.pending().filter(email=email).update(revoked_at=timezone.now())
         invitation, raw = Invitation.generate(tenant=tenant, email=email, role=role, invited_by=invited_by)
         transaction.on_commit(lambda: _invitation_send(invitation, raw), robust=True)  # a mail outage is logged
+        audit_record(tenant=invitation.tenant, action="invitation.create", target=invitation, label=invitation.email,
+                     changes={"email": invitation.email, "role": invitation.role})
     return invitation
 
 
@@ -221,6 +244,8 @@ def invitation_accept(*, invitation: Invitation | None, user) -> Membership:
         )
         locked.accepted_at, locked.accepted_by = timezone.now(), user
         locked.save(update_fields=["accepted_at", "accepted_by"])
+        audit_record(tenant=locked.tenant, action="invitation.accept", target=locked, label=locked.email,
+                     changes={"role": locked.role})
     return membership
 
 
@@ -236,8 +261,10 @@ def invitation_revoke(*, invitation: Invitation) -> Invitation:
     """Withdraw a pending invitation: its link stops working."""
     if invitation.state != "pending":
         raise ValidationError(f"Only a pending invitation can be revoked; this one is {invitation.state}.")
-    Invitation.objects.filter(pk=invitation.pk, accepted_at=None).update(revoked_at=timezone.now())
-    invitation.refresh_from_db()
+    with transaction.atomic():
+        Invitation.objects.filter(pk=invitation.pk, accepted_at=None).update(revoked_at=timezone.now())
+        invitation.refresh_from_db()
+        audit_record(tenant=invitation.tenant, action="invitation.revoke", target=invitation, label=invitation.email)
     return invitation
 
 
@@ -259,10 +286,18 @@ def token_create(*, user, name: str) -> tuple[ApiToken, str]:
         raise ValidationError({"name": f"You already have a token named {name!r}."})
     try:
         with transaction.atomic():
-            return ApiToken.generate(user=user, name=name)
+            token, raw = ApiToken.generate(user=user, name=name)
+            audit_record(tenant=None, action="token.create", target=token,
+                         changes={"name": name, "prefix": token.prefix})
+            return token, raw
     except IntegrityError:
         raise ValidationError({"name": f"You already have a token named {name!r}."}) from None
 
 
+@transaction.atomic
 def token_revoke(*, token: ApiToken) -> None:
+    pk = token.pk
     token.delete()
+    token.pk = pk
+    audit_record(tenant=None, action="token.revoke", target=token,
+                 changes={"name": token.name, "prefix": token.prefix})

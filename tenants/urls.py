@@ -11,6 +11,7 @@ urlpatterns = [
     path("t/<slug:slug>/delete/", views.tenant_delete, name="tenant-delete"),
     path("t/<slug:slug>/provision/", views.tenant_provision, name="tenant-provision-retry"),
     path("t/<slug:slug>/members/", views.member_list, name="member-list"),
+    path("t/<slug:slug>/audit/", views.audit_list, name="tenant-audit"),
     path("t/<slug:slug>/members/<int:pk>/role/", views.member_role, name="member-role"),
     path("t/<slug:slug>/members/<int:pk>/remove/", views.member_remove, name="member-remove"),
     path("t/<slug:slug>/invitations/<int:pk>/revoke/", views.invitation_revoke, name="invitation-revoke"),

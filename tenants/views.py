@@ -5,13 +5,15 @@ from __future__ import annotations
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.core.exceptions import ValidationError
+from django.core.paginator import Paginator
 from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.http import require_POST
 
 from . import services
 from .decorators import tenant_view
+from .filters import AuditFilter
 from .forms import InvitationForm, MemberRoleForm, TenantCreateForm, TenantSettingsForm, TokenCreateForm
-from .models import ApiToken, Invitation, Membership
+from .models import ApiToken, AuditEntry, Invitation, Membership
 from .permissions import Action, allows, tenants_of
 
 
@@ -158,6 +160,17 @@ def invitation_accept(request, token):
 def invitation_accept_mine(request, pk):
     """Accept from the home page's list: only invitations addressed to the account's e-mail."""
     return _accept(request, get_object_or_404(services.invitations_for(user=request.user), pk=pk))
+
+
+@tenant_view(Action.MANAGE)
+def audit_list(request, tenant):
+    filters = AuditFilter(request.GET or None, queryset=AuditEntry.objects.filter(tenant=tenant))
+    page = Paginator(filters.qs, 50).get_page(request.GET.get("page"))
+    actors = AuditEntry.objects.filter(tenant=tenant).order_by().values_list("actor_label", flat=True).distinct()
+    return render(request, "tenants/audit.html", {
+        "tenant": tenant, "page": page, "filters": filters, "actors": sorted(actors),
+        "filtered": any(request.GET.get(f) for f in filters.filters),
+    })
 
 
 def _member_action(request, tenant, pk, action, done: str):

@@ -28,6 +28,7 @@ from django.db import transaction
 from django.db.models import F, Q
 from django.utils import timezone
 
+from tenants.audit import audit_record
 from tenants.models import Tenant
 
 from . import broadcast, sealed, signatures
@@ -226,7 +227,8 @@ def deliveries_sweep(limit: int = 1000) -> int:
     return deliveries_dispatch(pks)  # one broker connection for all of them
 
 
-def delivery_replay(delivery: Delivery) -> Delivery:
+@transaction.atomic
+def delivery_replay(delivery: Delivery, *, audit: bool = True) -> Delivery:
     """A new delivery of the same request, linked to the original, delivered in the background."""
     copy = Delivery.objects.create(
         trigger=delivery.trigger, mode=Trigger.Mode.ASYNC, method=delivery.method, path=delivery.path,
@@ -235,6 +237,9 @@ def delivery_replay(delivery: Delivery) -> Delivery:
         next_attempt_at=timezone.now(), enqueued_at=timezone.now(),
     )
     transaction.on_commit(lambda: _enqueue(copy.pk))
+    if audit:
+        audit_record(tenant=delivery.trigger.tenant, action="delivery.replay", target=delivery,
+                     label=f"{delivery.trigger} {delivery.pk}", changes={"replay": str(copy.pk)})
     return copy
 
 
@@ -244,7 +249,9 @@ def deliveries_replay_failed(trigger: Trigger) -> int:
         .exclude(redelivery_of__redeliveries__received_at__gt=F("received_at"))[:500])
     with transaction.atomic():
         for delivery in originals:
-            delivery_replay(delivery)
+            delivery_replay(delivery, audit=False)
+        audit_record(tenant=trigger.tenant, action="delivery.replay_failed", target=trigger,
+                     changes={"replayed": len(originals)})
     return len(originals)
 
 
@@ -276,7 +283,9 @@ def trigger_rotate_token(trigger: Trigger) -> Trigger:
     """A new webhook URL; the old one keeps working for RELAY_TOKEN_OVERLAP seconds."""
     trigger.previous_token, trigger.token = trigger.token, new_token()
     trigger.previous_token_expires_at = timezone.now() + timezone.timedelta(seconds=settings.RELAY_TOKEN_OVERLAP)
-    trigger.save(update_fields=["previous_token", "token", "previous_token_expires_at", "updated_at"])
+    with transaction.atomic():
+        trigger.save(update_fields=["previous_token", "token", "previous_token_expires_at", "updated_at"])
+        audit_record(tenant=trigger.tenant, action="trigger.rotate_token", target=trigger)  # never the tokens
     return trigger
 
 

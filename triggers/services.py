@@ -14,6 +14,7 @@ from django.db import IntegrityError, transaction
 from django.utils import timezone
 
 from relayweb import hosts
+from tenants.audit import audit_record
 from tenants.models import Tenant
 
 from . import crypto, deliveries, kube, signatures
@@ -73,9 +74,24 @@ def trigger_create(*, tenant: Tenant, user, name: str, secret_values: dict | Non
             raise ValidationError({"name": f"A trigger named {name!r} already exists in {tenant.slug}."}) from None
         if secret_values:
             trigger_set_secrets(trigger=trigger, values=secret_values)
+        secret = ["verification_secret"] if verification_secret else []
+        audit_record(tenant=tenant, action="trigger.create", target=trigger,
+                     changes={"fields": sorted(["name", *spec, *edge, *secret])})
     return trigger
 
 
+def _audit_changes(trigger: Trigger, action: str, before: dict, secret_given: bool = False) -> None:
+    """One entry naming the fields that changed (values of secrets never appear)."""
+    fields = sorted(name for name, old in before.items() if old != getattr(trigger, name))
+    audit_record(tenant=trigger.tenant, action=action, target=trigger,
+                 changes={"fields": fields + (["verification_secret"] if secret_given else [])})
+
+
+def _fields(trigger: Trigger) -> dict:
+    return {name: getattr(trigger, name) for name in (*SPEC_FIELDS, *EDGE_FIELDS, "suspended")}
+
+
+@transaction.atomic
 def trigger_update(*, trigger: Trigger, secret_values: dict | None = None,
                    verification_secret: str | None = None, **spec) -> Trigger:
     """Change the spec (a new spec version when anything changed); deploy applies it.
@@ -85,6 +101,7 @@ def trigger_update(*, trigger: Trigger, secret_values: dict | None = None,
     if trigger.deleting:
         raise ValidationError("This trigger is being deleted.")
     edge = {field: spec.pop(field) for field in EDGE_FIELDS if field in spec}
+    audited = _fields(trigger)
     _apply_edge(trigger, verification_secret, edge)
     unknown = set(spec) - set(SPEC_FIELDS) - {"suspended"}
     if unknown:
@@ -98,6 +115,7 @@ def trigger_update(*, trigger: Trigger, secret_values: dict | None = None,
     if any(before[name] != getattr(trigger, name) for name in SPEC_FIELDS):
         trigger.spec_version += 1
     trigger.save()
+    _audit_changes(trigger, "trigger.update", audited, secret_given=bool(verification_secret))
     return trigger
 
 
@@ -153,8 +171,11 @@ def trigger_set_edge(*, trigger: Trigger, verification_secret: str | None = None
     """Change the webhook edge settings (mode, verification, dedupe, retries); they apply without a deploy.
 
     The secret is write-only: encrypted at rest, never returned. None or "" keeps the stored one."""
+    audited = _fields(trigger)
     _apply_edge(trigger, verification_secret, edge)
-    trigger.save(update_fields=[*EDGE_FIELDS, "verification_secret", "updated_at"])
+    with transaction.atomic():
+        trigger.save(update_fields=[*EDGE_FIELDS, "verification_secret", "updated_at"])
+        _audit_changes(trigger, "trigger.update", audited, secret_given=bool(verification_secret))
     return trigger
 
 
@@ -208,9 +229,12 @@ def trigger_set_secrets(*, trigger: Trigger, values: dict[str, str | None]) -> T
     secret_env.update({name: {"set_at": now, "version": version} for name in setting})
     trigger.secret_env, trigger.secret_version = secret_env, trigger.secret_version + 1
     trigger.spec_version += 1
-    Trigger.objects.filter(pk=trigger.pk).update(
-        secret_env=secret_env, secret_version=trigger.secret_version, spec_version=trigger.spec_version
-    )
+    with transaction.atomic():
+        Trigger.objects.filter(pk=trigger.pk).update(
+            secret_env=secret_env, secret_version=trigger.secret_version, spec_version=trigger.spec_version
+        )
+        audit_record(tenant=trigger.tenant, action="trigger.secrets_set", target=trigger,
+                     changes={"set": sorted(setting), "removed": sorted(removing)})  # names only, never values
     return trigger
 
 
@@ -238,6 +262,8 @@ def trigger_deploy(*, trigger: Trigger, user, redeploy: bool = False) -> Deploym
             trigger=trigger, spec_version=trigger.spec_version, redeploy=redeploy, created_by=user
         )
         transaction.on_commit(lambda: deployment_apply.delay(deployment.pk))
+        audit_record(tenant=tenant, action="trigger.redeploy" if redeploy else "trigger.deploy", target=trigger,
+                     changes={"deployment": deployment.pk, "spec_version": deployment.spec_version})
     return deployment
 
 
@@ -252,12 +278,15 @@ def trigger_suspend(*, trigger: Trigger) -> Trigger:
         trigger.suspended = True
         trigger.save(update_fields=["suspended", "updated_at"])
         deliveries.deliveries_cancel(trigger)
+        audit_record(tenant=trigger.tenant, action="trigger.suspend", target=trigger)
     return trigger
 
 
+@transaction.atomic
 def trigger_resume(*, trigger: Trigger) -> Trigger:
     trigger.suspended = False
     trigger.save(update_fields=["suspended", "updated_at"])
+    audit_record(tenant=trigger.tenant, action="trigger.resume", target=trigger)
     return trigger
 
 
@@ -271,3 +300,4 @@ def trigger_delete(*, trigger: Trigger) -> None:
         _supersede_active(trigger, "The trigger was deleted.")
         deliveries.deliveries_cancel(trigger)
         transaction.on_commit(lambda: trigger_teardown.delay(trigger.pk))
+        audit_record(tenant=trigger.tenant, action="trigger.delete", target=trigger)

@@ -98,3 +98,10 @@ def deliveries_sweep() -> int:
 @shared_task(acks_late=True, ignore_result=True)
 def deliveries_prune() -> int:
     return deliveries.deliveries_prune()
+
+
+@shared_task(acks_late=True, ignore_result=True)
+def audit_prune() -> int:
+    from tenants.audit import audit_prune
+
+    return audit_prune()

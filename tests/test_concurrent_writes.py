@@ -68,3 +68,72 @@ def test_an_api_edit_sent_after_a_suspension_keeps_it_suspended(api, alice, trig
     response = api(alice).patch("/api/v1/tenants/acme/triggers/hello/", {"max_scale": 2}, format="json")
     assert response.status_code == 200, response.json()
     assert Trigger.objects.get(pk=trigger.pk).suspended
+
+
+def _deadlocks() -> int | None:
+    from django.db import connection
+
+    if connection.vendor != "postgresql":
+        return None
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT pg_stat_clear_snapshot()")
+        cursor.execute("SELECT deadlocks FROM pg_stat_database WHERE datname = current_database()")
+        return cursor.fetchone()[0]
+
+
+@pytest.mark.celery
+def test_twenty_concurrent_deploys_and_redeploys_all_answer_202_without_deadlock(api, alice, worker, k8s):
+    """Requests in 20 threads (each its own database connection) while the worker applies them: a deploy
+    superseding the deployment the worker holds (trigger locked, ksvc being applied) used to lock that
+    deployment before the trigger, the worker the trigger before it: a deadlock. On SQLite
+    writers are serialised by the database lock, so this shows only that none fails."""
+    import threading
+    import time
+
+    from django.db import connection
+
+    from tenants.models import Tenant
+    from tests.cluster import wait_for
+    from triggers.models import Deployment
+
+    assert api(alice).post("/api/v1/tenants/", {"slug": "acme", "name": "Acme"}, format="json").status_code == 201
+    wait_for(lambda: Tenant.objects.filter(slug="acme", state=Tenant.State.READY).exists(), message="tenant ready")
+    url = "/api/v1/tenants/acme/triggers/"
+    assert api(alice).post(url, {"name": "busy", "image": "kubesim/echo"}, format="json").status_code == 201
+    deadlocks_before = _deadlocks()
+    answers: list[tuple[int, str]] = []
+    start = threading.Barrier(20)
+
+    def request(i: int) -> None:
+        client = api(alice)
+        try:
+            start.wait()
+            time.sleep(i * 0.1)  # spread over 2 s, so most arrive while the worker applies an earlier one
+            response = client.post(f"{url}busy/{'redeploy' if i % 2 else 'deploy'}/", format="json")
+            answers.append((response.status_code, response.content.decode()[:300]))
+        finally:
+            connection.close()
+
+    threads = [threading.Thread(target=request, args=(i,)) for i in range(20)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(120)
+    assert len(answers) == 20
+    assert all(status in (202, 409) for status, _ in answers), answers
+    assert all("message" in body or "detail" in body for status, body in answers if status == 409), answers
+    latest = Deployment.objects.filter(trigger__name="busy").order_by("-pk").first()
+    wait_for(lambda: Deployment.objects.get(pk=latest.pk).status in ("ready", "failed"), timeout=60,
+             message="the last deployment settled")
+    assert Deployment.objects.get(pk=latest.pk).status == "ready"
+    assert set(Deployment.objects.filter(trigger__name="busy").exclude(pk=latest.pk)
+               .values_list("status", flat=True)) <= {"superseded", "ready"}
+    if deadlocks_before is not None:
+        time.sleep(1)  # statistics are flushed at most once a second
+        assert _deadlocks() == deadlocks_before
+    try:
+        k8s.core.delete_namespace("relay-acme")
+    except Exception:  # noqa: BLE001 - best effort cleanup
+        pass
+    wait_for(lambda: "relay-acme" not in {ns.metadata.name for ns in k8s.core.list_namespace().items},
+             message="namespace removed")

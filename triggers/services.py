@@ -246,6 +246,11 @@ def trigger_deploy(*, trigger: Trigger, user, redeploy: bool = False) -> Deploym
     if rank >= limit:
         raise ValidationError(f"Tenant {tenant.slug} is over its limit of {limit} triggers; this one cannot deploy.")
     with transaction.atomic():
+        # The trigger row first, then its deployments: the order the worker's deployment_apply takes them
+        # in (triggers/deploys.py), so a deploy during an apply waits instead of deadlocking.
+        locked = Trigger.objects.select_for_update(of=("self",)).filter(pk=trigger.pk).values("deleting").first()
+        if locked is None or locked["deleting"]:
+            raise ValidationError("This trigger is being deleted.")
         if redeploy:
             trigger.redeploy_stamp = timezone.now().strftime("%Y%m%dT%H%M%S.%fZ")
             Trigger.objects.filter(pk=trigger.pk).update(redeploy_stamp=trigger.redeploy_stamp)

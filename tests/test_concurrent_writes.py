@@ -63,11 +63,56 @@ def test_two_stale_edits_of_different_fields_both_count(trigger):
     assert (fresh.min_scale, fresh.max_scale, fresh.spec_version) == (1, 2, 3)
 
 
-def test_an_api_edit_sent_after_a_suspension_keeps_it_suspended(api, alice, trigger):
-    services.trigger_suspend(trigger=_stale(trigger))
+@pytest.fixture
+def concurrently():
+    """concurrently(trigger, **fields): those fields are written by "another request" just before the next save
+    of that trigger, i.e. after the request under test loaded it."""
+    from django.db.models.signals import pre_save
+
+    pending: list = []
+
+    def write(sender, instance, **kwargs):
+        while pending:
+            pk, fields = pending.pop()
+            if instance.pk == pk:
+                Trigger.objects.filter(pk=pk).update(**fields)
+
+    pre_save.connect(write, sender=Trigger)
+    yield lambda trigger, **fields: pending.append((trigger.pk, fields))
+    pre_save.disconnect(write, sender=Trigger)
+
+
+def test_an_api_edit_racing_a_rotation_and_a_suspension_keeps_both(api, alice, trigger, concurrently):
+    concurrently(trigger, token="rotated-meanwhile", previous_token=trigger.token, suspended=True)
     response = api(alice).patch("/api/v1/tenants/acme/triggers/hello/", {"max_scale": 2}, format="json")
     assert response.status_code == 200, response.json()
-    assert Trigger.objects.get(pk=trigger.pk).suspended
+    fresh = Trigger.objects.get(pk=trigger.pk)
+    assert (fresh.token, fresh.suspended, fresh.max_scale) == ("rotated-meanwhile", True, 2)
+
+
+def test_a_form_edit_racing_a_suspension_keeps_it_suspended(client, alice, trigger, concurrently):
+    client.force_login(alice)
+    data = {"image": "kubesim/echo", "port": "8080", "env": "", "secret_env": "", "min_scale": "0", "max_scale": "2",
+            "target_concurrency": "", "timeout_seconds": "300", "mode": "sync", "verification": "none",
+            "hmac_encoding": "hex", "max_attempts": "5"}
+    concurrently(trigger, suspended=True)
+    response = client.post("/t/acme/triggers/hello/edit/", data)
+    assert response.status_code == 302, response.content.decode()[-3000:]
+    fresh = Trigger.objects.get(pk=trigger.pk)
+    assert fresh.suspended and fresh.max_scale == 2
+
+
+def test_an_admin_edit_racing_a_rotation_and_the_deletion_flag_keeps_both(client, staff, trigger, concurrently):
+    client.force_login(staff)
+    concurrently(trigger, token="rotated-meanwhile", deleting=True)
+    response = client.post(f"/admin/triggers/trigger/{trigger.pk}/change/", {
+        "mode": "async", "verification": "none", "hmac_header": "", "hmac_encoding": "hex", "hmac_prefix": "",
+        "dedupe_header": "", "max_attempts": 5, "ready_pods": 0, "desired_replicas": 0, "actual_replicas": 0,
+        "active_status": "", "active_reason": "", "pods": "[]", "deployments-TOTAL_FORMS": "0",
+        "deployments-INITIAL_FORMS": "0"})
+    assert response.status_code == 302, response.content.decode()[-3000:]
+    fresh = Trigger.objects.get(pk=trigger.pk)
+    assert (fresh.token, fresh.deleting, fresh.mode, fresh.max_attempts) == ("rotated-meanwhile", True, "async", 5)
 
 
 def _deadlocks() -> int | None:

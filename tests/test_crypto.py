@@ -109,10 +109,10 @@ def test_works_before_the_setting_exists(settings):
     assert decrypt(encrypt(PLAINTEXT)) == PLAINTEXT
 
 
-def test_secrets_stored_before_keys_were_configured_still_decrypt(settings):
+def test_secrets_stored_before_keys_were_configured_decrypt_while_the_derived_key_is_listed(settings):
     settings.RELAY_ENCRYPTION_KEYS = []
     token = encrypt(PLAINTEXT)
-    settings.RELAY_ENCRYPTION_KEYS = ["new-key"]
+    settings.RELAY_ENCRYPTION_KEYS = ["new-key", "SECRET_KEY_DERIVED"]
     assert decrypt(token) == PLAINTEXT
     assert Fernet(fernet_key("new-key")).decrypt(encrypt(PLAINTEXT).encode()).decode() == PLAINTEXT
 

@@ -68,6 +68,13 @@ class TriggerAdmin(admin.ModelAdmin):
     inlines = [DeploymentInline]
     actions = ["redeploy_selected", "suspend_selected", "resume_selected", "delete_selected_triggers"]
 
+    def save_model(self, request, obj, form, change) -> None:
+        if change:  # only what the form changed: a concurrent rotation, suspension or deletion is kept
+            if form.changed_data:
+                obj.save(update_fields=[*form.changed_data, "updated_at"])
+            return
+        super().save_model(request, obj, form, change)
+
     @admin.display(description="Secret environment")
     def secret_names(self, obj: Trigger):
         if not obj.secret_env:

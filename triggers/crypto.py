@@ -1,10 +1,12 @@
 """Encryption at rest of webhook verification secrets (Fernet: AES-128-CBC + HMAC-SHA256, authenticated).
 
 Keys come from ``settings.RELAY_ENCRYPTION_KEYS``, a list of secrets of any form: the first encrypts, all
-decrypt, so a key is rotated by putting the new one first and re-encrypting (``rotate()``) before dropping
-the old one. Each secret becomes a Fernet key as urlsafe-base64(SHA-256(secret)). When the setting is empty
-a key is derived from ``SECRET_KEY`` (domain-separated); that derived key also stays a decrypt-only key
-after ``RELAY_ENCRYPTION_KEYS`` is set, so secrets stored before the setting existed keep working.
+decrypt, so a key is rotated by putting the new one first and re-encrypting (``rotate()``, the
+``rotate_encryption_keys`` command) before dropping the old one. Each secret becomes a Fernet key as
+urlsafe-base64(SHA-256(secret)). When the setting is empty a key is derived from ``SECRET_KEY``
+(domain-separated). Once ``RELAY_ENCRYPTION_KEYS`` is set only the listed keys decrypt: the
+``SECRET_KEY``-derived key is one of them only when the list names it with the token ``SECRET_KEY_DERIVED``
+(e.g. ``new-key,SECRET_KEY_DERIVED`` while the secrets stored before the setting are re-encrypted).
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ from cryptography.fernet import Fernet, InvalidToken, MultiFernet
 from django.conf import settings
 
 DECRYPT_ERROR = "cannot decrypt: wrong RELAY_ENCRYPTION_KEYS?"
+SECRET_KEY_DERIVED = "SECRET_KEY_DERIVED"  # in RELAY_ENCRYPTION_KEYS: the key derived from SECRET_KEY
 
 
 def fernet_key(secret: str) -> bytes:
@@ -36,10 +39,25 @@ def _configured_keys() -> tuple[str, ...]:
 
 
 @functools.lru_cache(maxsize=8)
+def _fernets(keys: tuple[str, ...], secret_key: str) -> tuple[Fernet, ...]:
+    if not keys:  # the fallback: the key derived from SECRET_KEY, only while no keys are set
+        return (Fernet(_secret_key_derived(secret_key)),)
+    return tuple(Fernet(_secret_key_derived(secret_key) if key == SECRET_KEY_DERIVED else fernet_key(key))
+                 for key in keys)
+
+
+@functools.lru_cache(maxsize=8)
 def _multifernet(keys: tuple[str, ...], secret_key: str) -> MultiFernet:
-    fernets = [Fernet(fernet_key(key)) for key in keys]
-    fernets.append(Fernet(_secret_key_derived(secret_key)))  # the fallback: encrypts only when no keys are set
-    return MultiFernet(fernets)
+    return MultiFernet(list(_fernets(keys, secret_key)))
+
+
+def is_current(token: str) -> bool:
+    """Whether the token was made with the first (encrypting) key."""
+    try:
+        _fernets(_configured_keys(), str(settings.SECRET_KEY))[0].decrypt(token.encode("utf-8"))
+    except (InvalidToken, TypeError, ValueError, AttributeError):
+        return False
+    return True
 
 
 def _fernet() -> MultiFernet:

@@ -96,10 +96,13 @@ def trigger_update(*, trigger: Trigger, secret_values: dict | None = None,
                    verification_secret: str | None = None, **spec) -> Trigger:
     """Change the spec (a new spec version when anything changed); deploy applies it.
 
-    Webhook edge settings (EDGE_FIELDS, verification_secret) take effect at once, without a deploy."""
+    Webhook edge settings (EDGE_FIELDS, verification_secret) take effect at once, without a deploy.
+    Only the fields this edit changes are written, under a lock of the row: a concurrent token rotation,
+    suspension, resume or deletion made since `trigger` was loaded is kept."""
     _check_tenant(trigger.tenant)
     if trigger.deleting:
         raise ValidationError("This trigger is being deleted.")
+    original = {name: getattr(trigger, name) for name in _EDITABLE}
     edge = {field: spec.pop(field) for field in EDGE_FIELDS if field in spec}
     audited = _fields(trigger)
     _apply_edge(trigger, verification_secret, edge)
@@ -112,11 +115,24 @@ def trigger_update(*, trigger: Trigger, secret_values: dict | None = None,
     _validate_spec(trigger)
     if secret_values:
         trigger_set_secrets(trigger=trigger, values=secret_values)
-    if any(before[name] != getattr(trigger, name) for name in SPEC_FIELDS):
-        trigger.spec_version += 1
-    trigger.save()
-    _audit_changes(trigger, "trigger.update", audited, secret_given=bool(verification_secret))
+    changed = [name for name in _EDITABLE if getattr(trigger, name) != original[name]]
+    with transaction.atomic():
+        current = Trigger.objects.select_for_update().filter(pk=trigger.pk).values("spec_version", "deleting").first()
+        if current is None or current["deleting"]:
+            raise ValidationError("This trigger is being deleted.")
+        trigger.spec_version = current["spec_version"]  # a concurrent edit or secret change counts too
+        if any(before[name] != getattr(trigger, name) for name in SPEC_FIELDS):
+            trigger.spec_version += 1
+        trigger.save(update_fields=[*changed, "spec_version", "updated_at"])
+        trigger.refresh_from_db(fields=_CONCURRENT)
+        _audit_changes(trigger, "trigger.update", audited, secret_given=bool(verification_secret))
     return trigger
+
+
+_EDITABLE = (*SPEC_FIELDS, *EDGE_FIELDS, "verification_secret", "suspended")
+# Written by other operations meanwhile (rotation, suspension, deletion, secrets, deploys): read back.
+_CONCURRENT = ("token", "previous_token", "previous_token_expires_at", "suspended", "deleting", "secret_env",
+               "secret_version", "redeploy_stamp")
 
 
 def edge_errors(values: dict, *, secret_set: bool) -> dict[str, str]:
@@ -254,6 +270,11 @@ def trigger_deploy(*, trigger: Trigger, user, redeploy: bool = False) -> Deploym
     if rank >= limit:
         raise ValidationError(f"Tenant {tenant.slug} is over its limit of {limit} triggers; this one cannot deploy.")
     with transaction.atomic():
+        # The trigger row first, then its deployments: the order the worker's deployment_apply takes them
+        # in (triggers/deploys.py), so a deploy during an apply waits instead of deadlocking.
+        locked = Trigger.objects.select_for_update(of=("self",)).filter(pk=trigger.pk).values("deleting").first()
+        if locked is None or locked["deleting"]:
+            raise ValidationError("This trigger is being deleted.")
         if redeploy:
             trigger.redeploy_stamp = timezone.now().strftime("%Y%m%dT%H%M%S.%fZ")
             Trigger.objects.filter(pk=trigger.pk).update(redeploy_stamp=trigger.redeploy_stamp)

@@ -31,7 +31,7 @@ REPO = Path(__file__).resolve().parents[1]
 FIXTURES = REPO.parent / "shared" / "fixtures"
 
 FAST = dict(image_pull_delay=0.05, start_delay=0.1, stable_window=1.0, scale_to_zero_grace=0.3,
-            progress_deadline=10.0, activation_timeout=5.0, bookmark_interval=0.5)
+            progress_deadline=10.0, activation_timeout=5.0, bookmark_interval=0.5, route_ready_delay=0.0)
 
 
 def shared_fixtures() -> Path:

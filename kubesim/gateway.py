@@ -37,13 +37,16 @@ def _text(status: int, body: str) -> web.Response:
     return web.Response(status=status, text=body, headers=_SERVER)
 
 
+_LOCAL = web.ResponseKey("envoy_local", bool)
+
+
 def _envoy(status: int, body: str = "") -> web.Response:
     """A local reply of Envoy itself (no upstream answered): marked so that it gets no
     x-envoy-upstream-service-time, which Envoy adds to every upstream response unless
     suppress_envoy_headers is set (router.cc Filter::onUpstreamHeaders; Emissary leaves it off)."""
     resp = web.Response(status=status, text=body, headers=_SERVER) if body else \
         web.Response(status=status, headers=_SERVER)
-    resp["envoy_local"] = True
+    resp[_LOCAL] = True
     return resp
 
 
@@ -169,7 +172,7 @@ def make_gateway_app(sim: Any) -> web.Application:
                 resp = _envoy(504, "upstream request timeout")
         else:
             resp = await dispatch(request, split, body, t0)
-        if not resp.prepared and "envoy_local" not in resp:
+        if not resp.prepared and _LOCAL not in resp:
             resp.headers[_UPSTREAM_TIME] = str(int((monotonic() - t0) * 1000))
         st = stats.get(split.cluster)
         if st is None:

@@ -114,3 +114,15 @@ def test_a_revisions_progress_deadline_annotation_overrides_config_deployments(m
     rev = wait_for(lambda: (r := get_rev(custom, ns, "pd-00001")) and
                    cond(r, "ResourcesAvailable")[0] == "False" and r, 6)
     assert cond(rev, "ResourcesAvailable")[1] in ("ImagePullBackOff", "ErrImagePull")
+
+
+@pytest.mark.parametrize("value, message", [
+    ("soon", "invalid value: soon"), ("1500ms", "progress-deadline=1500ms is not at second precision"),
+    ("-5s", "progress-deadline=-5s must be positive")])
+def test_the_webhook_refuses_a_bad_progress_deadline_annotation(custom, ns, value, message):
+    with pytest.raises(client.ApiException) as refused:
+        custom.create_namespaced_custom_object(G, V, ns, KSVC, kservice(
+            "bad", "kubesim/echo", template_annotations={"serving.knative.dev/progress-deadline": value}))
+    assert refused.value.status == 400
+    assert f"{message}: spec.template.metadata.annotations.serving.knative.dev/progress-deadline" in \
+        json.loads(refused.value.body)["message"]

@@ -211,6 +211,12 @@ def live_trigger(cluster, tenant_a, k8s):
             return trigger.is_ready
 
         wait_for(ready, message=f"{name} ready")
+        # and its pods, as the watcher would have written them (a Ready ksvc has its first pod up): a trigger
+        # observed warm is forwarded to at once, without a wake-up first (tests about cold starts set 0)
+        pods = k8s.core.list_namespaced_pod(trigger.namespace, label_selector=f"relayweb.io/trigger={trigger.pk}")
+        trigger.ready_pods = sum(1 for p in pods.items if any(
+            c.type == "Ready" and c.status == "True" for c in p.status.conditions or ()))
+        Trigger.objects.filter(pk=trigger.pk).update(ready_pods=trigger.ready_pods)
         return trigger
 
     yield make

@@ -503,10 +503,13 @@ class Ingress:
         target = f"/{sub_path}" + (f"?{query}" if query else "")
         try:
             response = await self.upstream.request(request.method, target, out, request.body, route.timeout)
-            unrouted = time.monotonic() + wakeup.ROUTE_GRACE
-            while wakeup.is_envoy_404(response.status, response.headers, response.body if response.done else b"?"):
+            unrouted = None
+            while response.status == 404 and wakeup.is_envoy_404(404, response.headers,
+                                                                  response.body if response.done else b"?"):
                 # Envoy has no route for the host yet (programmed a little after Knative reports Ready): no
                 # upstream saw the request, so it is sent again for a short while, then 503, never the empty 404
+                response.close()
+                unrouted = unrouted or time.monotonic() + wakeup.ROUTE_GRACE
                 if time.monotonic() > unrouted:
                     status, body = problem(503, f"The gateway has no route to trigger {route.label} yet; "
                                                 "retry shortly.")

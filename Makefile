@@ -9,6 +9,8 @@ export RELAY_PORT := $(PORT)
 PROCESSES := web worker beat watcher $(if $(REDIS_URL),,redis) $(if $(RELAY_KUBECONFIG)$(KUBECONFIG),,kubesim)
 ifeq ($(RELAY_KUBECONFIG)$(KUBECONFIG),)
 export RELAY_KUBECONFIG := $(CURDIR)/var/kubeconfig
+# kubesim's failures surface quickly: Knative's progress deadline (rendered from it) is then 40 s, not 540 s
+export RELAY_DEPLOY_TIMEOUT ?= 45
 endif
 
 .PHONY: run test test-flaky bench lint install install-dev clean

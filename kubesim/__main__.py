@@ -73,15 +73,20 @@ def build_parser() -> argparse.ArgumentParser:
     a("--scale-to-zero-grace", type=_positive, default=d.scale_to_zero_grace, metavar="SECONDS",
       help="... plus this grace period scales a revision to zero")
     a("--progress-deadline", type=_positive, default=d.progress_deadline, metavar="SECONDS",
-      help="image pull back-off / crash loop marks the revision failed after this")
+      help="config-deployment progress-deadline: image pull back-off / crash loop marks the revision "
+           "failed after this (a revision's serving.knative.dev/progress-deadline annotation wins)")
     a("--activation-timeout", type=_positive, default=d.activation_timeout, metavar="SECONDS",
-      help="activator gives up on a cold start after this (503)")
+      help="the KPA gives up on a cold start after this (default: the revision's progress deadline + 30 s)")
     a("--termination-grace", type=_positive, default=d.termination_grace, metavar="SECONDS",
       help="a deleted pod stays terminating (deletionTimestamp, not ready) this long before it goes")
     a("--queue-depth", type=int, default=d.queue_depth, metavar="N",
       help="activator queue depth per revision (beyond it: 503 pending request queue full)")
     a("--route-timeout", type=_positive, default=d.route_timeout, metavar="SECONDS",
-      help="Ambassador route timeout for Knative mappings (default: the revision's timeoutSeconds)")
+      help="Emissary's route timeout for Knative Mappings (15 s, as for Knative 1.x KIngresses): the "
+           "whole upstream request, cold start included, is cut at this with Envoy's 504; 0 disables it")
+    a("--route-ready-delay", type=_positive, default=d.route_ready_delay, metavar="SECONDS",
+      help="a host answers Envoy's empty 404 for this long after its KIngress became Ready "
+           "(Envoy is programmed after Emissary marks the KIngress Ready)")
     a("--watch-history", type=int, default=d.watch_history, metavar="N",
       help="watch events kept for resume; older resourceVersions get 410 Expired")
     a("--compact-interval", type=_positive, default=d.compact_interval, metavar="SECONDS",
@@ -111,7 +116,8 @@ def config_from_args(ns: argparse.Namespace) -> SimConfig:
         user=ns.user, image_pull_delay=ns.image_pull_delay, start_delay=ns.start_delay,
         stable_window=ns.stable_window, scale_to_zero_grace=ns.scale_to_zero_grace,
         progress_deadline=ns.progress_deadline, activation_timeout=ns.activation_timeout,
-        queue_depth=ns.queue_depth, route_timeout=ns.route_timeout, watch_history=ns.watch_history,
+        queue_depth=ns.queue_depth, route_timeout=ns.route_timeout or None,
+        route_ready_delay=ns.route_ready_delay, watch_history=ns.watch_history,
         bookmark_interval=ns.bookmark_interval, domain=ns.domain, kube_version=ns.kube_version,
         ambassador_id=ns.ambassador_id, knative_support=ns.knative_support, denied=list(ns.denied),
         compact_interval=ns.compact_interval, termination_grace=ns.termination_grace)

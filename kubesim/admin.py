@@ -93,7 +93,8 @@ def build_diag(sim: Any) -> dict[str, Any]:
                 "resolver": "kubernetes-service", "rewrite": "/",
                 "route_weight": [0, 1, 1, 0, "/", "GET", f":authority-{r.host}"],
                 "serialization": "", "service": s.service,
-                "timeout_ms": int((r.timeout or 15) * 1000), "weight": s.percent})
+                # the timeout the gateway enforces (None: none, Envoy's 0 = disabled)
+                "timeout_ms": int((r.timeout or 0) * 1000), "weight": s.percent})
         group = {"_active": True, "_cache_key": f"IRHTTPMappingGroup-{group_id}",
                  "_errored": False, "_referenced_by": [rkey], "_rkey": rkey,
                  "default_class": "httpmapping", "group_id": group_id,

@@ -38,18 +38,32 @@ class SimConfig:
     # Handler container timings (seconds).
     image_pull_delay: float = 1.0        # Pulling -> Pulled
     start_delay: float = 0.5             # Started -> ready (readiness probe passes)
-    # Knative autoscaler / deployment timings (seconds).
+    # Knative autoscaler / deployment timings (seconds): Knative 1.x's defaults. config-autoscaler
+    # (knative/serving knative-v1.23.0 config/core/configmaps/autoscaler.yaml, the fixture
+    # knative-serving-knative-v1.23.0-config-autoscaler.yaml): stable-window 60s,
+    # scale-to-zero-grace-period 30s; config-deployment progress-deadline 600s
+    # (pkg/deployment/config.go ProgressDeadlineDefault, "matches the K8s default value of 600s").
+    # A revision's `serving.knative.dev/progress-deadline` annotation overrides progress_deadline.
     stable_window: float = 60.0          # no traffic for this long ...
     scale_to_zero_grace: float = 30.0    # ... plus this -> scale to zero
-    progress_deadline: float = 120.0     # image pull back-off / crash -> revision failed after this
-    activation_timeout: float = 130.0    # activator gives up on a cold start (progress_deadline + 10 in 0.13)
+    progress_deadline: float = 600.0     # image pull back-off / crash -> revision failed after this
+    # The KPA gives up on a cold start after the progress deadline + activationTimeoutBuffer (30 s)
+    # (pkg/reconciler/autoscaling/kpa/scaler.go). With the annotation, its deadline + 30 s; set
+    # explicitly, this fixed value is used instead.
+    activation_timeout: float | None = None
     queue_depth: int = 10000             # activator breaker queue depth per revision
     # A deleted pod (scale-down, kubectl delete) stays, with deletionTimestamp and not ready, until its
     # containers have exited (queue-proxy drains, the app stops): this long, at most its grace period.
     termination_grace: float = 2.0
-    # Ambassador route timeout for Knative mappings (Ambassador >= 1.5 with Knative 1.x: 15 s);
-    # None means wait for the revision's timeoutSeconds only.
-    route_timeout: float | None = None
+    # Emissary's route timeout for Knative Mappings: `timeout_ms` = the KIngress path's `timeout`, else
+    # 15 s (emissary v1.14.4 python/ambassador/fetch/knative.py KnativeIngressProcessor._emit_mapping,
+    # unchanged in v3.9.1); Knative 1.x KIngress paths have no timeout, so every Knative route gets 15 s.
+    # None: no route timeout (only the revision's timeoutSeconds).
+    route_timeout: float | None = 15.0
+    # Envoy is programmed a little after Emissary marks a KIngress Ready (Emissary writes the status
+    # once it has generated the Mappings, before Envoy has loaded them): a host answers Envoy's empty
+    # 404 for this long after its KIngress became Ready.
+    route_ready_delay: float = 1.0
 
     # Watch history kept for resume; older resourceVersions get 410 Gone.
     watch_history: int = 10000
@@ -63,6 +77,12 @@ class SimConfig:
     domain: str = "example.com"
 
     extra: dict = field(default_factory=dict)
+
+    def activation_timeout_for(self, progress_deadline: float | None = None) -> float:
+        """The KPA's activation timeout for a revision (its own progress deadline, if annotated)."""
+        if self.activation_timeout is not None:
+            return self.activation_timeout
+        return (self.progress_deadline if progress_deadline is None else progress_deadline) + 30.0
 
     @property
     def api_url(self) -> str:

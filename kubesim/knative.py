@@ -326,7 +326,8 @@ class Serving:
         rt.activations += 1
         now = time.monotonic()
         rt.progress_start = now
-        rt.activation_deadline = now + self.config.activation_timeout
+        timeout = self.config.activation_timeout_for(rt.progress_deadline)
+        rt.activation_deadline = now + timeout
         rt.failed = False
         want = max(1, rt.min_scale if rt.routed else 0, rt.replicas)
         if rt.max_scale:
@@ -335,8 +336,7 @@ class Serving:
             self.scale(rt, want)
         self.enqueue(("revision", rt.namespace, rt.name))
         assert self._loop is not None
-        rt.activation_timer = self._loop.call_later(self.config.activation_timeout,
-                                                    self._activation_timed_out, rt)
+        rt.activation_timer = self._loop.call_later(timeout, self._activation_timed_out, rt)
 
     def _activation_timed_out(self, rt: RevisionRuntime) -> None:
         rt.activation_timer = None

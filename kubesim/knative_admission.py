@@ -11,6 +11,7 @@ import re
 from typing import Any
 
 from .errors import ApiError
+from .knative_runtime import go_duration
 from .store import deep_copy
 
 WEBHOOK = "validation.webhook.serving.knative.dev"
@@ -211,12 +212,30 @@ def validate_ports(containers: list, errs: FieldErrors, sp: str) -> None:
                  "Name must be empty, or one of: 'h2c', 'http1'")
 
 
+def validate_progress_deadline(annotations: dict, errs: FieldErrors, path: str) -> None:
+    """knative/serving knative-v1.23.0 pkg/apis/serving/v1/revision_validation.go
+    validateProgressDeadlineAnnotation: a Go duration, at second precision, not negative."""
+    key = "serving.knative.dev/progress-deadline"
+    raw = annotations.get(key)
+    if not raw:
+        return
+    text = str(raw)
+    seconds = go_duration(text.lstrip("+-"))
+    if seconds is None:
+        errs.add(f"invalid value: {text}", f"{path}.{key}")
+    elif round(seconds, 9) != round(seconds):
+        errs.add(f"progress-deadline={text} is not at second precision", f"{path}.{key}")
+    elif text.startswith("-") and seconds:
+        errs.add(f"progress-deadline={text} must be positive", f"{path}.{key}")
+
+
 def validate_template(template: Any, errs: FieldErrors, path: str) -> None:
     if not isinstance(template, dict):
         errs.add("missing field(s)", path)
         return
     meta = template.get("metadata") or {}
     validate_autoscaling(meta.get("annotations") or {}, errs, True, f"{path}.metadata.annotations")
+    validate_progress_deadline(meta.get("annotations") or {}, errs, f"{path}.metadata.annotations")
     spec = template.get("spec") or {}
     sp = f"{path}.spec"
     containers = spec.get("containers")

@@ -1,7 +1,9 @@
 """Ambassador's side of KIngress: mark it Ready and turn it into the gateway's routing table.
 
 Ambassador >= 1.5 makes one Mapping per (host x split) with `timeout_ms` 15 s unless the path has a
-timeout (knative-ambassador.md §5.2). Here each host maps to a `HostRoute` holding its splits; the
+timeout (knative-ambassador.md §5.2; emissary v1.14.4 python/ambassador/fetch/knative.py
+KnativeIngressProcessor._emit_mapping: `path.get('timeout', '15s')`; Knative 1.x paths have none), which
+is SimConfig.route_timeout here. Here each host maps to a `HostRoute` holding its splits; the
 gateway does one dict lookup per request, so everything per-request is precomputed here.
 """
 
@@ -11,6 +13,7 @@ import bisect
 import itertools
 import random
 import re
+import time
 from typing import TYPE_CHECKING
 
 from .knative_conditions import now_rfc3339
@@ -56,7 +59,7 @@ class HostRoute:
     """One KIngress host: its splits (weighted) and what diag's route_info shows."""
 
     __slots__ = ("host", "kingress", "namespace", "splits", "cum", "total", "labels",
-                 "mapping", "timeout", "visibility")
+                 "mapping", "timeout", "visibility", "live_at")
 
     def __init__(self, host: str, kingress: str, namespace: str, splits: list[Split],
                  labels: dict, mapping: str, timeout: float | None, visibility: str):
@@ -64,11 +67,18 @@ class HostRoute:
         self.splits = splits
         self.labels, self.mapping, self.timeout = labels, mapping, timeout
         self.visibility = visibility
+        self.live_at = 0.0  # monotonic time Envoy serves this host from (0: already)
         acc, self.cum = 0, []
         for s in splits:
             acc += max(0, s.percent)
             self.cum.append(acc)
         self.total = acc
+
+    def live(self) -> bool:
+        if self.live_at > time.monotonic():
+            return False
+        self.live_at = 0.0
+        return True
 
     def pick(self) -> Split | None:
         splits = self.splits
@@ -82,6 +92,12 @@ class HostRoute:
 def reconcile_kingress(serving: Serving, ns: str, name: str) -> None:
     store = serving.store
     ki = store.peek(KINGRESS, ns, name)
+    # Envoy keeps serving a host it already had while a new configuration loads; a new host is served
+    # only once Envoy has it, `route_ready_delay` after Emissary wrote the KIngress status (Emissary marks
+    # it Ready once it generated the Mappings, before Envoy loaded them: fetch/knative.py _process then
+    # _update_status; Envoy gets its configuration later over ADS).
+    before = {h: serving.hosts[h].live_at for h in serving.kingress_hosts.get((ns, name), ())
+              if h in serving.hosts}
     serving.remove_hosts(ns, name)
     if ki is None or ki["metadata"].get("deletionTimestamp"):
         return
@@ -97,6 +113,8 @@ def reconcile_kingress(serving: Serving, ns: str, name: str) -> None:
         return
     labels = meta.get("labels") or {}
     hosts: list[str] = []
+    delay = serving.config.route_ready_delay
+    live_at = time.monotonic() + delay if delay else 0.0
     for ri, rule in enumerate((ki.get("spec") or {}).get("rules") or []):
         for path in (rule.get("http") or {}).get("paths") or []:
             splits = []
@@ -108,10 +126,10 @@ def reconcile_kingress(serving: Serving, ns: str, name: str) -> None:
                                     sp.get("servicePort", 80)))
             for host in rule.get("hosts") or []:
                 h = host.lower()
-                serving.set_host(h, HostRoute(h, name, ns, splits, labels,
-                                              f"{name}-{ri}-{len(hosts)}",
-                                              serving.config.route_timeout,
-                                              rule.get("visibility", "ExternalIP")))
+                hr = HostRoute(h, name, ns, splits, labels, f"{name}-{ri}-{len(hosts)}",
+                               serving.config.route_timeout, rule.get("visibility", "ExternalIP"))
+                hr.live_at = before.get(h, live_at)
+                serving.set_host(h, hr)
                 hosts.append(h)
             break  # Ambassador maps the first path of a rule (prefix "/")
     serving.kingress_hosts[(ns, name)] = hosts

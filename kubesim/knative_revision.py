@@ -91,7 +91,7 @@ def reconcile_revision(serving: Serving, ns: str, name: str) -> None:
                                        if t.get("exitCode") == 0 else "")
             conds.mark_false("ContainerHealthy", f"ExitCode{t.get('exitCode', 1)}",
                              f"Container failed with: {msg}")
-        deadline = rt.progress_start + serving.config.progress_deadline
+        deadline = rt.progress_start + rt.deadline(serving.config)
         if now >= deadline and not rt.ever_ready:
             # reconcile_resources.go reconcileDeployment: a timed-out deployment whose pod's container
             # is Waiting reports that reason and message
@@ -155,6 +155,8 @@ def make_deployment(serving: Serving, rev: dict, dep_name: str, replicas: int) -
     user["terminationMessagePolicy"] = "FallbackToLogsOnError"
     user.setdefault("resources", {})
     timeout = int(spec.get("timeoutSeconds") or 300)
+    rt = serving.revisions.get((meta["namespace"], name))
+    deadline = rt.deadline(serving.config) if rt is not None else serving.config.progress_deadline
     queue = {"name": "queue-proxy", "image": QUEUE_IMAGE,
              "ports": [{"containerPort": 8022, "name": "http-queueadm", "protocol": "TCP"},
                        {"containerPort": 9090, "name": "http-autometric", "protocol": "TCP"},
@@ -184,7 +186,7 @@ def make_deployment(serving: Serving, rev: dict, dep_name: str, replicas: int) -
                          "annotations": ann, "ownerReferences": [owner_ref(rev)]},
             "spec": {"replicas": replicas,
                      "selector": {"matchLabels": {"serving.knative.dev/revisionUID": uid}},
-                     "progressDeadlineSeconds": max(1, int(serving.config.progress_deadline)),
+                     "progressDeadlineSeconds": max(1, int(deadline)),
                      "revisionHistoryLimit": 0,
                      "strategy": {"type": "RollingUpdate", "rollingUpdate": {
                          "maxSurge": "25%", "maxUnavailable": 0}},

@@ -14,6 +14,7 @@ import hashlib
 import itertools
 import logging
 import math
+import re
 import time
 from collections import deque
 from typing import TYPE_CHECKING, Any
@@ -89,6 +90,11 @@ class RevisionRuntime:
             self.target = 0.0
         if not self.target:
             self.target = float(self.container_concurrency or 100)
+        # serving.knative.dev/progress-deadline (a Go duration, validated by the webhook) overrides
+        # config-deployment's progress-deadline for this revision's Deployment and the KPA's activation
+        # timeout (knative/serving knative-v1.23.0 pkg/reconciler/revision/resources/deploy.go
+        # makeDeployment; pkg/reconciler/autoscaling/kpa/scaler.go, via PodAutoscaler.ProgressDeadline).
+        self.progress_deadline: float | None = go_duration(ann.get("serving.knative.dev/progress-deadline"))
         self.digest = image_digest(self.image) if self.image else ""
         self.pods: dict[str, PodRuntime] = {}
         self.ready_pods: list[PodRuntime] = []
@@ -111,6 +117,10 @@ class RevisionRuntime:
         self.routed = False
         self.replicas = 0
 
+    def deadline(self, config: Any) -> float:
+        """This revision's progress deadline in seconds (its annotation, else config-deployment's)."""
+        return config.progress_deadline if self.progress_deadline is None else self.progress_deadline
+
     def desired_by_load(self, now: float, window: float) -> int:
         self.peaks.append((now, max(self.peak, self.inflight)))
         self.peak = self.inflight
@@ -132,6 +142,24 @@ class RevisionRuntime:
             self.ready_pods.remove(pod)
         if not self.ready_pods:
             self.ready_event.clear()
+
+
+_DURATION = re.compile(r"(\d+(?:\.\d*)?|\.\d+)(ns|us|µs|ms|s|m|h)")
+_UNITS = {"ns": 1e-9, "us": 1e-6, "µs": 1e-6, "ms": 1e-3, "s": 1.0, "m": 60.0, "h": 3600.0}
+
+
+def go_duration(text: str | None) -> float | None:
+    """Seconds of a Go `time.ParseDuration` string such as `90s` or `1m30s`; None if absent or invalid."""
+    if not text:
+        return None
+    text = str(text).strip()
+    pos, total = 0, 0.0
+    for m in _DURATION.finditer(text):
+        if m.start() != pos:
+            return None
+        total += float(m.group(1)) * _UNITS[m.group(2)]
+        pos = m.end()
+    return total if pos == len(text) and pos else None
 
 
 def _behaviour(image: str, env: dict[str, str]) -> Behaviour:
@@ -448,7 +476,7 @@ def reconcile_deployment(serving: Serving, ns: str, name: str) -> None:
     ready = sum(1 for p in pods if p.ready)
     now = now_rfc3339()
     timed_out = (want > 0 and ready == 0
-                 and time.monotonic() - rev.progress_start > serving.config.progress_deadline)
+                 and time.monotonic() - rev.progress_start > rev.deadline(serving.config))
 
     def fn(obj: dict) -> None:
         st = obj.setdefault("status", {})

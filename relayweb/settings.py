@@ -299,6 +299,9 @@ CELERY_BEAT_SCHEDULE = {
 # The webhook ingress (/hooks/<token>): forwards through the Knative gateway (Ambassador).
 RELAY_GATEWAY_URL = os.getenv("RELAY_GATEWAY_URL", "http://127.0.0.1:8081").rstrip("/")
 RELAY_ACTIVATION_TIMEOUT = float(os.getenv("RELAY_ACTIVATION_TIMEOUT", "130"))
+# The gateway's cut-off for one request: Emissary gives every Knative route 15 s (the KIngress path has no
+# timeout in Knative 1.x). Trigger timeouts above it are refused; cold starts are waited for outside it.
+RELAY_GATEWAY_ROUTE_TIMEOUT = float(os.getenv("RELAY_GATEWAY_ROUTE_TIMEOUT", "15"))
 RELAY_MAX_BODY_BYTES = envint("RELAY_MAX_BODY_BYTES", str(1024 * 1024))
 RELAY_MAX_URL_BYTES = envint("RELAY_MAX_URL_BYTES", "8192")
 RELAY_MAX_HEADERS = envint("RELAY_MAX_HEADERS", "100")

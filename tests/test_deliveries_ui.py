@@ -24,7 +24,7 @@ DETAIL, EDIT = "/t/acme/triggers/hello/", "/t/acme/triggers/hello/edit/"
 LOG = DETAIL + "deliveries/"
 SECRET = "whsec_s3cr3t-value-never-shown"
 FORM = {"image": "kubesim/echo", "port": "8080", "env": "", "secret_env": "", "min_scale": "0", "max_scale": "3",
-        "target_concurrency": "", "timeout_seconds": "300", "mode": "sync", "verification": "none",
+        "target_concurrency": "", "timeout_seconds": "15", "mode": "sync", "verification": "none",
         "verification_secret": "", "hmac_header": "X-Signature", "hmac_encoding": "hex", "hmac_prefix": "",
         "dedupe_header": "", "max_attempts": "5"}
 

@@ -52,6 +52,7 @@ def test_ksvc_matches_the_expected_document(trigger, settings):
                         "autoscaling.knative.dev/max-scale": "3",
                         "autoscaling.knative.dev/target": "10",
                         "relayweb.io/secret-version": "2",
+                        "serving.knative.dev/progress-deadline": "540s",
                     },
                 },
                 "spec": {
@@ -206,3 +207,10 @@ def test_tenant_namespaces_enforce_baseline_pod_security_and_warn_restricted(ten
     labels = k8s.core.read_namespace("relay-acme").metadata.labels
     assert labels["pod-security.kubernetes.io/enforce"] == "baseline"
     assert labels["pod-security.kubernetes.io/warn"] == "restricted"
+
+
+@pytest.mark.parametrize("deploy_timeout, deadline", [(600, "540s"), (30, "25s"), (3600, "3540s"), (5, "1s")])
+def test_knatives_progress_deadline_is_below_the_deploy_timeout(trigger, settings, deploy_timeout, deadline):
+    settings.RELAY_DEPLOY_TIMEOUT = deploy_timeout
+    annotations = kube.render_ksvc(trigger)["spec"]["template"]["metadata"]["annotations"]
+    assert annotations[kube.PROGRESS_DEADLINE] == deadline

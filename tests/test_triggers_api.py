@@ -20,7 +20,8 @@ def test_create_with_defaults(api, alice, tenant_a):
     response = create(api, alice)
     assert response.status_code == 201, response.json()
     body = response.json()
-    assert (body["port"], body["min_scale"], body["max_scale"], body["timeout_seconds"]) == (8080, 0, 3, 300)
+    # the timeout defaults to Knative's 300 s held to the gateway's route timeout (15 s)
+    assert (body["port"], body["min_scale"], body["max_scale"], body["timeout_seconds"]) == (8080, 0, 3, 15)
     assert body["state"] == "not_deployed" and body["last_deployment"] is None and body["spec_version"] == 1
 
 
@@ -44,6 +45,7 @@ def test_create_with_defaults(api, alice, tenant_a):
         ({"min_scale": 3, "max_scale": 2}, "max_scale", "at least min_scale"),
         ({"max_scale": 11}, "max_scale", "RELAY_MAX_SCALE_LIMIT"),
         ({"timeout_seconds": 700}, "timeout_seconds", "600"),
+        ({"timeout_seconds": 16}, "timeout_seconds", "the gateway cuts every request at 15 s"),
         ({"target_concurrency": 0}, "target_concurrency", ""),
         ({"colour": "red"}, "colour", "Unknown field"),
         ({"secret_values": {"lower-case": "x"}}, "secret_env", "not a valid variable name"),
@@ -158,3 +160,17 @@ def test_every_port_knative_reserves_is_refused_with_a_clear_message(api, alice,
     assert f"Port {port} is reserved by Knative" in str(response.json()["port"])
     assert "use another, e.g. 8080" in str(response.json()["port"])
     assert not Trigger.objects.exists()
+
+
+def test_a_timeout_above_the_gateways_limit_is_refused_but_a_stored_one_does_not_block_edits(api, alice, tenant_a,
+                                                                                              settings):
+    settings.RELAY_GATEWAY_ROUTE_TIMEOUT = 30
+    response = create(api, alice, timeout_seconds=31)
+    assert response.status_code == 400
+    assert "from 1 to 30 seconds: the gateway cuts every request at 30 s (RELAY_GATEWAY_ROUTE_TIMEOUT)" in \
+        str(response.json()["timeout_seconds"])
+    assert create(api, alice, timeout_seconds=30).status_code == 201
+    Trigger.objects.create(tenant=tenant_a, name="old", image="kubesim/echo", timeout_seconds=300)  # made before
+    assert api(alice).patch(URL + "old/", {"image": "kubesim/echo:2"}, format="json").status_code == 200
+    refused = api(alice).patch(URL + "old/", {"timeout_seconds": 200}, format="json")
+    assert refused.status_code == 400 and "RELAY_GATEWAY_ROUTE_TIMEOUT" in str(refused.json())

@@ -20,7 +20,7 @@ pytestmark = pytest.mark.django_db
 
 LIST, NEW = "/t/acme/triggers/", "/t/acme/triggers/-/new/"
 GOOD = {"name": "hello", "image": "ghcr.io/acme/hello:1.0", "port": "8080", "env": "GREETING=hi\nLEVEL=debug",
-        "secret_env": "", "min_scale": "0", "max_scale": "3", "target_concurrency": "", "timeout_seconds": "300"}
+        "secret_env": "", "min_scale": "0", "max_scale": "3", "target_concurrency": "", "timeout_seconds": "15"}
 
 
 def signed_in(user) -> Client:
@@ -96,6 +96,7 @@ def test_save_and_deploy_records_a_pending_deployment(alice, tenant_a):
         ({"min_scale": "-1"}, "min_scale", "Must be 0 or more"),
         ({"target_concurrency": "0"}, "target_concurrency", "Must be from 1 to 10000"),
         ({"timeout_seconds": "700"}, "timeout_seconds", "Must be from 1 to 600 seconds"),
+        ({"timeout_seconds": "300"}, "timeout_seconds", "Must be from 1 to 15 seconds: the gateway cuts"),
     ],
 )
 def test_create_shows_each_problem_next_to_its_field(alice, tenant_a, change, field, message):

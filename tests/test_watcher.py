@@ -53,7 +53,7 @@ def steps_for(watcher, seconds: float) -> tuple[int, list[str]]:
 
 def test_pods_replicas_and_scale_events_through_a_full_cycle(watcher, live_trigger, relay):
     # a pod that takes 800 ms to start, as real ones do: the watcher sees the activator queue the request first
-    trigger = live_trigger(image="kubesim/slow-start:800ms")
+    trigger = live_trigger(image="kubesim/slow-start:800ms", ready_pods=None)  # the watcher writes them
 
     def event(cause):  # persisted: a short-lived state can be missed by polling, its event cannot
         return ScaleEvent.objects.filter(trigger=trigger, cause=cause).first()

@@ -31,9 +31,9 @@ from django.utils import timezone
 from tenants.audit import audit_record
 from tenants.models import Tenant
 
-from . import broadcast, sealed, signatures
+from . import broadcast, sealed, signatures, wakeup
 from .edge_headers import sender_headers
-from .ingress import HOP_BY_HOP
+from .ingress import FORWARD_MARGIN, HOP_BY_HOP
 from .models import Delivery, DeliveryAttempt, Trigger, new_token
 
 log = logging.getLogger(__name__)
@@ -99,18 +99,53 @@ def _forward(delivery: Delivery, secrets: dict[int, str]) -> tuple[int | None, b
     headers.update({"Host": trigger.gateway_host, "X-Relay-Delivery-Id": str(delivery.pk),
                     "X-Relay-Trigger": f"{trigger.tenant.slug}/{trigger.name}"})
     url = f"{settings.RELAY_GATEWAY_URL}{delivery.path}" + (f"?{delivery.query}" if delivery.query else "")
-    timeout = settings.RELAY_ACTIVATION_TIMEOUT + trigger.timeout_seconds
+    if not trigger.ready_pods:  # at zero, or unknown: a cold start is waited for first (wakeup.py)
+        failed = _wake(trigger)
+        if failed is not None:
+            return failed[0], b"", [], failed[1]
+    timeout = trigger.timeout_seconds + FORWARD_MARGIN
+    unrouted = time.monotonic() + wakeup.ROUTE_GRACE
     try:
-        response = _pool.request(delivery.method, url, body=bytes(delivery.body), headers=headers,
-                                 timeout=urllib3.Timeout(total=timeout), redirect=False, preload_content=False,
-                                 decode_content=False)
-        body = _read_capped(response, settings.RELAY_RESPONSE_BODY_CAP)
+        while True:
+            response = _pool.request(delivery.method, url, body=bytes(delivery.body), headers=headers,
+                                     timeout=urllib3.Timeout(total=timeout), redirect=False, preload_content=False,
+                                     decode_content=False)
+            body = _read_capped(response, settings.RELAY_RESPONSE_BODY_CAP)
+            if not wakeup.is_envoy_404(response.status, response.headers.items(), body):
+                break
+            if time.monotonic() > unrouted:  # Envoy has no route yet: no upstream saw it; retried later
+                return 503, b"", [], f"The gateway has no route to trigger {trigger.name} yet."
+            time.sleep(wakeup.RETRY_PAUSE)
     except urllib3.exceptions.TimeoutError:
         return 504, b"", [], f"The handler did not answer within {timeout:.0f} s."
     except urllib3.exceptions.HTTPError as e:
         return 502, b"", [], f"The gateway is unreachable: {type(e).__name__}."
     kept = [[k, v] for k, v in signatures.redact(list(response.headers.items())) if k.lower() not in HOP_BY_HOP]
     return response.status, body, kept, ""
+
+
+def _wake(trigger: Trigger) -> tuple[int, str] | None:
+    """Wait until a pod of the trigger serves (wakeup.py): None then, else (status, error) of the attempt."""
+    headers = dict(wakeup.wake_headers(trigger.gateway_host, f"{trigger.tenant.slug}/{trigger.name}"))
+    now = time.monotonic()
+    deadline, unrouted = now + settings.RELAY_ACTIVATION_TIMEOUT, now + wakeup.ROUTE_GRACE
+    while (left := deadline - time.monotonic()) > 0:
+        try:
+            response = _pool.request("GET", f"{settings.RELAY_GATEWAY_URL}/", headers=headers, redirect=False,
+                                     timeout=urllib3.Timeout(total=min(wakeup.attempt_timeout(), left)),
+                                     preload_content=False)
+            body = _read_capped(response, 1024)
+        except urllib3.exceptions.TimeoutError:
+            continue
+        except urllib3.exceptions.HTTPError as e:
+            return 502, f"The gateway is unreachable: {type(e).__name__}."
+        if wakeup.awake(response.status, response.headers.items(), body):
+            return None
+        if response.status == 404 and time.monotonic() > unrouted:
+            return 503, f"The gateway has no route to trigger {trigger.name} yet."
+        time.sleep(min(wakeup.RETRY_PAUSE, max(0.0, deadline - time.monotonic())))
+    return 504, (f"The handler did not answer within {settings.RELAY_ACTIVATION_TIMEOUT:g} s: it did not start in "
+                 "time (RELAY_ACTIVATION_TIMEOUT).")
 
 
 def _read_capped(response: urllib3.BaseHTTPResponse, cap: int) -> bytes:

@@ -14,7 +14,14 @@ from django.utils.timesince import timesince
 
 from .models import NAME_MAX_LENGTH, Trigger, name_validator
 from .services import EDGE_FIELDS, edge_errors
-from .validation import validate_env_name, validate_image, validate_port, validate_scaling
+from .validation import (
+    default_timeout,
+    timeout_limit,
+    validate_env_name,
+    validate_image,
+    validate_port,
+    validate_scaling,
+)
 
 
 class WriteOnlyTextarea(forms.Textarea):
@@ -94,7 +101,7 @@ class TriggerForm(forms.Form):
     target_concurrency = forms.IntegerField(
         required=False, help_text="Requests in flight per pod before scaling out; empty for Knative's default.",
     )
-    timeout_seconds = forms.IntegerField(initial=300, help_text="Per-request timeout, 1–600 seconds.")
+    timeout_seconds = forms.IntegerField(initial=default_timeout)
     # The webhook edge: applies at once, without a deploy.
     # Not required: a field missing from the POST keeps the trigger's value (or the default) — see clean().
     mode = forms.ChoiceField(label="Webhook mode", choices=Trigger.Mode.choices, initial=Trigger.Mode.SYNC,
@@ -135,6 +142,9 @@ class TriggerForm(forms.Form):
                 **{name: getattr(trigger, name) for name in EDGE_FIELDS},
             })
         super().__init__(*args, **kwargs)
+        self.fields["timeout_seconds"].help_text = (
+            f"Per-request timeout, 1–{timeout_limit()} seconds (the gateway cuts every request at "
+            f"{timeout_limit()} s: RELAY_GATEWAY_ROUTE_TIMEOUT).")
         if trigger is not None and trigger.verification_secret:
             self.fields["verification_secret"].help_text = (
                 "A secret is set (not shown). Leave empty to keep it; enter a new one to replace it.")
@@ -169,7 +179,8 @@ class TriggerForm(forms.Form):
         scaling = ("min_scale", "max_scale", "target_concurrency", "timeout_seconds")
         if all(name in data for name in scaling):
             try:
-                validate_scaling(**{name: data[name] for name in scaling})
+                validate_scaling(**{name: data[name] for name in scaling}, gateway_limit=not self.trigger
+                                 or data["timeout_seconds"] != self.trigger.timeout_seconds)
             except ValidationError as e:
                 for field, errors in e.message_dict.items():
                     self.add_error(field, errors)

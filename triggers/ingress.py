@@ -26,7 +26,7 @@ from django.db import InterfaceError, OperationalError, close_old_connections
 from django.db.models import Q
 from django.utils import timezone
 
-from . import crypto, sealed, signatures
+from . import crypto, sealed, signatures, wakeup
 from .delivery_writer import DeliveryRecord, DeliveryWriter, DuplicateDelivery, RowNotStored, TriggerGone
 from .edge_headers import forwarded_headers, relayed_headers, sender_headers
 from .models import Delivery, Trigger
@@ -37,6 +37,8 @@ log = logging.getLogger(__name__)
 HOP_BY_HOP = {"connection", "keep-alive", "proxy-authenticate", "proxy-authorization", "te", "trailer",
               "transfer-encoding", "upgrade", "host", "content-length"}
 JSON = [(b"content-type", b"application/json")]
+# Over the trigger's timeout when forwarding: Knative's own 504 (queue-proxy `request timeout`) arrives first.
+FORWARD_MARGIN = 1.0
 _UNDECRYPTABLE: set[int] = set()  # triggers whose secret failed to decrypt, already logged
 
 
@@ -49,7 +51,7 @@ class Route:
     suspended: bool
     host: str  # the ksvc's cluster-local host ("" until deployed)
     servable: bool  # a revision is ready to take traffic
-    timeout: float
+    timeout: float  # for the forward: the trigger's timeout (a cold start is waited for before, see wakeup.py)
     verifier: signatures.Verifier
     dedupe_header: str
     ready_pods: int | None
@@ -72,7 +74,7 @@ class Route:
         return cls(trigger_id=trigger.pk, tenant_id=trigger.tenant_id, label=f"{trigger.tenant.slug}/{trigger.name}",
                    mode=trigger.mode,
                    suspended=trigger.suspended, host=trigger.gateway_host, servable=trigger.servable,
-                   timeout=settings.RELAY_ACTIVATION_TIMEOUT + trigger.timeout_seconds, verifier=verifier,
+                   timeout=trigger.timeout_seconds + FORWARD_MARGIN, verifier=verifier,
                    dedupe_header=trigger.dedupe_header.lower(), ready_pods=getattr(trigger, "ready_pods", None),
                    broken=broken)
 
@@ -224,6 +226,7 @@ class Ingress:
         self.routes = RouteCache(settings.RELAY_INGRESS_CACHE_TTL)
         self.writer = DeliveryWriter()
         self._upstream: Upstream | None = None
+        self.awake: dict[int, float] = {}  # trigger id -> until when a pod is known to be serving (a wake-up)
 
     @property
     def upstream(self) -> Upstream:
@@ -378,7 +381,8 @@ class Ingress:
         """Sync mode: forward now, answer with the handler's response, record the outcome."""
         if request.provider_delivery_id:
             request.state = "forwarded"  # claim the id before calling the handler
-            answer = await self.claim(request, lease=route.timeout + settings.RELAY_DELIVERY_LEASE_MARGIN)
+            answer = await self.claim(request, lease=settings.RELAY_ACTIVATION_TIMEOUT + route.timeout
+                                      + settings.RELAY_DELIVERY_LEASE_MARGIN)
             if answer is not None:
                 return answer
         if not route.servable:
@@ -388,6 +392,14 @@ class Ingress:
             status, body = problem(503, request.error)
             return status, body, [*JSON, (b"retry-after", b"30")]
         started = time.perf_counter()
+        if not route.ready_pods and self.awake.get(route.trigger_id, 0) < time.monotonic():  # 0, or unknown
+            failed = await self.wake(route)
+            if failed is not None:
+                status, body = failed
+                request.attempts, request.response_status = 1, status
+                request.error = json.loads(body)["detail"]
+                self.record(request, body, started, [])
+                return status, body, [*JSON, (b"retry-after", b"5")] if status == 503 else JSON
         status, body, out_headers, error = await self.forward(route, request, headers, scope, sub_path)
         request.attempts, request.response_status, request.error = 1, status, error
         request.response_headers = signatures.redact_raw(out_headers)
@@ -457,6 +469,30 @@ class Ingress:
             self.record(request, bytes(kept), streaming.started, streaming.secrets)
         # not complete: return without ending the body, so the server closes the sender's connection
 
+    async def wake(self, route: Route) -> tuple[int, bytes] | None:
+        """Wait until a pod of the trigger serves (see wakeup.py): None then, else the answer to give."""
+        loop = asyncio.get_running_loop()
+        now = loop.time()
+        deadline, unrouted = now + settings.RELAY_ACTIVATION_TIMEOUT, now + wakeup.ROUTE_GRACE
+        headers = wakeup.wake_headers(route.host, route.label)
+        while (left := deadline - loop.time()) > 0:
+            try:
+                response = await self.upstream.request("GET", "/", headers, b"", min(wakeup.attempt_timeout(), left))
+            except TimeoutError:
+                continue
+            except UpstreamUnreachable as e:
+                return problem(502, f"The gateway is unreachable: {e}.")
+            empty = response.done and not response.body
+            response.close()
+            if wakeup.awake(response.status, response.headers, b"" if empty else b"?"):
+                self.awake[route.trigger_id] = time.monotonic() + settings.RELAY_INGRESS_CACHE_TTL + 1
+                return None
+            if response.status == 404 and loop.time() > unrouted:
+                return problem(503, f"The gateway has no route to trigger {route.label} yet; retry shortly.")
+            await asyncio.sleep(min(wakeup.RETRY_PAUSE, max(0.0, deadline - loop.time())))
+        return problem(504, f"The handler did not answer within {settings.RELAY_ACTIVATION_TIMEOUT:g} s: it did "
+                            "not start in time (RELAY_ACTIVATION_TIMEOUT).")
+
     async def forward(self, route: Route, request: DeliveryRecord, headers, scope, sub_path):
         client = scope.get("client") or ("", 0)
         connection_tokens = {t.strip() for h, v in headers if h == "connection" for t in v.lower().split(",")}
@@ -467,6 +503,19 @@ class Ingress:
         target = f"/{sub_path}" + (f"?{query}" if query else "")
         try:
             response = await self.upstream.request(request.method, target, out, request.body, route.timeout)
+            unrouted = None
+            while response.status == 404 and wakeup.is_envoy_404(404, response.headers,
+                                                                  response.body if response.done else b"?"):
+                # Envoy has no route for the host yet (programmed a little after Knative reports Ready): no
+                # upstream saw the request, so it is sent again for a short while, then 503, never the empty 404
+                response.close()
+                unrouted = unrouted or time.monotonic() + wakeup.ROUTE_GRACE
+                if time.monotonic() > unrouted:
+                    status, body = problem(503, f"The gateway has no route to trigger {route.label} yet; "
+                                                "retry shortly.")
+                    return status, body, [*JSON, (b"retry-after", b"5")], json.loads(body)["detail"]
+                await asyncio.sleep(wakeup.RETRY_PAUSE)
+                response = await self.upstream.request(request.method, target, out, request.body, route.timeout)
             status, raw_headers = response.status, response.headers
             kept = [(k, v) for k, v in raw_headers if k.decode("latin-1").lower() not in HOP_BY_HOP]
             return status, response.body if response.done else response, kept, ""

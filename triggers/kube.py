@@ -36,8 +36,14 @@ AMBASSADOR_ID = "getambassador.io/ambassador-id"
 MIN_SCALE = "autoscaling.knative.dev/min-scale"
 MAX_SCALE = "autoscaling.knative.dev/max-scale"
 TARGET = "autoscaling.knative.dev/target"
+# Knative's per-revision progress deadline (knative/serving knative-v1.23.0 pkg/apis/serving/register.go
+# ProgressDeadlineAnnotationKey): the Deployment's progressDeadlineSeconds and the KPA's activation timeout
+# (deadline + 30 s). It defaults to config-deployment's 600 s, equal to RELAY_DEPLOY_TIMEOUT, whose clock starts
+# earlier (at apply): without it a pull or scheduling failure would always end as our Timeout, never as
+# Knative's own reason.
+PROGRESS_DEADLINE = "serving.knative.dev/progress-deadline"
 # Template annotations we own: a merge patch sends null for the ones a spec no longer sets.
-OWNED_TEMPLATE_ANNOTATIONS = (MIN_SCALE, MAX_SCALE, TARGET, REDEPLOY, SECRET_VERSION)
+OWNED_TEMPLATE_ANNOTATIONS = (MIN_SCALE, MAX_SCALE, TARGET, REDEPLOY, SECRET_VERSION, PROGRESS_DEADLINE)
 KSVC = {"group": "serving.knative.dev", "version": "v1", "plural": "services"}
 NETWORK_POLICY_NAME = "relayweb-default-deny"
 LIMIT_RANGE_NAME = "relayweb-defaults"
@@ -52,7 +58,8 @@ def _labels(trigger) -> dict[str, str]:
 
 def render_ksvc(trigger) -> dict:
     """The cluster-local Knative Service of a trigger (ARCHITECTURE.md, "Rendered ksvc")."""
-    template_annotations = {MIN_SCALE: str(trigger.min_scale), MAX_SCALE: str(trigger.max_scale)}
+    template_annotations = {MIN_SCALE: str(trigger.min_scale), MAX_SCALE: str(trigger.max_scale),
+                            PROGRESS_DEADLINE: f"{progress_deadline()}s"}
     if trigger.target_concurrency:
         template_annotations[TARGET] = str(trigger.target_concurrency)
     if trigger.redeploy_stamp:
@@ -105,6 +112,14 @@ def render_ksvc(trigger) -> dict:
     }
     annotations[SPEC_HASH] = fingerprint(ksvc)
     return ksvc
+
+
+def progress_deadline() -> int:
+    """Seconds Knative gives a revision to become ready: RELAY_DEPLOY_TIMEOUT less a margin (a tenth of it,
+    5 to 60 s) for what happens before Knative's clock starts (our apply, the Revision and its Deployment
+    being created, the tag resolved) and for the watcher to see the verdict."""
+    timeout = settings.RELAY_DEPLOY_TIMEOUT
+    return max(1, timeout - max(5, min(60, timeout // 10)))
 
 
 def fingerprint(ksvc: dict) -> str:

@@ -19,7 +19,14 @@ from tenants.models import Tenant
 
 from . import crypto, deliveries, kube, signatures
 from .models import Deployment, Trigger, name_validator
-from .validation import validate_env, validate_env_name, validate_image, validate_port, validate_scaling
+from .validation import (
+    default_timeout,
+    validate_env,
+    validate_env_name,
+    validate_image,
+    validate_port,
+    validate_scaling,
+)
 
 SPEC_FIELDS = ("image", "port", "env", "min_scale", "max_scale", "target_concurrency", "timeout_seconds")
 # The webhook edge (ingress): not part of the Knative spec, so changing them never needs a deploy.
@@ -33,12 +40,13 @@ def _check_tenant(tenant: Tenant) -> None:
         raise ValidationError(f"Tenant {tenant.slug} is being deleted.")
 
 
-def _validate_spec(trigger: Trigger) -> None:
+def _validate_spec(trigger: Trigger, stored_timeout: int | None = None) -> None:
     validate_image(trigger.image)
     validate_port(trigger.port)
     trigger.env = validate_env(trigger.env, secret_names=set(trigger.secret_env))
     validate_scaling(min_scale=trigger.min_scale, max_scale=trigger.max_scale,
-                     target_concurrency=trigger.target_concurrency, timeout_seconds=trigger.timeout_seconds)
+                     target_concurrency=trigger.target_concurrency, timeout_seconds=trigger.timeout_seconds,
+                     gateway_limit=trigger.timeout_seconds != stored_timeout)
 
 
 def _check_name(name: str) -> None:
@@ -57,6 +65,7 @@ def trigger_create(*, tenant: Tenant, user, name: str, secret_values: dict | Non
     _check_tenant(tenant)
     _check_name(name)
     edge = {field: spec.pop(field) for field in EDGE_FIELDS if field in spec}
+    spec.setdefault("timeout_seconds", default_timeout())
     trigger = Trigger(tenant=tenant, name=name, created_by=user, spec_version=1, **spec)
     _validate_spec(trigger)
     _apply_edge(trigger, verification_secret, edge)
@@ -112,7 +121,7 @@ def trigger_update(*, trigger: Trigger, secret_values: dict | None = None,
     before = {name: getattr(trigger, name) for name in SPEC_FIELDS}
     for name, value in spec.items():
         setattr(trigger, name, value)
-    _validate_spec(trigger)
+    _validate_spec(trigger, stored_timeout=before["timeout_seconds"])
     if secret_values:
         trigger_set_secrets(trigger=trigger, values=secret_values)
     changed = [name for name in _EDITABLE if getattr(trigger, name) != original[name]]

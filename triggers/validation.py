@@ -107,7 +107,22 @@ def validate_env(env, secret_names=()) -> list[dict]:
     return cleaned
 
 
-def validate_scaling(*, min_scale: int, max_scale: int, target_concurrency, timeout_seconds: int) -> None:
+def timeout_limit() -> int:
+    """The longest trigger timeout that can hold: Knative's maximum (600 s), or the gateway's route timeout
+    if lower. Emissary cuts every request to a Knative route at 15 s (RELAY_GATEWAY_ROUTE_TIMEOUT), whatever
+    the revision's timeoutSeconds says."""
+    return max(1, int(min(600, settings.RELAY_GATEWAY_ROUTE_TIMEOUT)))
+
+
+def default_timeout() -> int:
+    """A new trigger's timeout when none is given: Knative's default (300 s), within timeout_limit()."""
+    return min(300, timeout_limit())
+
+
+def validate_scaling(*, min_scale: int, max_scale: int, target_concurrency, timeout_seconds: int,
+                     gateway_limit: bool = True) -> None:
+    """`gateway_limit`: also hold timeout_seconds to the gateway's route timeout (off for a stored timeout that
+    is not being changed, so a trigger made before a lower limit can still be edited)."""
     limit = settings.RELAY_MAX_SCALE_LIMIT
     if min_scale < 0:
         raise ValidationError({"min_scale": "Must be 0 or more."})
@@ -119,3 +134,8 @@ def validate_scaling(*, min_scale: int, max_scale: int, target_concurrency, time
         raise ValidationError({"target_concurrency": "Must be from 1 to 10000, or empty for Knative's default."})
     if not 1 <= timeout_seconds <= 600:
         raise ValidationError({"timeout_seconds": "Must be from 1 to 600 seconds (Knative's maximum)."})
+    limit = timeout_limit()
+    if gateway_limit and timeout_seconds > limit:
+        raise ValidationError({"timeout_seconds": (
+            f"Must be from 1 to {limit} seconds: the gateway cuts every request at {limit} s "
+            f"(RELAY_GATEWAY_ROUTE_TIMEOUT), whatever the trigger allows.")})

@@ -42,7 +42,7 @@ RECONCILE_REPEATS = 3
 IMAGE = "kubesim/echo"
 # kubesim handler timings: time-to-ready is reported minus image_pull_delay + start_delay.
 SIM_TIMINGS = dict(image_pull_delay=0.05, start_delay=0.1, stable_window=600.0, scale_to_zero_grace=30.0,
-                   progress_deadline=10.0)
+                   progress_deadline=10.0, route_ready_delay=0.0)
 START_DELAY = SIM_TIMINGS["image_pull_delay"] + SIM_TIMINGS["start_delay"]
 POLL_INTERVAL = "0.2"
 DEPLOY_TIMEOUT = 90.0  # seconds for all 200 deployments to settle before the benchmark gives up

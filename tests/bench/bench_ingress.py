@@ -46,7 +46,7 @@ BODY = json.dumps({"event": "bench", "data": "x" * 997}, separators=(",", ":")).
 assert len(BODY) == 1024, len(BODY)
 # kubesim: a short autoscaler window so the cold trigger reaches zero soon after its deploy.
 SIM = dict(image_pull_delay=0.5, start_delay=0.5, stable_window=2.0, scale_to_zero_grace=0.5, activation_timeout=30,
-           progress_deadline=20)
+           progress_deadline=20, route_ready_delay=0.0)
 ACTIVATION_DELAY = SIM["image_pull_delay"] + SIM["start_delay"]
 
 

@@ -88,7 +88,7 @@ def main() -> None:
     from kubernetes import client, config
     tmp = tempfile.mkdtemp()
     st = SimulatorThread(SimConfig(kubeconfig=f"{tmp}/kubeconfig", image_pull_delay=0.01,
-                                   start_delay=0.01)).start()
+                                   start_delay=0.01, route_ready_delay=0.0)).start()
     try:
         api = client.CustomObjectsApi(config.new_client_from_config(config_file=st.kubeconfig_path))
         api.create_namespaced_custom_object("serving.knative.dev", "v1", "default", "services", {

@@ -51,7 +51,8 @@ CHURN_EVENTS = 1000
 TOTAL_TRIGGERS = 2000
 BULK_TENANTS = 9
 RELIST_TIMEOUT = 80.0
-SIM = dict(image_pull_delay=0.05, start_delay=0.1, stable_window=600, scale_to_zero_grace=30, progress_deadline=10)
+SIM = dict(image_pull_delay=0.05, start_delay=0.1, stable_window=600, scale_to_zero_grace=30, progress_deadline=10,
+           route_ready_delay=0.0)
 MANAGED = "app.kubernetes.io/managed-by=relayweb"
 KSVCS = "/apis/serving.knative.dev/v1"
 STREAMS = {

@@ -25,7 +25,8 @@ SHARED = REPO.parent / "shared"
 FIXTURES = SHARED / "fixtures"
 
 FAST = dict(image_pull_delay=0.05, start_delay=0.05, stable_window=0.5, scale_to_zero_grace=0.2,
-            progress_deadline=1.0, activation_timeout=3.0, bookmark_interval=0.3)
+            progress_deadline=1.0, activation_timeout=3.0, bookmark_interval=0.3,
+            route_ready_delay=0.0)
 FAST["termination_grace"] = 0.1  # deleted pods stay terminating this long
 
 

@@ -84,6 +84,7 @@ RELAY_KNATIVE_NAMESPACE: {{ .Values.relay.knativeNamespace | quote }}
 RELAY_GATEWAY_URL: {{ include "relayweb.gatewayUrl" . | quote }}
 RELAY_AMBASSADOR_ADMIN_URL: {{ include "relayweb.ambassadorAdminUrl" . | quote }}
 RELAY_KUBE_TIMEOUT: {{ .Values.relay.kubeTimeout | quote }}
+RELAY_GATEWAY_ROUTE_TIMEOUT: {{ .Values.relay.gatewayRouteTimeout | quote }}
 RELAY_LEADER_LEASE_NAMESPACE: {{ .Release.Namespace | quote }}
 RELAY_CLIENT_TIMEOUT: {{ .Values.web.server.clientTimeout | quote }}
 RELAY_CLIENT_MIN_RATE: {{ .Values.web.server.clientMinRate | quote }}

@@ -93,7 +93,7 @@ def test_an_api_edit_racing_a_rotation_and_a_suspension_keeps_both(api, alice, t
 def test_a_form_edit_racing_a_suspension_keeps_it_suspended(client, alice, trigger, concurrently):
     client.force_login(alice)
     data = {"image": "kubesim/echo", "port": "8080", "env": "", "secret_env": "", "min_scale": "0", "max_scale": "2",
-            "target_concurrency": "", "timeout_seconds": "300", "mode": "sync", "verification": "none",
+            "target_concurrency": "", "timeout_seconds": "15", "mode": "sync", "verification": "none",
             "hmac_encoding": "hex", "max_attempts": "5"}
     concurrently(trigger, suspended=True)
     response = client.post("/t/acme/triggers/hello/edit/", data)

@@ -35,6 +35,13 @@ def _empty_queue(transactional_db):
     tasks.delivery_deliver.app.control.purge()
 
 
+@pytest.fixture(autouse=True)
+def _fresh_gateway_counts(kubesim):
+    """kubesim's gateway counts requests per cluster name for the whole session: an earlier test's trigger of
+    the same name in the same namespace (test_ingress_dedupe has a "gone" too) must not count here."""
+    kubesim.call(kubesim.sim.serving.stats.clear)
+
+
 @pytest.fixture
 def slow_retries(worker_env):
     """Workers whose first retry comes 1.5-3 s after the first attempt: room to act in between."""

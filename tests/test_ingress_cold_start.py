@@ -69,6 +69,10 @@ def strict(strict_sim, relay_server, transactional_db, settings, tenant_a):
     wait_for(lambda: ingress.writer.idle, message="delivery writer drained")
     strict_sim.call(lambda: setattr(strict_sim.sim.config, "route_ready_delay", 0.0))
     cluster.core.delete_namespace(tenant_a.namespace)
+    # the next test re-creates it: wait until it is gone (its pods terminate through a grace period first;
+    # applying into a namespace still terminating, then creating in it after it went, is a 404)
+    wait_for(lambda: tenant_a.namespace not in {n.metadata.name for n in cluster.core.list_namespace().items},
+             message=f"namespace {tenant_a.namespace} gone")
     kube.reset_cluster()
 
 

@@ -120,7 +120,7 @@ def test_a_websocket_outlives_the_read_deadline(server, tenant_a, alice):
     browser = Client()
     browser.force_login(alice)
     cookie = f"{settings.SESSION_COOKIE_NAME}={browser.cookies[settings.SESSION_COOKIE_NAME].value}"
-    with connect(f"ws://127.0.0.1:{server}/ws/tenants/{tenant_a.slug}/", origin="http://127.0.0.1",
+    with connect(f"ws://127.0.0.1:{server}/ws/tenants/{tenant_a.slug}/", origin=f"http://127.0.0.1:{server}",
                  additional_headers={"Cookie": cookie}, open_timeout=10) as ws:
         assert json.loads(ws.recv(timeout=10))  # the snapshot
         time.sleep(3 * TIMEOUT)

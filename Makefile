@@ -7,10 +7,11 @@ export RELAY_PORT := $(PORT)
 
 # Embedded defaults, each replaced by the real thing when its variable is set.
 PROCESSES := web worker beat watcher $(if $(REDIS_URL),,redis) $(if $(RELAY_KUBECONFIG)$(KUBECONFIG),,kubesim)
+# These defaults are for `make run` alone: `make test` must not inherit them (each test sets its own).
 ifeq ($(RELAY_KUBECONFIG)$(KUBECONFIG),)
-export RELAY_KUBECONFIG := $(CURDIR)/var/kubeconfig
+run: export RELAY_KUBECONFIG := $(CURDIR)/var/kubeconfig
 # kubesim's failures surface quickly: Knative's progress deadline (rendered from it) is then 40 s, not 540 s
-export RELAY_DEPLOY_TIMEOUT ?= 45
+run: export RELAY_DEPLOY_TIMEOUT ?= 45
 endif
 
 .PHONY: run test test-flaky bench lint install install-dev clean

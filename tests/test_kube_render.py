@@ -25,6 +25,7 @@ def trigger(tenant_a):
 
 def test_ksvc_matches_the_expected_document(trigger, settings):
     settings.RELAY_AMBASSADOR_ID = ""
+    settings.RELAY_DEPLOY_TIMEOUT = 600  # the default; `make run` lowers it for kubesim
     ksvc = kube.render_ksvc(trigger)
     spec_hash = ksvc["metadata"]["annotations"].pop(kube.SPEC_HASH)
     assert len(spec_hash) == 64

@@ -1,6 +1,7 @@
-"""Dedupe on the sender's delivery id keeps successes only: a repeat after a failed first outcome (5xx,
-gateway down) is forwarded again as a new delivery linked to the first; after a success it is answered
-from the log; while one is on its way it is not forwarded twice."""
+"""Dedupe on the sender's delivery id keeps successes only: a repeat after a failed first outcome (the
+handler's own 4xx or 5xx, gateway down, timeout, dead) is forwarded again as a new delivery linked to the
+first; after a success it is answered from the log; while one is on its way (a sync forward, or an async
+delivery accepted and still to be attempted) it is not forwarded twice."""
 
 import http.server
 import json
@@ -113,15 +114,30 @@ def test_a_repeat_after_the_gateway_was_down_reaches_the_handler(relay, deduped,
     assert "unreachable" in first.error and retry.redelivery_of_id == first.pk
 
 
-def test_a_repeat_after_a_success_or_a_final_handler_answer_does_not_reach_the_handler(relay, deduped, gateway):
-    upstream = gateway(200, 422)
+def test_a_repeat_after_a_success_does_not_reach_the_handler(relay, deduped, gateway):
+    upstream = gateway(200)
     first = hook(relay, deduped, "evt_ok")
     again = hook(relay, deduped, "evt_ok")
     assert first.status_code == again.status_code == 200 and again.json() == first.json()
-    rejected = hook(relay, deduped, "evt_422")
-    assert rejected.status_code == 422
-    assert hook(relay, deduped, "evt_422").status_code == 422  # the handler's own answer is final
-    assert len(upstream.hits) == 2 and len(settled(deduped, 2)) == 2
+    assert again.headers["X-Relay-Duplicate-Of"] == first.json()["seen"]
+    assert len(upstream.hits) == 1 and len(settled(deduped, 1)) == 1
+
+
+@pytest.mark.parametrize("first_status", [400, 404, 422])
+def test_a_repeat_after_the_handlers_own_4xx_reaches_the_handler_again(relay, deduped, gateway, first_status):
+    upstream = gateway(first_status, first_status)
+    assert hook(relay, deduped, "evt_4xx").status_code == first_status
+    again = hook(relay, deduped, "evt_4xx")  # the handler may have been fixed since: it decides again
+    assert again.status_code == first_status and "X-Relay-Duplicate-Of" not in again.headers
+    third = hook(relay, deduped, "evt_4xx")
+    assert third.status_code == 200 and "X-Relay-Duplicate-Of" not in third.headers
+    first, second, last = settled(deduped, 3)
+    assert upstream.hits == [str(first.pk), str(second.pk), str(last.pk)]
+    assert (first.state, first.response_status, first.redelivery_of_id) == ("failed", first_status, None)
+    assert (second.response_status, second.redelivery_of_id) == (first_status, first.pk)
+    assert (last.state, last.redelivery_of_id) == ("succeeded", first.pk)
+    assert hook(relay, deduped, "evt_4xx").headers["X-Relay-Duplicate-Of"] == str(last.pk)
+    assert len(upstream.hits) == 3
 
 
 def test_repeats_while_one_is_in_flight_are_not_forwarded_twice(relay, deduped, gateway):
@@ -206,15 +222,20 @@ def test_a_claim_left_by_an_ingress_that_stopped_mid_forward_expires(relay, dedu
     assert upstream.hits == [str(retry.pk)] and Delivery.objects.get(pk=recent.pk).state == "forwarded"
 
 
-@pytest.mark.parametrize(("state", "status", "error", "outcome"), [
-    ("forwarded", None, "", "pending"), ("received", None, "", "pending"), ("retrying", 503, "", "pending"),
-    ("succeeded", 200, "", "final"), ("succeeded", 302, "", "final"), ("failed", 400, "", "final"),
-    ("failed", 404, "", "final"), ("failed", 500, "", "failed"), ("failed", 503, "", "failed"),
-    ("failed", 504, "The handler did not answer within 5 s.", "failed"), ("failed", 429, "", "failed"),
-    ("failed", 408, "", "failed"), ("dead", 503, "", "failed"), ("failed", None, "unreachable", "failed"),
+@pytest.mark.parametrize(("mode", "state", "status", "error", "outcome"), [
+    ("sync", "forwarded", None, "", "pending"), ("async", "received", None, "", "pending"),
+    ("async", "retrying", 503, "", "pending"), ("async", "forwarded", None, "", "pending"),
+    ("sync", "succeeded", 200, "", "final"), ("sync", "succeeded", 302, "", "final"),
+    ("async", "succeeded", 204, "", "final"),
+    ("sync", "failed", 400, "", "failed"), ("sync", "failed", 404, "", "failed"),
+    ("sync", "failed", 422, "", "failed"), ("async", "failed", 400, "", "failed"),
+    ("sync", "failed", 500, "", "failed"), ("sync", "failed", 503, "", "failed"),
+    ("sync", "failed", 504, "The handler did not answer within 5 s.", "failed"), ("sync", "failed", 429, "", "failed"),
+    ("sync", "failed", 408, "", "failed"), ("async", "dead", 503, "", "failed"),
+    ("sync", "failed", None, "unreachable", "failed"), ("async", "cancelled", 503, "suspended", "failed"),
 ])
-def test_what_a_repeat_gets_depends_on_the_first_outcome(state, status, error, outcome):
-    delivery = Delivery(mode=Trigger.Mode.SYNC, state=state, response_status=status, error=error)
+def test_what_a_repeat_gets_depends_on_the_first_outcome(mode, state, status, error, outcome):
+    delivery = Delivery(mode=mode, state=state, response_status=status, error=error)
     assert delivery.dedupe_outcome() == outcome
 
 

@@ -323,10 +323,10 @@ class Ingress:
     async def claim(self, request: DeliveryRecord, enqueue: bool = False,
                     lease: float = 0) -> tuple[int, bytes, list] | None:
         """Store the row that claims its provider delivery id: None once it is ours to deliver, else the
-        answer to a repeat. A repeat gets the earlier outcome when one succeeded (or the handler gave its
-        own final answer, such as 400); while one is still on its way, a sync repeat gets 409 and
-        Retry-After (not a 202 that a provider would count as delivered), an async one its 202; when all
-        failed (5xx, 408/429, gateway down, timeout, dead), it is delivered again as a new delivery linked
+        answer to a repeat. A repeat gets the earlier outcome only when one succeeded; while one is still on
+        its way, a sync repeat gets 409 and Retry-After (not a 202 that a provider would count as
+        delivered), an async one (accepted, still to be attempted) its 202; when all failed (the handler's
+        own 4xx or 5xx, gateway down, timeout, dead), it is delivered again as a new delivery linked
         to the first (the database lets one such redelivery be in flight at a time). A sync delivery still
         "forwarded" `lease` seconds after it arrived has lost its ingress (a restart mid-forward): it is
         marked failed, and the repeat forwarded."""
@@ -343,8 +343,7 @@ class Ingress:
             if not earlier:  # not a repeat: the trigger is gone
                 return (*problem(404, "Unknown webhook URL."), JSON)
             outcomes = [(d.dedupe_outcome(), d) for d in earlier]
-            final = next((d for o, d in outcomes if o == "final" and d.state == "succeeded"), None) \
-                or next((d for o, d in outcomes if o == "final"), None)
+            final = next((d for o, d in outcomes if o == "final"), None)
             if final is not None:
                 return self.duplicate(final)
             pending = next((d for o, d in outcomes if o == "pending"), None)

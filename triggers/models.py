@@ -317,15 +317,13 @@ class Delivery(models.Model):
         return bool(self.sealed_headers)
 
     def dedupe_outcome(self) -> str:
-        """What a repeat of this delivery's provider id gets: "pending" (still on its way: not forwarded
-        again), "final" (succeeded, or the handler's own answer such as 400 or 404: answered from the
-        log) or "failed" (5xx, 408/425/429, gateway down, timeout, dead: forwarded again)."""
+        """What a repeat of this delivery's provider id gets: "pending" (still on its way, or accepted in
+        async mode and still to be attempted: not forwarded again), "final" (succeeded: answered from the
+        log) or "failed" (any failure: the handler's own 4xx or 5xx, gateway down, timeout, dead,
+        cancelled: forwarded again as a new delivery linked to this one)."""
         if self.state in self.IN_FLIGHT:
             return "pending"
         if self.state == self.State.SUCCEEDED:
-            return "final"
-        if self.state == self.State.FAILED and self.response_status is not None and self.response_status < 500 \
-                and self.response_status not in self.RETRYABLE_STATUSES and not self.error:
             return "final"
         return "failed"
 

@@ -14,6 +14,13 @@ a slot of `--limit-concurrency`) as long as it likes. Here:
   (flow control: the application has not taken what it has), or has not sent the "100 Continue" a
   sender waits for, does not count against the sender.
 
+And a size for the head: uvicorn holds a request's URL and headers until the head ends, with no limit of its
+own, and the ingress's limits (414, 431) apply only to a complete head; a fast sender could make it buffer
+megabytes. Here the bytes of a head are counted as they arrive, and once more than RELAY_MAX_URL_BYTES +
+RELAY_MAX_HEADER_BYTES + HEAD_SLACK arrive without its end the sender gets a JSON 431 and the connection is
+closed (what the server holds is bounded by that plus one read, 256 KiB). What it sends meanwhile is read and
+discarded for LINGER seconds, so that the answer is not lost to a reset.
+
 This runs for every path (webhooks, pages, API) and costs the common request nothing: a timer is armed
 only when a read ends with a request incomplete.
 
@@ -31,6 +38,8 @@ from uvicorn.protocols.http.flow_control import FlowControl
 from uvicorn.protocols.http.httptools_impl import STATUS_LINE, HttpToolsProtocol
 
 IDLE, FRESH, HEAD, BODY = "idle", "fresh", "head", "body"  # what the connection is waiting for from the sender
+HEAD_SLACK = 1024  # the request line around the URL, whitespace around header values, the blank line
+LINGER = 2.0  # seconds a refused sender's bytes are still read (and dropped) before the connection is closed
 
 
 class Flow(FlowControl):
@@ -55,6 +64,10 @@ class HttpProtocol(HttpToolsProtocol):
         self.reading, self.since, self.received = IDLE, 0.0, 0
         self.held = False  # the sender waits for our "100 Continue": its clock does not run
         self.read_timer: TimerHandle | None = None
+        self.max_head = int(settings.RELAY_MAX_URL_BYTES) + int(settings.RELAY_MAX_HEADER_BYTES) + HEAD_SLACK
+        self.head_bytes = 0  # of the head being read, as far as counted
+        self.head_continues = False  # the head being read began before the current read
+        self.refused = False  # answered 431: what still arrives is dropped until the connection is closed
 
     def connection_made(self, transport) -> None:
         super().connection_made(transport)
@@ -69,7 +82,16 @@ class HttpProtocol(HttpToolsProtocol):
         super().connection_lost(exc)
 
     def data_received(self, data: bytes) -> None:
+        if self.refused:
+            return
+        self.head_continues = self.reading is HEAD
         super().data_received(data)
+        if self.reading is HEAD and not self.transport.is_closing():
+            if self.head_continues:  # all of this read belongs to the head (else the callbacks counted it)
+                self.head_bytes += len(data)
+            if self.head_bytes > self.max_head:
+                self._refuse_head()
+                return
         if self.reading is not IDLE and self.read_timer is None and not self.transport.is_closing():
             self._arm(self._deadline())  # this read ended with a request incomplete
 
@@ -78,7 +100,17 @@ class HttpProtocol(HttpToolsProtocol):
         super().on_message_begin()
         if self.reading is not FRESH:  # a fresh connection's first head is timed from the connection's opening
             self.since = self.loop.time()
-        self.reading = HEAD
+        self.reading, self.head_bytes, self.head_continues = HEAD, 0, False
+
+    def on_url(self, url: bytes) -> None:
+        super().on_url(url)
+        if not self.head_continues:
+            self.head_bytes += len(url)
+
+    def on_header(self, name: bytes, value: bytes) -> None:
+        super().on_header(name, value)
+        if not self.head_continues:
+            self.head_bytes += len(name) + len(value) + 4  # "name: value\r\n", as the ingress counts them
 
     def on_headers_complete(self) -> None:
         super().on_headers_complete()
@@ -130,9 +162,28 @@ class HttpProtocol(HttpToolsProtocol):
             self._send_408("Request headers not received within {timeout} s (RELAY_CLIENT_TIMEOUT).")
         self.transport.close()
 
+    def _refuse_head(self) -> None:
+        """More than max_head bytes of a head without its end: 431, then read and drop for LINGER s, and close.
+        (Behind a response still being sent on this connection, the connection is closed at once.)"""
+        cycle = self.cycle
+        if self.read_timer is not None:
+            self.read_timer.cancel()
+        self.refused, self.headers, self.url = True, [], b""
+        if cycle is not None and not cycle.response_complete:
+            self.transport.close()
+            return
+        self._send_json(431, f"Request line and headers larger than {self.max_head} bytes "
+                             "(RELAY_MAX_URL_BYTES + RELAY_MAX_HEADER_BYTES).")
+        if self.transport.can_write_eof():
+            self.transport.write_eof()
+        self.read_timer = self.loop.call_later(LINGER, self.transport.close)
+
     def _send_408(self, detail: str) -> None:
-        body = json.dumps({"detail": detail.format(timeout=f"{self.client_timeout:g}")}).encode()
-        content = [STATUS_LINE[408]]
+        self._send_json(408, detail.format(timeout=f"{self.client_timeout:g}"))
+
+    def _send_json(self, status: int, detail: str) -> None:
+        body = json.dumps({"detail": detail}).encode()
+        content = [STATUS_LINE[status]]
         for name, value in self.server_state.default_headers:
             content += [name, b": ", value, b"\r\n"]
         content += [b"content-type: application/json\r\n", b"content-length: %d\r\n" % len(body),

@@ -147,6 +147,74 @@ def test_a_large_body_arriving_steadily_is_not_cut_off(server, live_trigger):
     assert json.loads(body)["body_size"] == len(chunk) * count
 
 
+def flood(port: int, first: bytes, piece: bytes, total: int = 4 * 1024 * 1024) -> tuple[int, bytes]:
+    """Send `first`, then `piece` after piece, quickly, up to `total` bytes, never the end of the head; stop as
+    soon as the server answers or closes. Returns (bytes sent by then, what it answered)."""
+    sock = socket.create_connection(("127.0.0.1", port))
+    sock.settimeout(10)
+    sent, received = 0, b""
+    try:
+        sock.sendall(first)
+        while sent < total and not select.select([sock], [], [], 0.01)[0]:
+            try:
+                sock.sendall(piece)
+            except OSError:
+                break
+            sent += len(piece)
+        while chunk := sock.recv(65536):
+            received += chunk
+    except (ConnectionResetError, TimeoutError):
+        pass
+    finally:
+        sock.close()
+    return sent, received
+
+
+@pytest.mark.parametrize("shape", ["header lines", "one header value", "the url"])
+def test_megabytes_of_head_sent_quickly_are_refused_431_before_they_are_all_sent(relay, shape):
+    from django.conf import settings
+
+    from relayweb.protocol import HEAD_SLACK
+
+    port = urlsplit(relay).port
+    line = b"X-Flood: " + b"a" * 1013 + b"\r\n"  # 1 KiB a line
+    first, piece = {
+        "header lines": (b"POST /hooks/whatever HTTP/1.1\r\nHost: 127.0.0.1\r\n", line * 64),
+        "one header value": (b"POST /hooks/whatever HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Flood: ", b"a" * 65536),
+        "the url": (b"GET /hooks/", b"a" * 65536),
+    }[shape]
+    sent, raw = flood(port, first, piece)
+    limit = settings.RELAY_MAX_URL_BYTES + settings.RELAY_MAX_HEADER_BYTES + HEAD_SLACK
+    assert raw, f"no answer after {sent} bytes"
+    assert sent < 1024 * 1024, f"answered only after {sent} bytes: the server buffered them"
+    status, headers, body = answer(raw)
+    assert status == 431 and headers["content-type"] == "application/json" and headers["connection"] == "close"
+    assert "RELAY_MAX_HEADER_BYTES" in json.loads(body)["detail"] and str(limit) in json.loads(body)["detail"]
+
+
+def test_heads_within_the_limits_are_not_refused_however_they_arrive(relay):
+    """Counting the head as it arrives refuses nothing the ingress would take: a head just under
+    RELAY_MAX_HEADER_BYTES sent in small pieces, and 200 small requests pipelined, 90 KB in one write."""
+    from django.conf import settings
+
+    port = urlsplit(relay).port
+    lines = [b"X-Pad-%03d: %s\r\n" % (i, b"p" * 600) for i in range(settings.RELAY_MAX_HEADER_BYTES // 700)]
+    closed_after, raw = drip(port, b"POST /hooks/whatever HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: 0\r\n",
+                             [*lines, b"Connection: close\r\n\r\n"], interval=0.001)
+    assert answer(raw)[0] == 404, raw[:200]
+    requests = b"GET /hooks/whatever HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Pad: %s\r\n\r\n" % (b"q" * 400)
+    sock = socket.create_connection(("127.0.0.1", port), timeout=10)
+    last = requests.replace(b"\r\n\r\n", b"\r\nConnection: close\r\n\r\n")
+    sock.sendall(requests * 199 + last[:100])  # the read ends within the last head
+    time.sleep(0.2)
+    sock.sendall(last[100:])
+    received = b""
+    while chunk := sock.recv(65536):
+        received += chunk
+    sock.close()
+    assert received.count(b"HTTP/1.1 404") == 200 and b" 431 " not in received
+
+
 def web_commands() -> dict[str, list[str]]:
     procfile = dict(line.split(": ", 1) for line in (REPO / "Procfile").read_text().splitlines() if line)
     cmd = next(line for line in (REPO / "deploy" / "Dockerfile").read_text().splitlines() if line.startswith("CMD"))

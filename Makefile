@@ -48,6 +48,7 @@ bench: install-dev
 
 lint: install-dev
 	$(BIN)/ruff check .
+	$(BIN)/lint-imports
 
 clean:
 	rm -rf $(VENV) var staticfiles .pytest_cache

@@ -33,6 +33,7 @@ from tenants.models import Tenant
 
 from . import broadcast, sealed, signatures, wakeup
 from .edge_headers import sender_headers
+from .enqueue import celery_app, enqueue
 from .ingress import FORWARD_MARGIN, HOP_BY_HOP
 from .models import Delivery, DeliveryAttempt, Trigger, new_token
 
@@ -214,30 +215,25 @@ def delivery_deliver(delivery_id) -> str:
 
 
 def _enqueue(delivery_id, countdown: float = 0) -> None:
-    from .tasks import delivery_deliver as task
-
-    task.apply_async((str(delivery_id),), countdown=countdown)
+    enqueue("delivery_deliver", str(delivery_id), countdown=countdown)
 
 
 def deliveries_dispatch(delivery_ids: list) -> int:
     """The ingress stores async deliveries in batches and sends one message per batch; each delivery then
     gets its own task (its own attempts and retries), published here over one broker connection."""
-    from .tasks import delivery_deliver as task
-
-    with task.app.producer_or_acquire() as producer:
+    with celery_app().producer_or_acquire() as producer:
         for pk in delivery_ids:
-            task.apply_async((str(pk),), producer=producer)
+            enqueue("delivery_deliver", str(pk), producer=producer)
     return len(delivery_ids)
 
 
 def _queued_messages() -> int:
     """Messages waiting in the delivery tasks' queue, not yet taken by a worker."""
-    from .tasks import delivery_deliver as task
-
-    with task.app.connection_for_read() as connection:
+    app = celery_app()
+    with app.connection_for_read() as connection:
         channel = connection.channel()
         try:
-            return channel.queue_declare(queue=task.app.conf.task_default_queue, passive=True).message_count
+            return channel.queue_declare(queue=app.conf.task_default_queue, passive=True).message_count
         except connection.channel_errors:
             return 0  # never declared: nothing was ever queued
         finally:

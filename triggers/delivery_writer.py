@@ -35,6 +35,7 @@ from django.db import (
 from django.utils import timezone
 
 from . import broadcast
+from .enqueue import enqueue
 from .models import Delivery, Trigger
 
 log = logging.getLogger(__name__)
@@ -351,9 +352,7 @@ def _clean_json(value):
 
 
 def _enqueue(delivery_ids: list[str]) -> None:
-    from .tasks import deliveries_dispatch
-
-    deliveries_dispatch.apply_async((delivery_ids,))
+    enqueue("deliveries_dispatch", delivery_ids)
 
 
 def insert_rows(model, rows: list) -> None:

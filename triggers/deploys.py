@@ -19,6 +19,7 @@ from django.utils import timezone
 from tenants.models import Tenant
 
 from . import broadcast, kube
+from .enqueue import enqueue
 from .models import Deployment, Trigger
 from .status import observe_ksvc, revision_ready_reason
 
@@ -85,14 +86,12 @@ def schedule_poll(*, again: bool = False) -> None:
 
     `again` is the poll rescheduling itself; the key expires on its own if a scheduled poll is lost.
     """
-    from .tasks import deployments_poll
-
     interval = settings.RELAY_DEPLOY_POLL_INTERVAL
     key_ttl_ms = int(interval * 3000) + 1000
     client = redis.Redis.from_url(settings.REDIS_URL)
     if not client.set(POLL_KEY, "1", nx=not again, px=key_ttl_ms):
         return
-    deployments_poll.apply_async(countdown=interval, priority=0)
+    enqueue("deployments_poll", countdown=interval, priority=0)
 
 
 def release_poll() -> None:
@@ -172,8 +171,6 @@ def _time_out_waiting() -> None:
 
 def deployments_resume() -> int:
     """Re-enqueue deployments stuck before the cluster answered (their task was lost)."""
-    from .tasks import deployment_apply as apply_task
-
     stuck_before = timezone.now() - timezone.timedelta(seconds=settings.RELAY_STUCK_AFTER)
     stuck = list(
         Deployment.objects.filter(
@@ -181,7 +178,7 @@ def deployments_resume() -> int:
         ).values_list("pk", flat=True)
     )
     for pk in stuck:
-        apply_task.delay(pk)
+        enqueue("deployment_apply", pk)
     if Deployment.objects.filter(status=Deployment.Status.WAITING).exists():
         schedule_poll()
     return len(stuck)

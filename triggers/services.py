@@ -18,6 +18,7 @@ from tenants.audit import audit_record
 from tenants.models import Tenant
 
 from . import crypto, deliveries, kube, signatures
+from .enqueue import enqueue
 from .models import Deployment, Trigger, name_validator
 from .validation import (
     default_timeout,
@@ -265,8 +266,6 @@ def trigger_set_secrets(*, trigger: Trigger, values: dict[str, str | None]) -> T
 
 def trigger_deploy(*, trigger: Trigger, user, redeploy: bool = False) -> Deployment:
     """Record a Deployment of the current spec and apply it in the background (on commit)."""
-    from .tasks import deployment_apply
-
     tenant = trigger.tenant
     if trigger.deleting:
         raise ValidationError("This trigger is being deleted.")
@@ -291,7 +290,7 @@ def trigger_deploy(*, trigger: Trigger, user, redeploy: bool = False) -> Deploym
         deployment = Deployment.objects.create(
             trigger=trigger, spec_version=trigger.spec_version, redeploy=redeploy, created_by=user
         )
-        transaction.on_commit(lambda: deployment_apply.delay(deployment.pk))
+        transaction.on_commit(lambda: enqueue("deployment_apply", deployment.pk))
         audit_record(tenant=tenant, action="trigger.redeploy" if redeploy else "trigger.deploy", target=trigger,
                      changes={"deployment": deployment.pk, "spec_version": deployment.spec_version})
     return deployment
@@ -322,12 +321,10 @@ def trigger_resume(*, trigger: Trigger) -> Trigger:
 
 def trigger_delete(*, trigger: Trigger) -> None:
     """Mark the trigger deleting; a task removes its ksvc and Secret, then the row."""
-    from .tasks import trigger_teardown
-
     with transaction.atomic():
         trigger.deleting = True
         trigger.save(update_fields=["deleting", "updated_at"])
         _supersede_active(trigger, "The trigger was deleted.")
         deliveries.deliveries_cancel(trigger)
-        transaction.on_commit(lambda: trigger_teardown.delay(trigger.pk))
+        transaction.on_commit(lambda: enqueue("trigger_teardown", trigger.pk))
         audit_record(tenant=trigger.tenant, action="trigger.delete", target=trigger)

@@ -17,7 +17,7 @@ from collections.abc import Iterator
 from django.conf import settings
 from django.utils import timezone
 
-from triggers.edge_headers import is_trusted_proxy
+from relayweb.proxies import is_trusted_proxy
 
 from .models import ApiToken, AuditEntry, Tenant
 

@@ -18,7 +18,7 @@ import redis
 from django.conf import settings
 from django.http import HttpRequest
 
-from triggers.edge_headers import is_trusted_proxy
+from relayweb.proxies import is_trusted_proxy
 
 log = logging.getLogger(__name__)
 PREFIX = "relayweb:throttle:"

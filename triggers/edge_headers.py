@@ -8,12 +8,12 @@ would act on the whole origin the webhook is served from (cookies and other orig
 
 from __future__ import annotations
 
-import ipaddress
 from collections.abc import Iterable, Sequence
-from functools import lru_cache
 
 from django.conf import settings
 from django.contrib.messages.storage.cookie import CookieStorage
+
+from relayweb.proxies import is_trusted_proxy
 
 # Headers a sender never gets to set for the handler (name prefixes, lower case):
 # - x-relay-*: relayweb's own (X-Relay-Delivery-Id, X-Relay-Trigger); a handler dedupes and routes by them.
@@ -67,25 +67,6 @@ def _without_dashboard_cookies(value: str) -> str:
             CookieStorage.cookie_name}
     pairs = (pair.strip() for pair in value.split(";"))
     return "; ".join(pair for pair in pairs if pair and pair.split("=", 1)[0].strip() not in ours)
-
-
-@lru_cache(maxsize=8)
-def _networks(cidrs: tuple[str, ...]) -> tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...]:
-    return tuple(ipaddress.ip_network(cidr, strict=False) for cidr in cidrs)
-
-
-def is_trusted_proxy(peer: str) -> bool:
-    """Whether the TCP peer is one of RELAY_TRUSTED_PROXIES (CIDRs; none by default)."""
-    networks = _networks(tuple(settings.RELAY_TRUSTED_PROXIES))
-    if not networks or not peer:
-        return False
-    try:
-        address = ipaddress.ip_address(peer)
-    except ValueError:  # a Unix socket path, or no address at all
-        return False
-    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped:
-        address = address.ipv4_mapped
-    return any(address in network for network in networks)
 
 
 def forwarded_headers(headers: Sequence[tuple[str, str]], peer: str, scheme: str) -> list[tuple[str, str]]:

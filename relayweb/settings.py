@@ -309,7 +309,7 @@ RELAY_MAX_HEADER_BYTES = envint("RELAY_MAX_HEADER_BYTES", str(64 * 1024))
 RELAY_RESPONSE_BODY_CAP = envint("RELAY_RESPONSE_BODY_CAP", str(64 * 1024))
 RELAY_TOKEN_OVERLAP = envint("RELAY_TOKEN_OVERLAP", str(24 * 3600))
 RELAY_INGRESS_CACHE_TTL = float(os.getenv("RELAY_INGRESS_CACHE_TTL", "2.0"))
-# Proxies in front of the ingress whose X-Forwarded-* are believed (CIDRs); everyone else's are dropped (relayweb/proxies.py).
+# Proxies in front of the ingress whose X-Forwarded-* are believed (CIDRs; relayweb/proxies.py); others' are dropped.
 RELAY_TRUSTED_PROXIES = envlist("RELAY_TRUSTED_PROXIES")
 for _cidr in RELAY_TRUSTED_PROXIES:
     try:

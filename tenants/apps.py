@@ -6,5 +6,5 @@ class TenantsConfig(AppConfig):
     default_auto_field = "django.db.models.BigAutoField"
 
     def ready(self) -> None:
-        # schema registers the OpenAPI auth extension; signals make open websockets re-check access
-        from . import schema, signals  # noqa: F401
+        # schema registers the OpenAPI auth extension
+        from . import schema  # noqa: F401

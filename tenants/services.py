@@ -14,6 +14,7 @@ from django.db import IntegrityError, transaction
 from django.urls import reverse
 from django.utils import timezone
 
+from . import hooks
 from .audit import audit_record
 from .models import INVITATION_VALID_FOR, ApiToken, Invitation, Membership, Role, Tenant
 from .permissions import Action, allows
@@ -34,17 +35,11 @@ def tenant_create(*, user, slug: str, name: str) -> Tenant:
         with transaction.atomic():
             tenant.save()
             Membership.objects.create(user=user, tenant=tenant, role=Role.OWNER)
-            transaction.on_commit(lambda: _enqueue("tenant_provision", tenant.pk))
+            transaction.on_commit(lambda: hooks.provision_requested.send(sender=Tenant, tenant_id=tenant.pk))
             audit_record(tenant=tenant, action="tenant.create", target=tenant, changes={"name": tenant.name})
     except IntegrityError:  # a concurrent create won the race for this slug
         raise ValidationError({"slug": "Tenant with this Slug already exists."}) from None
     return tenant
-
-
-def _enqueue(task_name: str, *args) -> None:
-    from triggers import tasks  # the cluster side lives with the triggers
-
-    getattr(tasks, task_name).delay(*args)
 
 
 def tenant_provision_retry(*, tenant: Tenant) -> Tenant:
@@ -54,7 +49,7 @@ def tenant_provision_retry(*, tenant: Tenant) -> Tenant:
     with transaction.atomic():
         Tenant.objects.filter(pk=tenant.pk).update(state=Tenant.State.PROVISIONING, message="")
         tenant.state, tenant.message = Tenant.State.PROVISIONING, ""
-        transaction.on_commit(lambda: _enqueue("tenant_provision", tenant.pk))
+        transaction.on_commit(lambda: hooks.provision_requested.send(sender=Tenant, tenant_id=tenant.pk))
         audit_record(tenant=tenant, action="tenant.provision_retry", target=tenant)
     return tenant
 
@@ -73,7 +68,7 @@ def tenant_delete(*, tenant: Tenant) -> Tenant:
     with transaction.atomic():
         Tenant.objects.filter(pk=tenant.pk).update(state=Tenant.State.DELETING, message="Deletion requested.")
         tenant.state, tenant.message = Tenant.State.DELETING, "Deletion requested."
-        transaction.on_commit(lambda: _enqueue("tenant_teardown", tenant.pk))
+        transaction.on_commit(lambda: hooks.teardown_requested.send(sender=Tenant, tenant_id=tenant.pk))
         _close_sockets(tenant_id=tenant.pk)
         audit_record(tenant=tenant, action="tenant.delete", target=tenant)
     return tenant
@@ -81,9 +76,7 @@ def tenant_delete(*, tenant: Tenant) -> Tenant:
 
 def _close_sockets(**whose) -> None:
     """After commit, the open websockets concerned re-check access and close if it is gone."""
-    from triggers import broadcast  # the live side lives with the triggers
-
-    broadcast.access_revoked(**whose)
+    hooks.access_revoked.send(sender=Tenant, **whose)  # triggers, which holds the live side, listens
 
 
 def _changed(before: dict, obj) -> dict:

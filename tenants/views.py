@@ -9,7 +9,7 @@ from django.core.paginator import Paginator
 from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.http import require_POST
 
-from . import services
+from . import hooks, services
 from .decorators import tenant_view
 from .filters import AuditFilter
 from .forms import InvitationForm, MemberRoleForm, TenantCreateForm, TenantSettingsForm, TokenCreateForm
@@ -58,9 +58,8 @@ def tenant_create(request):
 
 @tenant_view(Action.VIEW)
 def tenant_detail(request, tenant):
-    from triggers.views import described_triggers  # the overview shows the tenant's triggers live
-
-    return render(request, "tenants/detail.html", {"tenant": tenant, "triggers": described_triggers(tenant)})
+    # the overview shows the tenant's triggers live (triggers registers them: tenants.hooks)
+    return render(request, "tenants/detail.html", {"tenant": tenant, "triggers": hooks.overview(tenant)})
 
 
 @tenant_view(Action.MANAGE)

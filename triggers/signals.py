@@ -1,4 +1,5 @@
-"""Signal receivers that only tell open websockets to re-check access (triggers/consumers.py decides)."""
+"""Signal receivers that only tell open websockets to re-check access (triggers/consumers.py decides).
+Registered by TriggersConfig.ready()."""
 
 from __future__ import annotations
 
@@ -7,7 +8,7 @@ from django.contrib.auth.signals import user_logged_out
 from django.db.models.signals import post_save
 from django.dispatch import receiver
 
-from triggers import broadcast
+from . import broadcast
 
 
 @receiver(user_logged_out, dispatch_uid="relay-sockets-logged-out")

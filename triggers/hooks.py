@@ -1,0 +1,35 @@
+"""triggers' side of tenants.hooks: the cluster work and the live side tenants asks for without importing
+triggers. Connected by TriggersConfig.ready()."""
+
+from __future__ import annotations
+
+from tenants import hooks
+
+from . import broadcast
+from .enqueue import enqueue
+
+
+def _provision(sender, *, tenant_id: int, **kwargs) -> None:
+    enqueue("tenant_provision", tenant_id)
+
+
+def _teardown(sender, *, tenant_id: int, **kwargs) -> None:
+    enqueue("tenant_teardown", tenant_id)
+
+
+def _access_revoked(sender, *, user_id: int | None = None, tenant_id: int | None = None,
+                    session_key: str | None = None, **kwargs) -> None:
+    broadcast.access_revoked(user_id=user_id, tenant_id=tenant_id, session_key=session_key)
+
+
+def _overview(tenant) -> list:
+    from .views import described_triggers  # the pages load after the apps are ready
+
+    return described_triggers(tenant)
+
+
+def connect() -> None:
+    hooks.provision_requested.connect(_provision, dispatch_uid="triggers-tenant-provision")
+    hooks.teardown_requested.connect(_teardown, dispatch_uid="triggers-tenant-teardown")
+    hooks.access_revoked.connect(_access_revoked, dispatch_uid="triggers-access-revoked")
+    hooks.set_overview(_overview)

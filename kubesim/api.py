@@ -24,7 +24,7 @@ from .tables import table, wants_table
 from .watch import serve_watch
 
 if TYPE_CHECKING:
-    from .sim import Simulator
+    from .context import SimContext
 
 log = logging.getLogger("kubesim.api")
 
@@ -71,7 +71,7 @@ async def _errors(request: web.Request, handler: Any) -> web.StreamResponse:
         return status_response(internal(f"{type(e).__name__}: {e}"))
 
 
-def make_api_app(sim: Simulator) -> web.Application:
+def make_api_app(sim: SimContext) -> web.Application:
     """The aiohttp application of the API port (the Kubernetes API plus /kubesim/ fault endpoints)."""
     app = web.Application(middlewares=[_errors], client_max_size=3 * 1024 * 1024)
     api = ApiServer(sim)
@@ -81,7 +81,7 @@ def make_api_app(sim: Simulator) -> web.Application:
 
 
 class ApiServer:
-    def __init__(self, sim: Simulator):
+    def __init__(self, sim: SimContext):
         self.sim = sim
         # Server-side apply: the last configuration each field manager applied, per object.
         self.applied: dict[tuple[str, str, str, str], dict] = {}

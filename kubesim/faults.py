@@ -20,7 +20,7 @@ from aiohttp import web
 from .errors import ApiError, bad_request, reason_for
 
 if TYPE_CHECKING:
-    from .sim import Simulator
+    from .context import SimContext
 
 log = logging.getLogger("kubesim.faults")
 
@@ -129,7 +129,7 @@ async def _maybe_await(value: Any) -> Any:
     return await value if inspect.isawaitable(value) else value
 
 
-async def handle(request: web.Request, sim: Simulator, parts: list[str]) -> web.Response:
+async def handle(request: web.Request, sim: SimContext, parts: list[str]) -> web.Response:
     """Dispatch /kubesim/<parts> (auth already checked)."""
     m = request.method
     if parts == ["faults"]:

@@ -16,7 +16,7 @@ from .knative_conditions import Conditions
 from .store import deep_copy
 
 if TYPE_CHECKING:
-    from .knative import Serving
+    from .context import ServingContext
 
 KSVC = "services.serving.knative.dev"
 CONFIG = "configurations.serving.knative.dev"
@@ -70,13 +70,13 @@ def ready_of(obj: dict | None) -> dict | None:
     return None
 
 
-def _write_status(serving: Serving, key: str, ns: str, name: str, status: dict) -> None:
+def _write_status(serving: ServingContext, key: str, ns: str, name: str, status: dict) -> None:
     serving.store.mutate(key, ns, name, lambda o: o.__setitem__("status", status), status=True, ref=True)
 
 
 # -------------------------------------------------------------------------------- Service
 
-def reconcile_service(serving: Serving, ns: str, name: str) -> None:
+def reconcile_service(serving: ServingContext, ns: str, name: str) -> None:
     store = serving.store
     svc = store.peek(KSVC, ns, name)
     if svc is None or svc["metadata"].get("deletionTimestamp"):
@@ -160,7 +160,7 @@ def _check_traffic_migrated(conds: Conditions, cfg: dict, route: dict) -> None:
             return
 
 
-def _ensure_child(serving: Serving, key: str, svc: dict, labels: dict, ann: dict,
+def _ensure_child(serving: ServingContext, key: str, svc: dict, labels: dict, ann: dict,
                   spec: dict) -> dict | None:
     """Create or update the Service's Configuration/Route; None when another owner has it."""
     store = serving.store
@@ -184,7 +184,7 @@ def _ensure_child(serving: Serving, key: str, svc: dict, labels: dict, ann: dict
 
 # -------------------------------------------------------------------------- Configuration
 
-def reconcile_configuration(serving: Serving, ns: str, name: str) -> None:
+def reconcile_configuration(serving: ServingContext, ns: str, name: str) -> None:
     store = serving.store
     cfg = store.peek(CONFIG, ns, name)
     if cfg is None or cfg["metadata"].get("deletionTimestamp"):
@@ -234,7 +234,7 @@ def reconcile_configuration(serving: Serving, ns: str, name: str) -> None:
 
 # ---------------------------------------------------------------------------------- Route
 
-def reconcile_route(serving: Serving, ns: str, name: str) -> None:
+def reconcile_route(serving: ServingContext, ns: str, name: str) -> None:
     store = serving.store
     route = store.peek(ROUTE, ns, name)
     if route is None or route["metadata"].get("deletionTimestamp"):
@@ -273,7 +273,7 @@ def reconcile_route(serving: Serving, ns: str, name: str) -> None:
     _write_status(serving, ROUTE, ns, name, status)
 
 
-def _resolve_traffic(serving: Serving, ns: str, route: dict) -> tuple[list[dict], Any, set]:
+def _resolve_traffic(serving: ServingContext, ns: str, route: dict) -> tuple[list[dict], Any, set]:
     store = serving.store
     targets: list[dict] = []
     deps: set = set()
@@ -320,7 +320,7 @@ def _resolve_traffic(serving: Serving, ns: str, route: dict) -> tuple[list[dict]
     return targets, error, deps
 
 
-def _ensure_kingress(serving: Serving, route: dict, targets: list[dict], cl: bool,
+def _ensure_kingress(serving: ServingContext, route: dict, targets: list[dict], cl: bool,
                      domain_host: str) -> dict:
     store = serving.store
     ns, name = route["metadata"]["namespace"], route["metadata"]["name"]
@@ -362,7 +362,7 @@ def _ensure_kingress(serving: Serving, route: dict, targets: list[dict], cl: boo
     return ki
 
 
-def _ensure_placeholder(serving: Serving, route: dict, ki: dict, own_host: str) -> None:
+def _ensure_placeholder(serving: ServingContext, route: dict, ki: dict, own_host: str) -> None:
     """The ExternalName Service `<route>`: its own domain until Ambassador reports its LB."""
     store = serving.store
     ns, name = route["metadata"]["namespace"], route["metadata"]["name"]

@@ -26,7 +26,7 @@ from .knative_controllers import (
 )
 
 if TYPE_CHECKING:
-    from .knative import Serving
+    from .context import ServingContext
 
 AMBASSADOR_ID_KEY = "getambassador.io/ambassador-id"
 _names: dict[str, str] = {}
@@ -89,7 +89,7 @@ class HostRoute:
         return splits[bisect.bisect_right(self.cum, random.random() * self.total)]
 
 
-def reconcile_kingress(serving: Serving, ns: str, name: str) -> None:
+def reconcile_kingress(serving: ServingContext, ns: str, name: str) -> None:
     store = serving.store
     ki = store.peek(KINGRESS, ns, name)
     # Envoy keeps serving a host it already had while a new configuration loads; a new host is served

@@ -12,14 +12,14 @@ from .knative_runtime import DEPLOYMENTS, QUEUE_IMAGE, RevisionRuntime
 from .store import deep_copy
 
 if TYPE_CHECKING:
-    from .knative import Serving
+    from .context import ServingContext
 
 MSG_NO_TRAFFIC = "The target is not receiving traffic."
 MSG_QUEUED = "Requests to the target are being buffered as resources are provisioned."
 MSG_TIMED_OUT = "The target could not be activated."
 
 
-def reconcile_revision(serving: Serving, ns: str, name: str) -> None:
+def reconcile_revision(serving: ServingContext, ns: str, name: str) -> None:
     store = serving.store
     rev = store.peek(REVISION, ns, name)
     if rev is None or rev["metadata"].get("deletionTimestamp"):
@@ -123,14 +123,14 @@ def reconcile_revision(serving: Serving, ns: str, name: str) -> None:
     _finish(serving, rev, status)
 
 
-def _finish(serving: Serving, rev: dict, status: dict) -> None:
+def _finish(serving: ServingContext, rev: dict, status: dict) -> None:
     status["observedGeneration"] = rev["metadata"].get("generation", 1)
     m = rev["metadata"]
     serving.store.mutate(REVISION, m["namespace"], m["name"],
                          lambda o: o.__setitem__("status", status), status=True, ref=True)
 
 
-def make_deployment(serving: Serving, rev: dict, dep_name: str, replicas: int) -> dict:
+def make_deployment(serving: ServingContext, rev: dict, dep_name: str, replicas: int) -> dict:
     """`<rev>-deployment` as Knative's revision reconciler builds it (makeLabels, makePodSpec)."""
     meta, spec = rev["metadata"], rev.get("spec") or {}
     name, uid = meta["name"], meta["uid"]

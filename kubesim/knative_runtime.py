@@ -23,7 +23,7 @@ from .handlers import Behaviour, Container, image_digest
 from .knative_conditions import now_rfc3339
 
 if TYPE_CHECKING:
-    from .knative import Serving
+    from .context import ServingContext
 
 log = logging.getLogger("kubesim.knative.runtime")
 
@@ -179,7 +179,7 @@ def _ann_int(ann: dict, k1: str, k2: str, default: int) -> int:
 
 # ---------------------------------------------------------------------------------- events
 
-def emit_event(serving: Serving, pod: PodRuntime, reason: str, message: str,
+def emit_event(serving: ServingContext, pod: PodRuntime, reason: str, message: str,
                etype: str = "Normal", component: str = "kubelet", container: bool = True) -> None:
     """Create a core/v1 Event about a pod, or bump `count` of the same one (as kubelet aggregates)."""
     store = serving.store
@@ -233,7 +233,7 @@ def _queue_status(pod: PodRuntime, running: bool, ready: bool) -> dict:
             "ready": ready, "restartCount": 0, "started": running, "state": state, "lastState": {}}
 
 
-def write_pod_status(serving: Serving, pod: PodRuntime, phase: str, user_state: dict,
+def write_pod_status(serving: ServingContext, pod: PodRuntime, phase: str, user_state: dict,
                      ready: bool, started: bool, scheduled: bool = True) -> None:
     now = now_rfc3339()
     image = pod.rev.image
@@ -283,7 +283,7 @@ _ENV_SOURCES = (("secretKeyRef", "secrets", "secret", "Secret"),
                 ("configMapKeyRef", "configmaps", "configmap", "ConfigMap"))
 
 
-def env_error(serving: Serving, pod: PodRuntime) -> str:
+def env_error(serving: ServingContext, pod: PodRuntime) -> str:
     """Why the kubelet cannot build the user container's environment ("" when it can), with the kubelet's
     messages (kubernetes pkg/kubelet/kubelet_pods.go makeEnvironmentVariables; the secret and configmap
     managers' NotFound names the resource `secret`/`configmap`): a missing Secret is `secret "x" not
@@ -316,7 +316,7 @@ def env_error(serving: Serving, pod: PodRuntime) -> str:
     return ""
 
 
-async def run_pod(serving: Serving, pod: PodRuntime) -> None:
+async def run_pod(serving: ServingContext, pod: PodRuntime) -> None:
     """kubelet for one pod: schedule, pull, start, become ready (or fail the way the image says)."""
     cfg = serving.config
     b = pod.rev.behaviour
@@ -399,7 +399,7 @@ async def run_pod(serving: Serving, pod: PodRuntime) -> None:
     serving.enqueue(("revision", pod.namespace, pod.rev.name))
 
 
-def start_pod(serving: Serving, pod: PodRuntime) -> None:
+def start_pod(serving: ServingContext, pod: PodRuntime) -> None:
     async def runner() -> None:
         try:
             await run_pod(serving, pod)
@@ -411,7 +411,7 @@ def start_pod(serving: Serving, pod: PodRuntime) -> None:
     pod.task = asyncio.get_running_loop().create_task(runner())
 
 
-def mark_pod_terminating(serving: Serving, ns: str, name: str) -> None:
+def mark_pod_terminating(serving: ServingContext, ns: str, name: str) -> None:
     """A terminating pod's status: not ready (Ready and ContainersReady False, no container ready)."""
     now = now_rfc3339()
     unready = "containers with unready status: [queue-proxy user-container]"
@@ -430,7 +430,7 @@ def mark_pod_terminating(serving: Serving, ns: str, name: str) -> None:
     serving.store.mutate(PODS, ns, name, fn, status=True, ref=True)
 
 
-def stop_pod(serving: Serving, pod: PodRuntime, delete: bool = True) -> None:
+def stop_pod(serving: ServingContext, pod: PodRuntime, delete: bool = True) -> None:
     """Kill a pod: it stops serving at once, Killing is recorded, the object is deleted (gracefully:
     it stays, terminating and not ready, for `termination_grace`)."""
     if pod.deleted:
@@ -451,7 +451,7 @@ def stop_pod(serving: Serving, pod: PodRuntime, delete: bool = True) -> None:
 
 # ------------------------------------------------------------------------------- deployments
 
-def reconcile_deployment(serving: Serving, ns: str, name: str) -> None:
+def reconcile_deployment(serving: ServingContext, ns: str, name: str) -> None:
     """The ReplicaSet controller in one step: make the pod count match spec.replicas."""
     store = serving.store
     dep = store.peek(DEPLOYMENTS, ns, name)
@@ -518,7 +518,7 @@ def reconcile_deployment(serving: Serving, ns: str, name: str) -> None:
     store.mutate(DEPLOYMENTS, ns, name, fn, status=True, ref=True)
 
 
-def create_pod(serving: Serving, dep: dict, tmpl: dict, h: str, rev: RevisionRuntime) -> None:
+def create_pod(serving: ServingContext, dep: dict, tmpl: dict, h: str, rev: RevisionRuntime) -> None:
     meta = dep["metadata"]
     ns = meta["namespace"]
     pmeta = tmpl.get("metadata") or {}

@@ -23,7 +23,7 @@ from .store import Event
 from .tables import table, wants_table
 
 if TYPE_CHECKING:
-    from .sim import Simulator
+    from .context import SimContext
 
 log = logging.getLogger("kubesim.watch")
 
@@ -90,7 +90,7 @@ class _Filter:
         return None
 
 
-async def serve_watch(request: web.Request, sim: Simulator, res: Resource,
+async def serve_watch(request: web.Request, sim: SimContext, res: Resource,
                       namespace: str | None) -> web.StreamResponse:
     q = request.query
     store = sim.store

@@ -1,4 +1,4 @@
-"""Encryption at rest of verification secrets (triggers/crypto.py)."""
+"""Encryption at rest of verification secrets (triggers/security/crypto.py)."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import hashlib
 import pytest
 from cryptography.fernet import Fernet
 
-from triggers.crypto import decrypt, encrypt, fernet_key, rotate
+from triggers.security.crypto import decrypt, encrypt, fernet_key, rotate
 
 PLAINTEXT = "whsec_5WbX5kEWLlfzsGNjH64I8lOOqUB6e8FH"
 

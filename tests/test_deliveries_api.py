@@ -14,9 +14,9 @@ import pytest
 from django.utils import timezone
 
 from tenants.models import Membership, Role
-from triggers import crypto
 from triggers.ingress import _load_route
 from triggers.models import Delivery, DeliveryAttempt, Trigger
+from triggers.security import crypto
 
 pytestmark = pytest.mark.django_db
 TRIGGERS = "/api/v1/tenants/acme/triggers/"

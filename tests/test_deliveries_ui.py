@@ -14,9 +14,9 @@ import pytest
 from django.test import Client
 from django.utils import timezone
 
-from triggers import crypto, signatures
 from triggers.delivery_views import PAGE_SIZE, curl_example
 from triggers.models import Delivery, DeliveryAttempt, Trigger
+from triggers.security import crypto, signatures
 
 pytestmark = pytest.mark.django_db
 

@@ -13,9 +13,9 @@ import requests
 from django.utils import timezone
 
 from tests.cluster import wait_for
-from triggers import crypto, sealed, signatures
 from triggers.deliveries import deliveries_clear_credentials, deliveries_prune, delivery_replay
 from triggers.models import Delivery, Trigger
+from triggers.security import crypto, sealed, signatures
 
 BASIC = "Basic dXNlcjpodW50ZXIyLXBhc3N3b3Jk"
 GITLAB = "glpat-SECRET-gitlab-shared-token"

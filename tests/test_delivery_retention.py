@@ -9,9 +9,9 @@ import requests
 from django.utils import timezone
 
 from tests.cluster import wait_for
-from triggers import crypto
 from triggers.deliveries import deliveries_prune
 from triggers.models import Delivery, Trigger
+from triggers.security import crypto
 
 
 def make(trigger, n, days_ago=0):

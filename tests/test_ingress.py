@@ -12,9 +12,9 @@ import requests
 from django.utils import timezone
 
 from tests.cluster import wait_for
-from triggers import crypto
 from triggers.deliveries import trigger_rotate_token
 from triggers.models import Delivery, Trigger
+from triggers.security import crypto
 
 pytestmark = pytest.mark.django_db(transaction=True)
 

@@ -8,9 +8,9 @@ import pytest
 from cryptography.fernet import Fernet
 from django.core.management import call_command
 
-from triggers import crypto, sealed
-from triggers.crypto import SECRET_KEY_DERIVED, decrypt, encrypt, fernet_key
 from triggers.models import Delivery, Trigger
+from triggers.security import crypto, sealed
+from triggers.security.crypto import SECRET_KEY_DERIVED, decrypt, encrypt, fernet_key
 
 PLAINTEXT = "whsec_5WbX5kEWLlfzsGNjH64I8lOOqUB6e8FH"
 

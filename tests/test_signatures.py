@@ -1,4 +1,4 @@
-"""Webhook signature verification at the edge (triggers/signatures.py): pure, no database."""
+"""Webhook signature verification at the edge (triggers/security/signatures.py): pure, no database."""
 
 from __future__ import annotations
 
@@ -11,8 +11,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from triggers import signatures
-from triggers.signatures import (
+from triggers.security import signatures
+from triggers.security.signatures import (
     KINDS,
     GitHubVerifier,
     HmacVerifier,

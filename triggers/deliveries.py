@@ -30,8 +30,9 @@ from django.utils import timezone
 
 from tenants.audit import audit_record
 from tenants.models import Tenant
+from triggers.security import sealed, signatures
 
-from . import broadcast, sealed, signatures, wakeup
+from . import broadcast, wakeup
 from .edge_headers import sender_headers
 from .enqueue import celery_app, enqueue
 from .ingress import FORWARD_MARGIN, HOP_BY_HOP

@@ -15,8 +15,9 @@ from django.views.decorators.http import require_POST
 
 from tenants.decorators import tenant_view
 from tenants.permissions import Action, allows
+from triggers.security import signatures
 
-from . import deliveries, services, signatures
+from . import deliveries, services
 from .delivery_api import DeliveryFilter
 from .models import Delivery, Trigger
 

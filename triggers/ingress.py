@@ -26,7 +26,9 @@ from django.db import InterfaceError, OperationalError, close_old_connections
 from django.db.models import Q
 from django.utils import timezone
 
-from . import crypto, sealed, signatures, wakeup
+from triggers.security import crypto, sealed, signatures
+
+from . import wakeup
 from .delivery_writer import DeliveryRecord, DeliveryWriter, DuplicateDelivery, RowNotStored, TriggerGone
 from .edge_headers import forwarded_headers, relayed_headers, sender_headers
 from .models import Delivery, Trigger

@@ -12,8 +12,7 @@ from django.db import models
 from django.utils import timezone
 
 from tenants.models import Tenant
-
-from . import signatures
+from triggers.security import signatures
 
 # DNS-1035 label (the ksvc name): starts with a letter, ends with a letter or digit.
 NAME_MAX_LENGTH = 40
@@ -252,7 +251,7 @@ class Delivery(models.Model):
     path = models.TextField(blank=True, default="")  # bounded by RELAY_MAX_URL_BYTES at the ingress
     query = models.TextField(blank=True, default="")
     headers = models.JSONField(default=list)  # [[name, value], …], sensitive values redacted
-    # The redacted values, encrypted (triggers/sealed.py), for the attempts and replays: kept while the
+    # The redacted values, encrypted (triggers/security/sealed.py), for the attempts and replays: kept while the
     # delivery can still be attempted and for RELAY_CREDENTIALS_RETENTION_HOURS after it was received.
     sealed_headers = models.TextField(blank=True, default="", editable=False)
     body = models.BinaryField(default=bytes)

@@ -1,7 +1,7 @@
-"""Re-encryption of every stored secret with the first of RELAY_ENCRYPTION_KEYS (triggers/crypto.py).
+"""Re-encryption of every stored secret with the first of RELAY_ENCRYPTION_KEYS (triggers/security/crypto.py).
 
 The stored secrets are the triggers' verification secrets and the deliveries' sealed request headers
-(triggers/sealed.py). Rows are read in primary-key batches; each row is rewritten only if its value is
+(triggers/security/sealed.py). Rows are read in primary-key batches; each row is rewritten only if its value is
 still the one read (a concurrent edit wins), so the pass is idempotent and safe to run while serving.
 """
 
@@ -9,7 +9,8 @@ from __future__ import annotations
 
 from django.db import models
 
-from . import crypto
+from triggers.security import crypto
+
 from .models import Delivery, Trigger
 
 COLUMNS: tuple[tuple[type[models.Model], str], ...] = (

@@ -16,8 +16,9 @@ from django.utils import timezone
 from relayweb import hosts
 from tenants.audit import audit_record
 from tenants.models import Tenant
+from triggers.security import crypto, signatures
 
-from . import crypto, deliveries, kube, signatures
+from . import deliveries, kube
 from .enqueue import enqueue
 from .models import Deployment, Trigger, name_validator
 from .validation import (

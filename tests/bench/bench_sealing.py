@@ -22,7 +22,7 @@ from django.conf import settings  # noqa: E402
 settings.configure(SECRET_KEY="bench-only", RELAY_ENCRYPTION_KEYS=["bench-key"])
 django.setup()
 
-from triggers import sealed, signatures  # noqa: E402
+from triggers.security import sealed, signatures  # noqa: E402
 
 PLAIN = [("host", "relay.example.com"), ("user-agent", "GitHub-Hookshot/8a2f1c"),
          ("content-type", "application/json"), ("content-length", "1024"), ("accept", "*/*"),

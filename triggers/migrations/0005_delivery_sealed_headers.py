@@ -8,7 +8,7 @@ def seal_newly_sensitive_headers(apps, schema_editor):
     """Rows stored before every credential-bearing header was redacted (X-Gitlab-Token, X-Api-Key, …):
     their values move into sealed_headers (cleared by the retention task after
     RELAY_CREDENTIALS_RETENTION_HOURS) and the log keeps "[redacted]"."""
-    from triggers import sealed, signatures
+    from triggers.security import sealed, signatures
 
     Delivery = apps.get_model("triggers", "Delivery")
     changed = []

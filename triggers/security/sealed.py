@@ -2,7 +2,7 @@
 the handler what the sender sent (``Authorization``, signatures, tokens), never the log's ``[redacted]``.
 
 The log keeps the redacted copy (``Delivery.headers``, the only one the UI and the API show); the values
-it hides are sealed with the key ring of the verification secrets (triggers/crypto.py) into
+it hides are sealed with the key ring of the verification secrets (triggers/security/crypto.py) into
 ``Delivery.sealed_headers`` as ``[[index, value], …]``, and cleared by the retention task once the
 delivery can no longer be attempted and RELAY_CREDENTIALS_RETENTION_HOURS have passed (deliveries_prune).
 A delivery whose sealed values are gone (cleared, or stored before they were kept) is sent without its

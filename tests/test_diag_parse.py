@@ -15,7 +15,7 @@ import redis
 import requests
 
 from tests.cluster import shared_fixtures
-from triggers import diag
+from triggers.gateway import diag
 
 T0 = datetime(2025, 1, 2, 3, 4, 5, tzinfo=UTC)
 T1 = datetime(2025, 1, 2, 3, 4, 15, tzinfo=UTC)

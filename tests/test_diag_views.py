@@ -11,7 +11,7 @@ from django.template.loader import render_to_string
 from django.test import Client
 
 from tests.test_diag_parse import ACME, GLOBEX, T0, T1, plain_http_diag
-from triggers import diag
+from triggers.gateway import diag
 from triggers.models import Trigger
 
 pytestmark = pytest.mark.django_db

@@ -2,7 +2,7 @@
 
 Each check answers ✓ or ✗ with what was seen and, on ✗, the fix. The checks read the cluster through
 the same seam as the rest of relayweb (`triggers.kube.Cluster`, with relayweb's own credentials), and
-Ambassador through its admin port (`triggers.diag.fetch`). `--probe` also deploys a throw-away
+Ambassador through its admin port (`triggers.gateway.diag.fetch`). `--probe` also deploys a throw-away
 Knative Service in a scratch namespace and sends it one request through RELAY_GATEWAY_URL.
 
 Sources for the expectations:
@@ -26,7 +26,9 @@ from dataclasses import asdict, dataclass
 import requests
 from django.conf import settings
 
-from . import diag, kube, leader
+from triggers.gateway import diag
+
+from . import kube, leader
 
 KUBERNETES_MIN = (1, 34)
 KNATIVE_NAMESPACE_VERSION_LABEL = "app.kubernetes.io/version"

@@ -23,8 +23,9 @@ from django.contrib.auth import get_user_model
 
 from tenants.models import Tenant
 from tenants.permissions import Action, allows, can, role_of, tenants_of
+from triggers.gateway import diag
 
-from . import broadcast, diag
+from . import broadcast
 from .models import Trigger
 
 

@@ -9,7 +9,8 @@ from django.contrib.auth.decorators import login_required
 from django.http import Http404
 from django.shortcuts import render
 
-from . import diag
+from triggers.gateway import diag
+
 from .models import ClusterCheck
 
 

@@ -12,8 +12,9 @@ from django.views.decorators.http import require_POST
 
 from tenants.decorators import tenant_view
 from tenants.permissions import Action, allows
+from triggers.gateway import diag
 
-from . import charts, diag, services
+from . import charts, services
 from .delivery_views import webhook_info
 from .forms import TriggerForm, secret_rows
 from .models import Deployment, Trigger

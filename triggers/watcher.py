@@ -427,7 +427,7 @@ class Watcher:
 
 def poll_diag() -> None:
     """Poll Ambassador once; operators get the whole snapshot, each tenant only its own routes."""
-    from . import diag
+    from triggers.gateway import diag
 
     before, after = diag.load(), diag.poll_once()
     if before is not None and not diag.changed(before, after):

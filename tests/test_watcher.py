@@ -176,7 +176,7 @@ def test_a_relist_after_a_compaction_gap_drops_the_pods_that_went_meanwhile(watc
                                                                             cluster):
     """The watches are down while the trigger scales to zero and the history is compacted: the resume gets
     410, and the relist, which no longer lists the pod, is what tells the trigger it has none."""
-    from triggers.status import badge
+    from triggers.live.badge import badge
 
     # min-scale 1 until the watcher has seen the pod (a min-scale-0 pod may be gone before it looks) …
     trigger = live_trigger(min_scale=1)

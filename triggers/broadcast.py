@@ -17,7 +17,7 @@ from asgiref.sync import async_to_sync
 from channels.layers import get_channel_layer
 from django.db import transaction
 
-from .status import badge
+from triggers.live.badge import badge
 
 log = logging.getLogger(__name__)
 OPERATORS = "operators"

@@ -153,33 +153,3 @@ def settle(deployment: Deployment, ksvc: dict | None, *, revision_reason=None) -
     else:
         deployment.finish(Deployment.Status.SUPERSEDED, message=result.message)
     return True
-
-
-def badge(trigger: Trigger) -> tuple[str, str]:
-    """The live state shown to people: (key, text), e.g. ("ready", "Ready (2 pods)").
-
-    Not deployed · Deploying · Ready (N pods) · Scaled to zero · Activating (since …) · Failed: reason.
-    """
-    state = trigger.state
-    if state == "deleting":
-        return "deleting", "Deleting…"
-    if state == "suspended":
-        return "suspended", "Suspended"
-    if state == "not_deployed":
-        return "not_deployed", "Not deployed"
-    if state == "deploying":
-        return "deploying", "Deploying"
-    if state == "failed" and not trigger.latest_ready_revision:
-        last = trigger.last_deployment
-        reason = (last.reason if last else "") or trigger.ready_reason or "unknown"
-        return "failed", f"Failed: {reason}"
-    if trigger.active_status == "Unknown" and trigger.active_reason == "Queued":
-        since = trigger.active_since.strftime("%H:%M:%S") if trigger.active_since else "now"
-        return "activating", f"Activating (cold start, since {since})"
-    if trigger.ready_pods == 0:
-        return "scaled_to_zero", "Scaled to zero"
-    if trigger.ready_pods:
-        return "ready", f"Ready ({trigger.ready_pods} pod{'s' if trigger.ready_pods != 1 else ''})"
-    if state == "failed":
-        return "failed", f"Failed: {trigger.ready_reason or 'unknown'}"
-    return "ready", "Ready"

@@ -2,8 +2,8 @@
 
 from django import template
 
+from triggers.live.badge import badge
 from triggers.models import Trigger
-from triggers.status import badge
 
 register = template.Library()
 

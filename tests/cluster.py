@@ -2,7 +2,7 @@
 
 - `kubesim`: the simulated cluster (API server, Knative, gateway), in this process, on free ports,
   with short timings; relayweb talks to it over HTTP through the official client.
-- `cluster`: points relayweb's settings at kubesim; a fresh `triggers.kube.Cluster`.
+- `cluster`: points relayweb's settings at kubesim; a fresh `triggers.cluster.kube.Cluster`.
 - `worker`: a real `celery -A relayweb worker` process on this run's queue, using the same test
   database and kubesim (tests using it need `transactional_db`, so the worker sees committed rows).
 """
@@ -53,7 +53,7 @@ def kubesim(tmp_path_factory):
 
 @pytest.fixture
 def cluster(kubesim, settings):
-    from triggers import kube
+    from triggers.cluster import kube
 
     settings.RELAY_KUBECONFIG = kubesim.kubeconfig_path
     kube.reset_cluster()
@@ -197,9 +197,9 @@ def relay(relay_server, kubesim, cluster, transactional_db, settings):
 @pytest.fixture
 def live_trigger(cluster, tenant_a, k8s):
     """make(name, **fields): a trigger whose ksvc is ready in kubesim, observed as the poll would."""
-    from triggers import kube
+    from triggers.cluster import kube
+    from triggers.cluster.status import observe_ksvc
     from triggers.models import Trigger
-    from triggers.status import observe_ksvc
 
     cluster.apply_namespace(kube.render_namespace(tenant_a))
 

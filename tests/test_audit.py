@@ -16,8 +16,8 @@ from rest_framework.test import APIClient
 from tenants import services as tenant_services
 from tenants.audit import audit_as, audit_prune, audit_record
 from tenants.models import AuditEntry, Membership, Role, Tenant
-from triggers import kube
 from triggers import services as trigger_services
+from triggers.cluster import kube
 from triggers.models import Delivery, Trigger
 
 pytestmark = pytest.mark.django_db

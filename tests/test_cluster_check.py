@@ -14,7 +14,8 @@ from kubesim.sim import SimulatorThread
 from tests.cluster import FAST
 from tests.deploy.charts import RELAYWEB_REQUIRED, render
 from tests.test_helm_rbac import granted, required_permissions
-from triggers import cluster_check, kube
+from triggers.cluster import check as cluster_check
+from triggers.cluster import kube
 from triggers.models import ClusterCheck
 
 pytestmark = pytest.mark.django_db

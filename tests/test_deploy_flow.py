@@ -11,7 +11,7 @@ from kubernetes.client.exceptions import ApiException
 
 from tenants.models import Tenant
 from tests.cluster import shared_fixtures, wait_for
-from triggers import kube
+from triggers.cluster import kube
 from triggers.models import Deployment, Trigger
 
 pytestmark = pytest.mark.celery

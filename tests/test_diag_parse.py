@@ -360,8 +360,8 @@ def test_each_tenant_gets_the_routes_of_its_triggers_hosts_as_its_websocket_snap
     from channels.layers import get_channel_layer
 
     from triggers import broadcast
+    from triggers.cluster.watcher import poll_diag
     from triggers.models import Trigger
-    from triggers.watcher import poll_diag
 
     # acme's route is known by the trigger's URL only (no address yet); globex's by its address
     Trigger.objects.create(tenant=tenant_a, name="hello", image="kubesim/echo", url=f"http://{ACME}")

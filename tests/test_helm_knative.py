@@ -9,7 +9,7 @@ import yaml
 
 from tests.cluster import shared_fixtures
 from tests.deploy.charts import DEPLOY, RELAYWEB_REQUIRED, find, render, validate
-from triggers import kube
+from triggers.cluster import kube
 from triggers.models import Trigger
 
 AMBASSADOR_CLASS = "ambassador.ingress.networking.knative.dev"

@@ -34,7 +34,7 @@ VERBS = {"POST": "create", "PUT": "update", "PATCH": "patch", "DELETE": "delete"
 
 def api_classes() -> dict[str, type]:
     """Cluster's attributes and their client classes, read from `self.core = k8s.CoreV1Api(…)` in kube.py."""
-    tree = ast.parse((REPO / "triggers" / "kube.py").read_text())
+    tree = ast.parse((REPO / "triggers" / "cluster" / "kube.py").read_text())
     found = {}
     for node in ast.walk(tree):
         if (isinstance(node, ast.Assign) and isinstance(node.value, ast.Call)

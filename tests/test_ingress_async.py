@@ -6,10 +6,10 @@ import pytest
 import requests
 
 from tests.cluster import wait_for
-from triggers import kube
+from triggers.cluster import kube
+from triggers.cluster.status import observe_ksvc
 from triggers.deliveries import delivery_replay
 from triggers.models import Delivery, Trigger
-from triggers.status import observe_ksvc
 
 pytestmark = pytest.mark.celery
 

@@ -16,9 +16,9 @@ import requests
 from kubesim.config import SimConfig
 from kubesim.sim import SimulatorThread
 from tests.cluster import FAST, Worker, wait_for
-from triggers import kube
+from triggers.cluster import kube
+from triggers.cluster.status import observe_ksvc
 from triggers.models import Delivery, Trigger
-from triggers.status import observe_ksvc
 
 ROUTE_TIMEOUT = 1.5
 # + 0.05 s pull + 0.1 s start: 2.5 s before the pod is ready, on this module's simulator, whose progress

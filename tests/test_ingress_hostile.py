@@ -108,9 +108,9 @@ def send_raw(base: str, raw: bytes, method: str = "POST", pace: tuple[int, float
 
 @pytest.fixture
 def two_tenants(relay, live_trigger, tenant_b, cluster, k8s):
-    from triggers import kube
+    from triggers.cluster import kube
+    from triggers.cluster.status import observe_ksvc
     from triggers.models import Trigger
-    from triggers.status import observe_ksvc
 
     acme = live_trigger()
     cluster.apply_namespace(kube.render_namespace(tenant_b))

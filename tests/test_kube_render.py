@@ -1,4 +1,4 @@
-"""The pure render functions of triggers/kube.py, against expected documents and the real CRD schema."""
+"""The pure render functions of triggers/cluster/kube.py, against expected documents and the real CRD schema."""
 
 import json
 
@@ -8,7 +8,7 @@ import yaml
 from kubernetes.client.exceptions import ApiException
 
 from tests.cluster import shared_fixtures
-from triggers import kube
+from triggers.cluster import kube
 from triggers.models import Trigger
 
 pytestmark = pytest.mark.django_db
@@ -194,7 +194,7 @@ def test_merge_patch_has_no_nulls_inside_replaced_lists(trigger):
 
 
 def test_an_event_older_than_the_apply_never_settles_it():
-    from triggers.status import outcome
+    from triggers.cluster.status import outcome
 
     old_ready = {"metadata": {"generation": 1}, "status": {"observedGeneration": 1,
                                                            "conditions": [{"type": "Ready", "status": "True"}]}}

@@ -11,9 +11,9 @@ import time
 
 import pytest
 
-from triggers import kube
-from triggers.leader import LeaderElector, micro_time, run_elected
-from triggers.watcher import Watcher
+from triggers.cluster import kube
+from triggers.cluster.leader import LeaderElector, micro_time, run_elected
+from triggers.cluster.watcher import Watcher
 
 SHORT = dict(lease_duration=2.0, renew_deadline=1.5, retry_period=0.25)
 

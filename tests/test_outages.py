@@ -186,7 +186,7 @@ def test_a_deploy_while_the_task_queue_is_down_answers_503_json_and_is_applied_l
     import sys
 
     from tests.cluster import REPO, _database_url
-    from triggers.deploys import deployments_resume
+    from triggers.cluster.deploys import deployments_resume
     from triggers.models import Deployment
 
     trigger = Trigger.objects.create(tenant=tenant_a, name="later", image="kubesim/echo")

@@ -3,8 +3,8 @@
 import pytest
 
 from tenants.models import Tenant
-from triggers import kube
-from triggers.provisioning import tenant_provision
+from triggers.cluster import kube
+from triggers.cluster.provisioning import tenant_provision
 
 pytestmark = pytest.mark.django_db
 

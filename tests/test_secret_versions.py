@@ -6,7 +6,8 @@ import base64
 import pytest
 
 from tests.cluster import wait_for
-from triggers import deploys, kube, services
+from triggers import services
+from triggers.cluster import deploys, kube
 from triggers.models import Deployment, Trigger
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -100,7 +101,7 @@ def test_an_unchanged_variable_is_owned_by_every_revision_that_reads_it(namespac
 
 
 def test_the_watcher_settling_a_deployment_owns_its_secrets_too(namespace, tenant_a, alice, k8s, cluster):
-    from triggers.watcher import Watcher
+    from triggers.cluster.watcher import Watcher
 
     trigger = services.trigger_create(tenant=tenant_a, user=alice, name="hello", image="kubesim/echo",
                                       secret_values={"API_KEY": "k1"})

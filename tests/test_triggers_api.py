@@ -5,7 +5,7 @@ import base64
 import pytest
 
 from tenants.models import Membership, Role
-from triggers import kube
+from triggers.cluster import kube
 from triggers.models import Deployment, Trigger
 
 pytestmark = pytest.mark.django_db

@@ -13,7 +13,7 @@ from django.test import Client
 from django.utils import timezone
 
 from tenants.models import Tenant
-from triggers import kube
+from triggers.cluster import kube
 from triggers.models import Deployment, Trigger
 
 pytestmark = pytest.mark.django_db

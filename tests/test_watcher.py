@@ -14,9 +14,9 @@ from django.test.utils import CaptureQueriesContext
 from kubesim.config import SimConfig
 from kubesim.sim import SimulatorThread
 from tests.cluster import FAST, REPO, wait_for
-from triggers import kube
+from triggers.cluster import kube
+from triggers.cluster.watcher import Watcher
 from triggers.models import Delivery, Deployment, ScaleEvent, Trigger
-from triggers.watcher import Watcher
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -282,7 +282,7 @@ def test_a_pod_with_a_deletion_timestamp_never_counts_as_ready(cluster, tenant_a
     ({"running": {}}, {"terminated": {"reason": "Completed", "exitCode": 0}}, ""),
 ])
 def test_a_pods_last_termination_reason_is_shown(state, last, shown):
-    from triggers.watcher import pod_summary
+    from triggers.cluster.watcher import pod_summary
 
     pod = {"metadata": {"name": "p"}, "status": {"phase": "Running", "containerStatuses": [
         {"name": "user-container", "restartCount": 2, "state": state, "lastState": last}]}}
@@ -303,7 +303,7 @@ def test_an_oom_killed_handler_shows_why_it_crash_loops(watcher, live_trigger, c
 
 
 def test_the_deploy_poll_also_names_an_oom_kill(live_trigger, cluster):
-    from triggers import deploys
+    from triggers.cluster import deploys
 
     trigger = live_trigger()
     Trigger.objects.filter(pk=trigger.pk).update(image="kubesim/oom", spec_version=2)
@@ -328,7 +328,7 @@ def test_the_deploy_poll_also_names_an_oom_kill(live_trigger, cluster):
     ("ContainerMissing", {"OOMKilled"}, "ContainerMissing"),
 ])
 def test_a_crash_is_named_by_the_runtimes_reason_when_it_says_more(reason, exits, shown):
-    from triggers.status import crash_reason
+    from triggers.cluster.status import crash_reason
 
     assert crash_reason(reason, exits) == shown
 

@@ -16,9 +16,10 @@ from django.utils import timezone
 from relayweb import hosts
 from tenants.audit import audit_record
 from tenants.models import Tenant
+from triggers.cluster import kube
 from triggers.security import crypto, signatures
 
-from . import deliveries, kube
+from . import deliveries
 from .enqueue import enqueue
 from .models import Deployment, Trigger, name_validator
 from .validation import (
@@ -280,7 +281,7 @@ def trigger_deploy(*, trigger: Trigger, user, redeploy: bool = False) -> Deploym
         raise ValidationError(f"Tenant {tenant.slug} is over its limit of {limit} triggers; this one cannot deploy.")
     with transaction.atomic():
         # The trigger row first, then its deployments: the order the worker's deployment_apply takes them
-        # in (triggers/deploys.py), so a deploy during an apply waits instead of deadlocking.
+        # in (triggers/cluster/deploys.py), so a deploy during an apply waits instead of deadlocking.
         locked = Trigger.objects.select_for_update(of=("self",)).filter(pk=trigger.pk).values("deleting").first()
         if locked is None or locked["deleting"]:
             raise ValidationError("This trigger is being deleted.")

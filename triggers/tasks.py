@@ -8,8 +8,10 @@ from __future__ import annotations
 
 from celery import shared_task
 
-from . import deliveries, deploys, provisioning
-from .kube import KubeError
+from triggers.cluster import deploys, provisioning
+from triggers.cluster.kube import KubeError
+
+from . import deliveries
 
 RETRY = {
     "autoretry_for": (KubeError,),

@@ -257,7 +257,7 @@ def start_uvicorn(stack: ExitStack, tmp: Path, env: dict) -> tuple[Proc, str]:
 def make_tenant(slug: str, cluster):
     """A ready tenant and its namespace in kubesim (what provisioning would have done)."""
     from tenants.models import Tenant
-    from triggers import kube
+    from triggers.cluster import kube
 
     tenant = Tenant.objects.create(slug=slug, name=slug.title(), state=Tenant.State.READY)
     cluster.apply_namespace(kube.render_namespace(tenant))
@@ -266,8 +266,8 @@ def make_tenant(slug: str, cluster):
 
 def deploy(cluster, triggers, timeout: float = 60.0) -> None:
     """Apply the triggers' ksvcs, wait until each is ready and observed (address and revision written)."""
-    from triggers import kube
-    from triggers.status import observe_ksvc
+    from triggers.cluster import kube
+    from triggers.cluster.status import observe_ksvc
 
     for trigger in triggers:
         cluster.apply_ksvc(kube.render_ksvc(trigger), exists=False)

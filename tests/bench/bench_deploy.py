@@ -7,7 +7,7 @@ One run against kubesim (in this process, short timings) with ONE real Celery wo
   settled, time-to-ready p50/p95 minus kubesim's configured start delay; all must end ready.
 - Kubernetes API calls per deploy on the happy path, counted server-side by kubesim (tenant
   provisioning excluded), with the breakdown by verb.
-- Kubernetes API calls per reconcile pass (triggers.deploys.reconcile_all, in this process) at 200
+- Kubernetes API calls per reconcile pass (triggers.cluster.deploys.reconcile_all, in this process) at 200
   and at 2,000 triggers; the extra 1,800 are bulk-inserted rows whose ksvcs are created in kubesim
   directly through the official client.
 
@@ -186,7 +186,7 @@ class Bench:
 
     # ------------------------------------------------ reconcile passes
     def reconcile_passes(self, label: str) -> int:
-        from triggers import deploys, kube
+        from triggers.cluster import deploys, kube
         from triggers.models import Trigger
 
         n = Trigger.objects.count()
@@ -221,7 +221,7 @@ class Bench:
         from kubernetes import config as k8s_config
 
         from tenants.models import Tenant
-        from triggers import kube
+        from triggers.cluster import kube
         from triggers.models import Deployment, Trigger
 
         tenants = list(Tenant.objects.order_by("slug"))

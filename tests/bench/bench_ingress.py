@@ -245,7 +245,7 @@ def main() -> None:
         stack.callback(purge_queue)
         from django.db import connections
 
-        from triggers import kube
+        from triggers.cluster import kube
         from triggers.models import Delivery, Trigger
 
         sim = _setup.start_kubesim(stack, tmp, **SIM)

@@ -332,10 +332,10 @@ def prefill_observed_state(cluster) -> None:
     started next finds the database in sync with the cluster, as after a restart, and relists."""
     from django.db import transaction
 
-    from triggers import kube
+    from triggers.cluster import kube
+    from triggers.cluster.status import condition, observed_values
+    from triggers.cluster.watcher import pod_summary
     from triggers.models import Trigger
-    from triggers.status import condition, observed_values
-    from triggers.watcher import pod_summary
 
     def by_trigger(items: list[dict]) -> dict[int, list[dict]]:
         out: dict[int, list[dict]] = {}
@@ -482,7 +482,7 @@ def main() -> None:
         from django.db import connections
 
         from tenants.models import Membership, Role
-        from triggers import kube
+        from triggers.cluster import kube
         from triggers.models import Trigger
 
         sim = _setup.start_kubesim(stack, tmp, **SIM)

@@ -98,7 +98,7 @@ def main() -> None:
         from django.conf import settings
         from django.db import connections
 
-        from triggers import kube
+        from triggers.cluster import kube
         from triggers.models import Delivery, Trigger
 
         sim = _setup.start_kubesim(stack, tmp, image_pull_delay=0.2, start_delay=0.2)

@@ -5,7 +5,7 @@ from __future__ import annotations
 from django.core.management.base import BaseCommand
 from django.db import DatabaseError
 
-from triggers import cluster_check
+from triggers.cluster import check as cluster_check
 from triggers.models import ClusterCheck
 
 

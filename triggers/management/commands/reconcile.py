@@ -5,7 +5,7 @@ import time
 from django.conf import settings
 from django.core.management.base import BaseCommand
 
-from triggers.deploys import reconcile_all
+from triggers.cluster.deploys import reconcile_all
 
 
 class Command(BaseCommand):

@@ -1,4 +1,4 @@
-"""The watcher process: `python manage.py watch_cluster` (see triggers/watcher.py, triggers/leader.py)."""
+"""The watcher process: `python manage.py watch_cluster` (triggers/cluster/watcher.py, leader.py)."""
 
 import signal
 import threading
@@ -6,9 +6,9 @@ import threading
 from django.conf import settings
 from django.core.management.base import BaseCommand
 
-from triggers import kube
-from triggers.leader import LeaderElector, lease_namespace, run_elected
-from triggers.watcher import Watcher, poll_diag, run
+from triggers.cluster import kube
+from triggers.cluster.leader import LeaderElector, lease_namespace, run_elected
+from triggers.cluster.watcher import Watcher, poll_diag, run
 
 
 class Command(BaseCommand):

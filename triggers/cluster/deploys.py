@@ -17,10 +17,11 @@ from django.db.models import JSONField, OuterRef, Subquery
 from django.utils import timezone
 
 from tenants.models import Tenant
+from triggers import broadcast
+from triggers.enqueue import enqueue
+from triggers.models import Deployment, Trigger
 
-from . import broadcast, kube
-from .enqueue import enqueue
-from .models import Deployment, Trigger
+from . import kube
 from .status import observe_ksvc, revision_ready_reason
 
 log = logging.getLogger(__name__)

@@ -1,7 +1,7 @@
 """`manage.py check_cluster`: the operator's proof that an install works.
 
 Each check answers ✓ or ✗ with what was seen and, on ✗, the fix. The checks read the cluster through
-the same seam as the rest of relayweb (`triggers.kube.Cluster`, with relayweb's own credentials), and
+the same seam as the rest of relayweb (`triggers.cluster.kube.Cluster`, with relayweb's own credentials), and
 Ambassador through its admin port (`triggers.gateway.diag.fetch`). `--probe` also deploys a throw-away
 Knative Service in a scratch namespace and sends it one request through RELAY_GATEWAY_URL.
 

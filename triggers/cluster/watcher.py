@@ -22,8 +22,10 @@ from django.utils import timezone
 from kubernetes import watch
 from kubernetes.client.exceptions import ApiException
 
-from . import broadcast, deploys, kube
-from .models import Deployment, ScaleEvent, Trigger
+from triggers import broadcast
+from triggers.models import Deployment, ScaleEvent, Trigger
+
+from . import deploys, kube
 from .status import condition, crash_reason, observe_ksvc, revision_ready_reason
 
 log = logging.getLogger(__name__)

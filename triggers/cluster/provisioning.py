@@ -6,10 +6,10 @@ from django.conf import settings
 from django.db import transaction
 
 from tenants.models import Tenant
+from triggers.models import Trigger
 
 from . import kube
 from .deploys import _delete_in_cluster
-from .models import Trigger
 
 
 def tenant_provision(tenant_id: int) -> str:

@@ -466,7 +466,7 @@ class Cluster:
         self._create_or_patch(self.core.create_namespaced_limit_range,
                               self.core.patch_namespaced_limit_range, limit_range)
 
-    # Leases (the watcher's leader election, triggers/leader.py): plain dicts in the apiserver's JSON form
+    # Leases (the watcher's leader election, triggers/cluster/leader.py): plain dicts in the apiserver's JSON form
     def get_lease(self, namespace: str, name: str) -> dict | None:
         with translated_errors():
             try:
@@ -491,7 +491,7 @@ class Cluster:
             self.coordination.replace_namespaced_lease(meta["name"], meta["namespace"], lease,
                                                        _request_timeout=self.timeout)
 
-    # What `manage.py check_cluster` reads (triggers/cluster_check.py)
+    # What `manage.py check_cluster` reads (triggers/cluster/check.py)
     def server_version(self) -> dict:
         """GET /version: {"major", "minor", "gitVersion", …}."""
         with translated_errors():

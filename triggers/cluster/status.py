@@ -12,8 +12,9 @@ from dataclasses import dataclass
 from django.db import transaction
 from django.utils import timezone
 
+from triggers.models import Deployment, Trigger
+
 from . import kube
-from .models import Deployment, Trigger
 
 
 def condition(obj: dict | None, kind: str) -> dict:

@@ -2,7 +2,7 @@
 
 from django.urls import path
 
-from triggers.consumers import OperatorsConsumer, TenantConsumer
+from triggers.live.consumers import OperatorsConsumer, TenantConsumer
 
 websocket_urlpatterns = [
     path("ws/tenants/<slug:slug>/", TenantConsumer.as_asgi()),

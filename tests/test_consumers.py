@@ -9,7 +9,7 @@ from django.contrib.auth import SESSION_KEY
 from django.contrib.sessions.backends.db import SessionStore
 
 from relayweb.asgi import application
-from triggers import broadcast
+from triggers.live import broadcast
 from triggers.models import Trigger
 
 pytestmark = pytest.mark.django_db(transaction=True)

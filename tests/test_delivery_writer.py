@@ -198,7 +198,8 @@ def test_a_batch_committed_while_live_events_are_on_their_way_is_shown_too(trigg
     from asgiref.sync import async_to_sync
     from channels.layers import get_channel_layer
 
-    from triggers import broadcast, delivery_writer
+    from triggers import delivery_writer
+    from triggers.live import broadcast
 
     writer = delivery_writer.DeliveryWriter(live_interval=0.01)
     first, second = _row(trigger, state="succeeded"), _row(trigger, state="succeeded")

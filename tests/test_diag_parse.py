@@ -359,8 +359,8 @@ def test_each_tenant_gets_the_routes_of_its_triggers_hosts_as_its_websocket_snap
     from asgiref.sync import async_to_sync
     from channels.layers import get_channel_layer
 
-    from triggers import broadcast
     from triggers.cluster.watcher import poll_diag
+    from triggers.live import broadcast
     from triggers.models import Trigger
 
     # acme's route is known by the trigger's URL only (no address yet); globex's by its address

@@ -281,7 +281,7 @@ def test_members_get_each_delivery_live_a_few_messages_a_second(relay, live_trig
     from asgiref.sync import async_to_sync
     from channels.layers import get_channel_layer
 
-    from triggers import broadcast
+    from triggers.live import broadcast
 
     trigger = live_trigger()
     layer = get_channel_layer()

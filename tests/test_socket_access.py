@@ -10,7 +10,7 @@ from tenants import services
 from tenants.models import Membership, Role
 from tests.conftest import PASSWORD
 from tests.test_consumers import connect
-from triggers import broadcast
+from triggers.live import broadcast
 
 pytestmark = pytest.mark.django_db(transaction=True)
 

@@ -7,6 +7,8 @@ class TriggersConfig(AppConfig):
 
     def ready(self) -> None:
         # hooks answers what tenants asks for (tenants.hooks); signals make open websockets re-check access
-        from . import hooks, signals  # noqa: F401
+        from triggers.live import signals  # noqa: F401
+
+        from . import hooks
 
         hooks.connect()

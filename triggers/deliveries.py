@@ -30,9 +30,10 @@ from django.utils import timezone
 
 from tenants.audit import audit_record
 from tenants.models import Tenant
+from triggers.live import broadcast
 from triggers.security import sealed, signatures
 
-from . import broadcast, wakeup
+from . import wakeup
 from .edge_headers import sender_headers
 from .enqueue import celery_app, enqueue
 from .ingress import FORWARD_MARGIN, HOP_BY_HOP

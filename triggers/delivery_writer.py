@@ -34,7 +34,8 @@ from django.db import (
 )
 from django.utils import timezone
 
-from . import broadcast
+from triggers.live import broadcast
+
 from .enqueue import enqueue
 from .models import Delivery, Trigger
 

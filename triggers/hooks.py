@@ -4,8 +4,8 @@ triggers. Connected by TriggersConfig.ready()."""
 from __future__ import annotations
 
 from tenants import hooks
+from triggers.live import broadcast
 
-from . import broadcast
 from .enqueue import enqueue
 
 

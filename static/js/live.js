@@ -1,5 +1,5 @@
 // Live tenant pages: one websocket per page (ws/tenants/<slug>/), no polling while connected.
-// The server sends a snapshot on connect, then one message per change (triggers/broadcast.py):
+// The server sends a snapshot on connect, then one message per change (triggers/live/broadcast.py):
 // trigger.status, trigger.pods, deployment, delivery, diag. Lost connection → reconnect with
 // exponential backoff (0.5 s doubling to 15 s, with jitter); the next snapshot refreshes everything.
 // Closed with code 4403 (access.revoked: removed, signed out…) → say why and stop reconnecting.

@@ -8,7 +8,7 @@ import pytest
 from playwright.sync_api import expect
 
 from tests.e2e.test_browser_live import sign_in
-from triggers import broadcast
+from triggers.live import broadcast
 from triggers.models import Deployment, Trigger
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]

@@ -156,7 +156,7 @@ document.addEventListener("DOMContentLoaded", () => {
 
 
 def test_dashboard_updates_without_polling_and_reconnects_with_a_fresh_snapshot(page, relay, alice, tenant_a):
-    from triggers import broadcast
+    from triggers.live import broadcast
     from triggers.models import Trigger
 
     trigger = Trigger.objects.create(tenant=tenant_a, name="hello", image="kubesim/echo", ready_status="True",
@@ -198,7 +198,7 @@ def test_dashboard_updates_without_polling_and_reconnects_with_a_fresh_snapshot(
 
 def test_trigger_page_shows_deployment_progress_pods_and_route_as_they_change(
         page, relay, alice, tenant_a, store):  # noqa: F811
-    from triggers import broadcast
+    from triggers.live import broadcast
     from triggers.models import Trigger
 
     def send(fn, *args):  # from another thread than Playwright's loop, as the watcher and workers do

@@ -17,8 +17,8 @@ from django.db.models import JSONField, OuterRef, Subquery
 from django.utils import timezone
 
 from tenants.models import Tenant
-from triggers import broadcast
 from triggers.enqueue import enqueue
+from triggers.live import broadcast
 from triggers.models import Deployment, Trigger
 
 from . import kube

@@ -22,7 +22,7 @@ from django.utils import timezone
 from kubernetes import watch
 from kubernetes.client.exceptions import ApiException
 
-from triggers import broadcast
+from triggers.live import broadcast
 from triggers.models import Deployment, ScaleEvent, Trigger
 
 from . import deploys, kube

@@ -2,7 +2,7 @@
 
 Membership is checked in connect() with the same permission helper as the UI and the API; a refused
 socket is closed before it is accepted. On connect the client gets a snapshot, then one message per
-change, built in triggers/broadcast.py.
+change, built in triggers/live/broadcast.py.
 
 Access is checked again on every `access.revoked` message (to the user's group, or the tenant's): the
 user is re-read from the socket's session, so signing out, deactivation and a changed password count,
@@ -24,9 +24,9 @@ from django.contrib.auth import get_user_model
 from tenants.models import Tenant
 from tenants.permissions import Action, allows, can, role_of, tenants_of
 from triggers.gateway import diag
+from triggers.models import Trigger
 
 from . import broadcast
-from .models import Trigger
 
 
 class TenantConsumer(AsyncJsonWebsocketConsumer):

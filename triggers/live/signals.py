@@ -1,4 +1,4 @@
-"""Signal receivers that only tell open websockets to re-check access (triggers/consumers.py decides).
+"""Signal receivers that only tell open websockets to re-check access (triggers/live/consumers.py decides).
 Registered by TriggersConfig.ready()."""
 
 from __future__ import annotations

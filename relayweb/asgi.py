@@ -19,7 +19,7 @@ from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
 from relayweb.hosts import on_hooks_only_host, refuse  # noqa: E402
 from relayweb.origins import OriginValidator  # noqa: E402
 from relayweb.routing import websocket_urlpatterns  # noqa: E402
-from triggers.ingress import Ingress  # noqa: E402
+from triggers.edge.ingress import Ingress  # noqa: E402
 
 ingress = Ingress()
 router = ProtocolTypeRouter(

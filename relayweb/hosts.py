@@ -4,7 +4,7 @@ A handler's response is a tenant's content. With RELAY_HOOKS_URL on a host of it
 are shown on that host and it answers nothing but `/hooks/…`, so no tenant content is ever served
 next to a dashboard session, and no page of the dashboard is served where tenants' content lives.
 `/hooks/` keeps answering on SITE_URL's host too: senders set up before the split keep working, and
-every relayed response is sandboxed and cookie-free whichever host it is served on (triggers/edge_headers.py).
+every relayed response is sandboxed and cookie-free whichever host it is served on (triggers/edge/headers.py).
 """
 
 from __future__ import annotations

@@ -1,7 +1,7 @@
 """A backing service that is down answers 503 with Retry-After (JSON under /api/, a plain page
 elsewhere), not a traceback's 500: the database, or the task queue (Redis) after a change was saved
 (a deployment left pending is re-enqueued by deployments_resume after RELAY_STUCK_AFTER).
-The webhook ingress has its own answer (triggers/ingress.py)."""
+The webhook ingress has its own answer (triggers/edge/ingress.py)."""
 
 import logging
 

@@ -240,7 +240,7 @@ X_FRAME_OPTIONS = "DENY"
 SECURE_REFERRER_POLICY = "same-origin"
 # Pages load only this site's own scripts, styles and fonts (static/, no inline code, no CDN) and talk only to
 # this site, websockets included (ws:// or wss:// of SITE_URL, for browsers whose 'self' does not cover them).
-# /hooks/ never reaches Django: relayed responses get their own sandbox policy (triggers/edge_headers.py).
+# /hooks/ never reaches Django: relayed responses get their own sandbox policy (triggers/edge/headers.py).
 _SITE = urlsplit(SITE_URL)
 CONTENT_SECURITY_POLICY = {
     "EXCLUDE_URL_PREFIXES": ["/hooks/"],

@@ -14,7 +14,7 @@ import pytest
 from django.utils import timezone
 
 from tenants.models import Membership, Role
-from triggers.ingress import _load_route
+from triggers.edge.ingress import _load_route
 from triggers.models import Delivery, DeliveryAttempt, Trigger
 from triggers.security import crypto
 

@@ -7,7 +7,7 @@ from django.db import IntegrityError, connection
 from django.test import Client
 from django.utils import timezone
 
-from triggers.delivery_writer import DeliveryRecord, DuplicateDelivery, RowNotStored, TriggerGone, _write
+from triggers.edge.delivery_writer import DeliveryRecord, DuplicateDelivery, RowNotStored, TriggerGone, _write
 from triggers.models import Delivery, Trigger
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -198,7 +198,7 @@ def test_a_batch_committed_while_live_events_are_on_their_way_is_shown_too(trigg
     from asgiref.sync import async_to_sync
     from channels.layers import get_channel_layer
 
-    from triggers import delivery_writer
+    from triggers.edge import delivery_writer
     from triggers.live import broadcast
 
     writer = delivery_writer.DeliveryWriter(live_interval=0.01)

@@ -222,10 +222,10 @@ def test_an_undecryptable_secret_is_503_not_500(relay, live_trigger):
 
 
 def test_an_undecryptable_secret_is_logged_once_not_on_every_route_reload(live_trigger, caplog):
-    from triggers.ingress import Route
+    from triggers.edge.ingress import Route
 
     trigger = live_trigger(verification="github", verification_secret="not-a-fernet-token")
-    with caplog.at_level("ERROR", logger="triggers.ingress"):
+    with caplog.at_level("ERROR", logger="triggers.edge.ingress"):
         assert all(Route.of(trigger).broken for _ in range(3))
         assert len(caplog.records) == 1 and f"trigger {trigger.pk}" in caplog.records[0].getMessage()
         trigger.verification_secret = crypto.encrypt("fixed")

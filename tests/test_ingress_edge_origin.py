@@ -18,7 +18,7 @@ from django.test import Client
 
 from tests.cluster import wait_for
 from triggers import deliveries
-from triggers.edge_headers import forwarded_headers
+from triggers.edge.headers import forwarded_headers
 from triggers.models import Delivery, Trigger
 
 pytestmark = pytest.mark.django_db(transaction=True)

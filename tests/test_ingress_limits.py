@@ -12,8 +12,8 @@ import pytest
 import requests
 
 from tests.cluster import wait_for
-from triggers.delivery_writer import RowNotStored, TriggerGone
-from triggers.ingress import Ingress, not_stored, request_limit
+from triggers.edge.delivery_writer import RowNotStored, TriggerGone
+from triggers.edge.ingress import Ingress, not_stored, request_limit
 from triggers.models import Delivery, Trigger
 
 pytestmark = pytest.mark.django_db(transaction=True)

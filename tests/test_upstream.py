@@ -4,7 +4,7 @@ import asyncio
 
 import pytest
 
-from triggers.upstream import HIGH_WATER, Upstream, UpstreamUnreachable
+from triggers.edge.upstream import HIGH_WATER, Upstream, UpstreamUnreachable
 
 OK = b"HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: 2\r\n\r\nok"
 

@@ -30,13 +30,13 @@ from django.utils import timezone
 
 from tenants.audit import audit_record
 from tenants.models import Tenant
+from triggers.edge import wakeup
+from triggers.edge.headers import sender_headers
+from triggers.edge.ingress import FORWARD_MARGIN, HOP_BY_HOP
 from triggers.live import broadcast
 from triggers.security import sealed, signatures
 
-from . import wakeup
-from .edge_headers import sender_headers
 from .enqueue import celery_app, enqueue
-from .ingress import FORWARD_MARGIN, HOP_BY_HOP
 from .models import Delivery, DeliveryAttempt, Trigger, new_token
 
 log = logging.getLogger(__name__)

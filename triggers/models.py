@@ -247,7 +247,7 @@ class Delivery(models.Model):
     trigger = models.ForeignKey(Trigger, on_delete=models.CASCADE, related_name="deliveries")
     received_at = models.DateTimeField(default=timezone.now)
     mode = models.CharField(max_length=5, choices=Trigger.Mode.choices)
-    method = models.CharField(max_length=16)  # the ingress refuses longer methods (triggers/ingress.py)
+    method = models.CharField(max_length=16)  # the ingress refuses longer methods (triggers/edge/ingress.py)
     path = models.TextField(blank=True, default="")  # bounded by RELAY_MAX_URL_BYTES at the ingress
     query = models.TextField(blank=True, default="")
     headers = models.JSONField(default=list)  # [[name, value], …], sensitive values redacted
@@ -272,7 +272,7 @@ class Delivery(models.Model):
     error = models.TextField(blank=True, default="")
     replay_of = models.ForeignKey("self", null=True, blank=True, on_delete=models.SET_NULL, related_name="replays")
     # The database could not hold the row as it arrived: values were cut to their column or cleaned of bytes
-    # it refuses (NUL, unpaired surrogates); record_note says which (triggers/delivery_writer.py).
+    # it refuses (NUL, unpaired surrogates); record_note says which (triggers/edge/delivery_writer.py).
     truncated = models.BooleanField(default=False)
     record_note = models.TextField(blank=True, default="")
     # The sender sent this provider delivery id again after the first delivery of it failed: forwarded

@@ -34,10 +34,9 @@ from django.db import (
 )
 from django.utils import timezone
 
+from triggers.enqueue import enqueue
 from triggers.live import broadcast
-
-from .enqueue import enqueue
-from .models import Delivery, Trigger
+from triggers.models import Delivery, Trigger
 
 log = logging.getLogger(__name__)
 _DELIVERY_FIELDS = Delivery._meta.concrete_fields

@@ -2,9 +2,9 @@
 
 Measured (ARCHITECTURE.md): a Django view forwarding with aiohttp manages ~2% of a direct backend's
 throughput, a plain ASGI app ~50%. So this is plain ASGI; it forwards over one keep-alive pool to the
-gateway (triggers/upstream.py: an HTTP/1.1 client on httptools, a third of aiohttp's CPU per webhook,
+gateway (triggers/edge/upstream.py: an HTTP/1.1 client on httptools, a third of aiohttp's CPU per webhook,
 measured by tests/bench/bench_ingress.py); the database is touched through a token cache and a
-group-commit writer (triggers/delivery_writer.py).
+group-commit writer (triggers/edge/delivery_writer.py).
 
 Order of work per request: route (404/410) → size (413, before reading it all) → signature (401,
 before waking anything) → dedupe → record → forward (sync) or store and 202 (async). First of all, the
@@ -26,12 +26,12 @@ from django.db import InterfaceError, OperationalError, close_old_connections
 from django.db.models import Q
 from django.utils import timezone
 
+from triggers.models import Delivery, Trigger
 from triggers.security import crypto, sealed, signatures
 
 from . import wakeup
 from .delivery_writer import DeliveryRecord, DeliveryWriter, DuplicateDelivery, RowNotStored, TriggerGone
-from .edge_headers import forwarded_headers, relayed_headers, sender_headers
-from .models import Delivery, Trigger
+from .headers import forwarded_headers, relayed_headers, sender_headers
 from .upstream import Response, Upstream, UpstreamUnreachable
 
 log = logging.getLogger(__name__)

@@ -5,7 +5,8 @@ from __future__ import annotations
 import pytest
 from django.core.exceptions import ValidationError
 
-from triggers import deliveries, services
+from triggers import services
+from triggers.deliveries import retries as deliveries
 from triggers.models import Trigger
 
 pytestmark = pytest.mark.django_db

@@ -13,7 +13,7 @@ import requests
 from django.utils import timezone
 
 from tests.cluster import wait_for
-from triggers.deliveries import deliveries_clear_credentials, deliveries_prune, delivery_replay
+from triggers.deliveries.retries import deliveries_clear_credentials, deliveries_prune, delivery_replay
 from triggers.models import Delivery, Trigger
 from triggers.security import crypto, sealed, signatures
 

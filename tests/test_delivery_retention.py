@@ -9,7 +9,7 @@ import requests
 from django.utils import timezone
 
 from tests.cluster import wait_for
-from triggers.deliveries import deliveries_prune
+from triggers.deliveries.retries import deliveries_prune
 from triggers.models import Delivery, Trigger
 from triggers.security import crypto
 

@@ -12,7 +12,7 @@ import requests
 from django.utils import timezone
 
 from tests.cluster import wait_for
-from triggers.deliveries import trigger_rotate_token
+from triggers.deliveries.retries import trigger_rotate_token
 from triggers.models import Delivery, Trigger
 from triggers.security import crypto
 

@@ -8,7 +8,7 @@ import requests
 from tests.cluster import wait_for
 from triggers.cluster import kube
 from triggers.cluster.status import observe_ksvc
-from triggers.deliveries import delivery_replay
+from triggers.deliveries.retries import delivery_replay
 from triggers.models import Delivery, Trigger
 
 pytestmark = pytest.mark.celery

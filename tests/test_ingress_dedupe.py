@@ -253,7 +253,7 @@ def test_replay_failed_skips_deliveries_the_sender_has_sent_again(tenant_a):
 
     from django.utils import timezone
 
-    from triggers.deliveries import deliveries_replay_failed
+    from triggers.deliveries.retries import deliveries_replay_failed
 
     trigger = Trigger.objects.create(tenant=tenant_a, name="hello", image="kubesim/echo")
     now = timezone.now()

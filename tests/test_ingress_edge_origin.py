@@ -17,7 +17,7 @@ from channels.testing import HttpCommunicator
 from django.test import Client
 
 from tests.cluster import wait_for
-from triggers import deliveries
+from triggers.deliveries import retries as deliveries
 from triggers.edge.headers import forwarded_headers
 from triggers.models import Delivery, Trigger
 

@@ -15,7 +15,7 @@ from django.utils import timezone
 
 from kubesim.handlers import Generated
 from tests.cluster import wait_for
-from triggers.deliveries import delivery_deliver
+from triggers.deliveries.retries import delivery_deliver
 from triggers.models import Delivery, Trigger
 
 pytestmark = pytest.mark.django_db(transaction=True)

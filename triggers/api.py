@@ -12,8 +12,9 @@ from rest_framework.response import Response
 
 from tenants.api import TenantRole, TenantScoped, tenant_param, with_tenant_param
 from tenants.permissions import Action
+from triggers.deliveries import retries as deliveries
 
-from . import deliveries, services
+from . import services
 from .models import Deployment, Trigger
 from .serializers import DeploymentSerializer, TriggerSerializer
 

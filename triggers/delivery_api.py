@@ -16,8 +16,9 @@ from rest_framework.response import Response
 
 from tenants.api import TenantRole, TenantScoped, tenant_param
 from tenants.permissions import Action
+from triggers.deliveries import retries as deliveries
 
-from . import deliveries, services
+from . import services
 from .api import trigger_param
 from .models import Delivery, DeliveryAttempt, Trigger
 

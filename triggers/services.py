@@ -17,9 +17,9 @@ from relayweb import hosts
 from tenants.audit import audit_record
 from tenants.models import Tenant
 from triggers.cluster import kube
+from triggers.deliveries import retries as deliveries
 from triggers.security import crypto, signatures
 
-from . import deliveries
 from .enqueue import enqueue
 from .models import Deployment, Trigger, name_validator
 from .validation import (

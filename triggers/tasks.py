@@ -10,8 +10,7 @@ from celery import shared_task
 
 from triggers.cluster import deploys, provisioning
 from triggers.cluster.kube import KubeError
-
-from . import deliveries
+from triggers.deliveries import retries as deliveries
 
 RETRY = {
     "autoretry_for": (KubeError,),
@@ -82,7 +81,7 @@ def reconcile_all() -> str:
 
 @shared_task(acks_late=True, ignore_result=True)
 def delivery_deliver(delivery_id: str) -> str:
-    """One attempt of an async delivery; it schedules its own retries (see triggers/deliveries.py)."""
+    """One attempt of an async delivery; it schedules its own retries (see triggers/deliveries/retries.py)."""
     return deliveries.delivery_deliver(delivery_id)
 
 

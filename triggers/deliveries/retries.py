@@ -33,11 +33,10 @@ from tenants.models import Tenant
 from triggers.edge import wakeup
 from triggers.edge.headers import sender_headers
 from triggers.edge.ingress import FORWARD_MARGIN, HOP_BY_HOP
+from triggers.enqueue import celery_app, enqueue
 from triggers.live import broadcast
+from triggers.models import Delivery, DeliveryAttempt, Trigger, new_token
 from triggers.security import sealed, signatures
-
-from .enqueue import celery_app, enqueue
-from .models import Delivery, DeliveryAttempt, Trigger, new_token
 
 log = logging.getLogger(__name__)
 RETRYABLE = Delivery.RETRYABLE_STATUSES

@@ -6,8 +6,8 @@ from rest_framework.routers import DefaultRouter
 from relayweb import health
 from tenants import api as tenants_api
 from tenants.signin import throttled_signin
-from triggers import api as triggers_api
-from triggers import delivery_api
+from triggers.api import deliveries as delivery_api
+from triggers.api import views as triggers_api
 
 router = DefaultRouter(trailing_slash=True)
 router.register("tenants", tenants_api.TenantViewSet, basename="tenant")

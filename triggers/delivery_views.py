@@ -15,11 +15,11 @@ from django.views.decorators.http import require_POST
 
 from tenants.decorators import tenant_view
 from tenants.permissions import Action, allows
+from triggers.api.deliveries import DeliveryFilter
 from triggers.deliveries import retries as deliveries
 from triggers.security import signatures
 
 from . import services
-from .delivery_api import DeliveryFilter
 from .models import Delivery, Trigger
 
 SAMPLE_BODY = '{"hello": "world"}'

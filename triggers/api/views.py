@@ -12,10 +12,10 @@ from rest_framework.response import Response
 
 from tenants.api import TenantRole, TenantScoped, tenant_param, with_tenant_param
 from tenants.permissions import Action
+from triggers import services
 from triggers.deliveries import retries as deliveries
+from triggers.models import Deployment, Trigger
 
-from . import services
-from .models import Deployment, Trigger
 from .serializers import DeploymentSerializer, TriggerSerializer
 
 NAME_REGEX = "[a-z][-a-z0-9]*"

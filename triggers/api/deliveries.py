@@ -16,11 +16,11 @@ from rest_framework.response import Response
 
 from tenants.api import TenantRole, TenantScoped, tenant_param
 from tenants.permissions import Action
+from triggers import services
 from triggers.deliveries import retries as deliveries
+from triggers.models import Delivery, DeliveryAttempt, Trigger
 
-from . import services
-from .api import trigger_param
-from .models import Delivery, DeliveryAttempt, Trigger
+from .views import trigger_param
 
 UUID_REGEX = "[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}"
 

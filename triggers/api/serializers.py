@@ -6,9 +6,8 @@ from django.utils import timezone
 from rest_framework import serializers
 
 from relayweb.api import StrictFieldsMixin
-
-from . import services
-from .models import NAME_MAX_LENGTH, Deployment, Trigger
+from triggers import services
+from triggers.models import NAME_MAX_LENGTH, Deployment, Trigger
 
 
 class EnvVarSerializer(StrictFieldsMixin, serializers.Serializer):

@@ -35,13 +35,13 @@ router.register(
 urlpatterns = [
     path("admin/login/", throttled_signin(admin.site.login), name="admin-login"),
     path("admin/", admin.site.urls),
-    path("ops/", include("triggers.diag_urls")),
+    path("ops/", include("triggers.pages.ops_urls")),
     path("api/v1/", include(router.urls)),
     path("api/schema/", SpectacularAPIView.as_view(), name="schema"),
     path("api/docs/", SpectacularSwaggerSplitView.as_view(url_name="schema"), name="api-docs"),
     path("healthz", health.healthz, name="healthz"),
     path("readyz", health.readyz, name="readyz"),
-    path("", include("triggers.urls")),
+    path("", include("triggers.pages.urls")),
     path("", include("tenants.urls")),
 ]
 

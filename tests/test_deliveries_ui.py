@@ -14,8 +14,8 @@ import pytest
 from django.test import Client
 from django.utils import timezone
 
-from triggers.delivery_views import PAGE_SIZE, curl_example
 from triggers.models import Delivery, DeliveryAttempt, Trigger
+from triggers.pages.deliveries import PAGE_SIZE, curl_example
 from triggers.security import crypto, signatures
 
 pytestmark = pytest.mark.django_db

@@ -1,5 +1,5 @@
 """The live pages as the server renders them: badges and pod counts with their live hooks, pods table,
-scale timeline with cold-start durations, last-hour charts (triggers/charts.py), Ambassador block, access.
+scale timeline with cold-start durations, last-hour charts (triggers/pages/charts.py), Ambassador block, access.
 
 What changes afterwards in the browser is tested with Chromium in tests/e2e/test_browser_live.py.
 """
@@ -16,8 +16,8 @@ from django.test import Client
 from django.utils import timezone
 
 from tests.test_diag_views import good_state, store  # noqa: F401 (fixture)
-from triggers import charts
 from triggers.models import Delivery, Deployment, ScaleEvent, Trigger
+from triggers.pages import charts
 
 pytestmark = pytest.mark.django_db
 

@@ -130,7 +130,7 @@
     }
   }
 
-  // ------------------------------------------------------------------ charts (same formulas as triggers/charts.py)
+  // ------------------------------------------------------------------ charts (same formulas as triggers/pages/charts.py)
   let chart = null;
   function loadChart() {
     const script = document.getElementById("chart-data");

@@ -2,7 +2,7 @@
 
 from django.urls import path
 
-from . import diag_views
+from . import ops as diag_views
 
 urlpatterns = [
     path("diag/", diag_views.ops_diag, name="ops-diag"),

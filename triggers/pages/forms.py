@@ -12,9 +12,9 @@ from django.core.exceptions import ValidationError
 from django.utils.dateparse import parse_datetime
 from django.utils.timesince import timesince
 
-from .models import NAME_MAX_LENGTH, Trigger, name_validator
-from .services import EDGE_FIELDS, edge_errors
-from .validation import (
+from triggers.models import NAME_MAX_LENGTH, Trigger, name_validator
+from triggers.services import EDGE_FIELDS, edge_errors
+from triggers.validation import (
     default_timeout,
     timeout_limit,
     validate_env_name,

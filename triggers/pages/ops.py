@@ -10,8 +10,7 @@ from django.http import Http404
 from django.shortcuts import render
 
 from triggers.gateway import diag
-
-from .models import ClusterCheck
+from triggers.models import ClusterCheck
 
 
 def staff_required(view):

@@ -7,7 +7,8 @@ The create page lives at `triggers/-/new/`: "-" cannot start a trigger name, so 
 
 from django.urls import path
 
-from . import delivery_views, views
+from . import deliveries as delivery_views
+from . import views
 
 prefix = "t/<slug:slug>/triggers/"
 one = prefix + "<slug:name>/"

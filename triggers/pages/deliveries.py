@@ -15,12 +15,11 @@ from django.views.decorators.http import require_POST
 
 from tenants.decorators import tenant_view
 from tenants.permissions import Action, allows
+from triggers import services
 from triggers.api.deliveries import DeliveryFilter
 from triggers.deliveries import retries as deliveries
+from triggers.models import Delivery, Trigger
 from triggers.security import signatures
-
-from . import services
-from .models import Delivery, Trigger
 
 SAMPLE_BODY = '{"hello": "world"}'
 HEX_PREVIEW_BYTES = 4096

@@ -12,12 +12,13 @@ from django.views.decorators.http import require_POST
 
 from tenants.decorators import tenant_view
 from tenants.permissions import Action, allows
+from triggers import services
 from triggers.gateway import diag
+from triggers.models import Deployment, Trigger
 
-from . import charts, services
-from .delivery_views import webhook_info
+from . import charts
+from .deliveries import webhook_info
 from .forms import TriggerForm, secret_rows
-from .models import Deployment, Trigger
 
 RECENT_DELIVERIES = 10
 CHART_ROWS = 5000

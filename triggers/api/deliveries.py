@@ -6,8 +6,6 @@ from __future__ import annotations
 import base64
 import uuid
 
-import django_filters
-from django import forms
 from django.shortcuts import get_object_or_404
 from drf_spectacular.utils import extend_schema, extend_schema_field, inline_serializer
 from rest_framework import mixins, permissions, serializers, status, viewsets
@@ -18,6 +16,7 @@ from tenants.api import TenantRole, TenantScoped, tenant_param
 from tenants.permissions import Action
 from triggers import services
 from triggers.deliveries import retries as deliveries
+from triggers.deliveries.filters import DeliveryFilter
 from triggers.models import Delivery, DeliveryAttempt, Trigger
 
 from .views import trigger_param
@@ -32,24 +31,6 @@ def body_as_text(data: bytes) -> tuple[str, str]:
         return data.decode("utf-8"), "utf-8"
     except UnicodeDecodeError:
         return base64.b64encode(data).decode("ascii"), "base64"
-
-
-class IntegerFilter(django_filters.NumberFilter):
-    field_class = forms.IntegerField
-
-
-class DeliveryFilter(django_filters.FilterSet):
-    """One filter set for the API and the UI list."""
-
-    state = django_filters.ChoiceFilter(choices=Delivery.State.choices)
-    response_status = IntegerFilter(min_value=100, max_value=599, label="Response status")
-    cold_start = django_filters.BooleanFilter(label="Cold start")
-    replay_of = django_filters.UUIDFilter(field_name="replay_of_id", label="Replay of")
-    redelivery_of = django_filters.UUIDFilter(field_name="redelivery_of_id", label="Redelivery of")
-
-    class Meta:
-        model = Delivery
-        fields = ["state", "response_status", "cold_start", "replay_of", "redelivery_of"]
 
 
 class DeliveryAttemptSerializer(serializers.ModelSerializer):

@@ -16,8 +16,8 @@ from django.views.decorators.http import require_POST
 from tenants.decorators import tenant_view
 from tenants.permissions import Action, allows
 from triggers import services
-from triggers.api.deliveries import DeliveryFilter
 from triggers.deliveries import retries as deliveries
+from triggers.deliveries.filters import DeliveryFilter
 from triggers.models import Delivery, Trigger
 from triggers.security import signatures
 

@@ -31,8 +31,8 @@ from django.utils import timezone
 from tenants.audit import audit_record
 from tenants.models import Tenant
 from triggers.edge import wakeup
-from triggers.edge.headers import sender_headers
-from triggers.edge.ingress import FORWARD_MARGIN, HOP_BY_HOP
+from triggers.edge.headers import HOP_BY_HOP, sender_headers
+from triggers.edge.wakeup import FORWARD_MARGIN
 from triggers.enqueue import celery_app, enqueue
 from triggers.live import broadcast
 from triggers.models import Delivery, DeliveryAttempt, Trigger, new_token

@@ -25,6 +25,9 @@ from relayweb.proxies import is_trusted_proxy
 # - knative-* and k-*: Knative's internal routing and probe headers (Knative-Serving-Namespace,
 #   Knative-Serving-Revision, K-Network-Probe, …), set by the gateway and read by the activator.
 # - x-forwarded-* and forwarded: only from a trusted proxy (RELAY_TRUSTED_PROXIES), see forwarded_headers().
+# Connection-level headers (and those the client recomputes), never copied from one hop to the next.
+HOP_BY_HOP = {"connection", "keep-alive", "proxy-authenticate", "proxy-authorization", "te", "trailer",
+              "transfer-encoding", "upgrade", "host", "content-length"}
 RESERVED_PREFIXES = ("x-relay-", "x-envoy-", "knative-", "k-")
 FORWARDING_PREFIXES = ("x-forwarded-", "forwarded")
 _NOT_FROM_SENDERS = RESERVED_PREFIXES + FORWARDING_PREFIXES

@@ -31,16 +31,13 @@ from triggers.security import crypto, sealed, signatures
 
 from . import wakeup
 from .delivery_writer import DeliveryRecord, DeliveryWriter, DuplicateDelivery, RowNotStored, TriggerGone
-from .headers import forwarded_headers, relayed_headers, sender_headers
+from .headers import HOP_BY_HOP, forwarded_headers, relayed_headers, sender_headers
 from .upstream import Response, Upstream, UpstreamUnreachable
+from .wakeup import FORWARD_MARGIN
 
 log = logging.getLogger(__name__)
 
-HOP_BY_HOP = {"connection", "keep-alive", "proxy-authenticate", "proxy-authorization", "te", "trailer",
-              "transfer-encoding", "upgrade", "host", "content-length"}
 JSON = [(b"content-type", b"application/json")]
-# Over the trigger's timeout when forwarding: Knative's own 504 (queue-proxy `request timeout`) arrives first.
-FORWARD_MARGIN = 1.0
 _UNDECRYPTABLE: set[int] = set()  # triggers whose secret failed to decrypt, already logged
 
 

@@ -37,6 +37,8 @@ from django.conf import settings
 
 PROBE_AGENT = "Knative-Activator-Probe"
 NOT_READY = (502, 503, 504)  # the gateway's or the activator's "no pod (yet)"
+# Over the trigger's timeout when forwarding: Knative's own 504 (queue-proxy `request timeout`) arrives first.
+FORWARD_MARGIN = 1.0
 ROUTE_GRACE = 2.0  # seconds an Envoy 404 for a route that should exist is retried (Envoy not programmed yet)
 RETRY_PAUSE = 0.1  # between attempts that were answered at once
 

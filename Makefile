@@ -55,7 +55,8 @@ clean:
 
 # Flake hunting: the timing-sensitive tests FLAKY_RUNS times each, shuffled, under GIL contention
 # (FLAKY_CONTEND spinning threads); prints the flake rate per test. Not part of `make test`.
-FLAKY_TESTS  ?= tests/e2e tests/test_watcher.py tests/test_ingress.py tests/test_ingress_async.py tests/test_deploy_flow.py
+FLAKY_TESTS  ?= tests/e2e tests/cluster/test_watcher.py tests/edge/test_ingress.py tests/edge/test_ingress_async.py \
+                tests/cluster/test_deploy_flow.py
 FLAKY_RUNS   ?= 5
 FLAKY_CONTEND ?= 2
 test-flaky: install-dev

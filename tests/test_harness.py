@@ -61,7 +61,7 @@ def test_the_cluster_dump_shows_the_namespace_phase_conditions_pods_and_events(k
 def _slow_starts() -> dict[str, float]:
     """Every `kubesim/slow-start:<d>` a test deploys on the suite's shared simulator (tests/kubesim has its own)."""
     found = {}
-    for path in [*TESTS.glob("test_*.py"), *TESTS.glob("e2e/test_*.py")]:
+    for path in [p for p in TESTS.rglob("test_*.py") if p.relative_to(TESTS).parts[0] != "kubesim"]:
         for m in re.finditer(r"kubesim/slow-start:(\d+)(ms|s)\b", path.read_text()):
             found[f"{path.name}: {m.group(0)}"] = int(m.group(1)) / (1000 if m.group(2) == "ms" else 1)
     return found

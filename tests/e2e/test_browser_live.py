@@ -17,7 +17,7 @@ from playwright.sync_api import expect
 
 from tests.cluster import wait_for
 from tests.conftest import PASSWORD
-from tests.test_diag_views import good_state, store  # noqa: F401 (store: a fixture)
+from tests.pages.test_diag_views import good_state, store  # noqa: F401 (store: a fixture)
 from triggers.cluster.watcher import Watcher
 from triggers.models import Deployment, ScaleEvent
 

@@ -40,7 +40,7 @@ PROBE_LABEL = "relayweb.io/check"
 
 def permissions() -> list[tuple[str, str, str, str]]:
     """Every permission relayweb uses: (apiGroup, resource, verb, namespace), "" = every namespace.
-    deploy/helm/relayweb/templates/rbac.yaml grants them (tests/test_cluster_check.py compares)."""
+    deploy/helm/relayweb/templates/rbac.yaml grants them (tests/cluster/test_cluster_check.py compares)."""
     every = ""
     knative_ns = settings.RELAY_KNATIVE_NAMESPACE
     return [

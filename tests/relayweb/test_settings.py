@@ -3,14 +3,12 @@
 import os
 import subprocess
 import sys
-from pathlib import Path
 
 import pytest
 from django.core.exceptions import ImproperlyConfigured
 
 from relayweb import settings as relay_settings
-
-REPO = Path(__file__).resolve().parents[1]
+from tests.cluster import REPO
 
 
 def run_manage(*args, env: dict) -> subprocess.CompletedProcess:

@@ -13,7 +13,7 @@ from kubesim.config import SimConfig
 from kubesim.sim import SimulatorThread
 from tests.cluster import FAST
 from tests.deploy.charts import RELAYWEB_REQUIRED, render
-from tests.test_helm_rbac import granted, required_permissions
+from tests.deploy.test_helm_rbac import granted, required_permissions
 from triggers.cluster import check as cluster_check
 from triggers.cluster import kube
 from triggers.models import ClusterCheck

@@ -51,9 +51,8 @@ def test_no_body_signature_or_secret_in_the_logs(relay, live_trigger, caplog):
 
 def test_web_servers_never_write_access_logs_with_webhook_tokens():
     """uvicorn's access log would print /hooks/<token>, and the token is the webhook's credential."""
-    from pathlib import Path
 
-    repo = Path(__file__).resolve().parents[1]
+    from tests.cluster import REPO as repo
     web = next(line for line in (repo / "Procfile").read_text().splitlines() if line.startswith("web:"))
     assert "--no-access-log" in web
     assert '"--no-access-log"' in (repo / "deploy" / "Dockerfile").read_text()

@@ -1,13 +1,13 @@
 """Pages carry a strict Content-Security-Policy, Referrer-Policy and X-Frame-Options; /hooks/ keeps its own."""
 
 import re
-from pathlib import Path
 
 import pytest
 
+from tests.cluster import REPO
+
 pytestmark = pytest.mark.django_db
 
-REPO = Path(__file__).resolve().parents[1]
 
 
 def policy(response) -> dict[str, list[str]]:

@@ -6,7 +6,7 @@ from channels.testing import WebsocketCommunicator
 
 from relayweb.asgi import application
 from relayweb.origins import origin_allowed, parse_origin
-from tests.test_consumers import session_cookie
+from tests.live.test_consumers import session_cookie
 
 
 def scope(origin=None, host="localhost:8000", scheme="ws", forwarded_proto=None):

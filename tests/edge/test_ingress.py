@@ -270,7 +270,7 @@ def test_handlers_cookies_never_reach_another_handler(relay, live_trigger, setti
         server.shutdown()
         server.server_close()
     assert one.status_code == two.status_code == three.status_code == 200
-    assert "Set-Cookie" not in one.headers  # nor does its sender (tests/test_ingress_edge_origin.py)
+    assert "Set-Cookie" not in one.headers  # nor does its sender (tests/edge/test_ingress_edge_origin.py)
     assert [cookie for _, cookie in seen] == [None, None, None], seen
 
 

@@ -1,9 +1,8 @@
 """The README documents every setting that relayweb/settings.py reads from the environment."""
 
 import re
-from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[1]
+from tests.cluster import REPO
 
 
 def settings_read_from_env() -> set[str]:

@@ -9,7 +9,7 @@ from django.test import Client
 from tenants import services
 from tenants.models import Membership, Role
 from tests.conftest import PASSWORD
-from tests.test_consumers import connect
+from tests.live.test_consumers import connect
 from triggers.live import broadcast
 
 pytestmark = pytest.mark.django_db(transaction=True)

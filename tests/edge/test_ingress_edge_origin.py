@@ -9,21 +9,20 @@ import socket
 import subprocess
 import sys
 import threading
-from pathlib import Path
 
 import pytest
 import requests
 from channels.testing import HttpCommunicator
 from django.test import Client
 
-from tests.cluster import wait_for
+from tests.cluster import REPO, wait_for
 from triggers.deliveries import retries as deliveries
 from triggers.edge.headers import forwarded_headers
 from triggers.models import Delivery, Trigger
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
-REPO = Path(__file__).resolve().parents[1]
+
 HOOKS = "https://hooks.example-hooks.test"
 SPOOFED = {
     "X-Relay-Trigger": "globex/theirs", "X-Relay-Delivery-Id": "spoofed-id", "X-Relay-Anything": "1",

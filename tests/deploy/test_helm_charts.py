@@ -10,7 +10,7 @@ import helm_python as helm
 import pytest
 
 from tests.deploy.charts import CHARTS, KUBE_VERSION, RELAYWEB_REQUIRED, REPO, find, render, render_error, validate
-from tests.test_readme import settings_read_from_env
+from tests.relayweb.test_readme import settings_read_from_env
 
 AMBASSADOR_CUSTOM = {
     "image": {"repository": "registry.example.com/mirror/ambassador", "tag": "1.14.4-patched"},

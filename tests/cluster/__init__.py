@@ -27,7 +27,7 @@ from tests.waiting import describe_cluster, explain_with, wait_for
 
 __all__ = ["wait_for"]  # the tests' one polling helper lives in tests/waiting.py; imported from here too
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 FIXTURES = REPO.parent / "shared" / "fixtures"
 
 FAST = dict(image_pull_delay=0.05, start_delay=0.1, stable_window=1.0, scale_to_zero_grace=0.3,

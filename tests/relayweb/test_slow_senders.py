@@ -14,7 +14,7 @@ import pytest
 
 from tests.cluster import wait_for
 from tests.deploy.charts import RELAYWEB_REQUIRED, REPO, render
-from tests.test_helm_charts import container, deployments
+from tests.deploy.test_helm_charts import container, deployments
 from triggers.models import Delivery, Trigger
 
 pytestmark = pytest.mark.django_db(transaction=True)

@@ -8,7 +8,7 @@ counts, bodies, Content-Length or chunked framing, written and read at once or s
 - a forwarded request is recorded once, under acme's trigger, with the id the handler was given;
 - globex's webhook, sent right after, is answered 200 and recorded under globex's trigger alone.
 
-`RELAY_HOSTILE_EXAMPLES=1000 make test PYTEST_ARGS=tests/test_ingress_hostile.py` hunts longer (60 by default).
+`RELAY_HOSTILE_EXAMPLES=1000 make test PYTEST_ARGS=tests/edge/test_ingress_hostile.py` hunts longer (60 by default).
 """
 
 from __future__ import annotations

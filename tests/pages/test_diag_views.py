@@ -10,7 +10,7 @@ import redis
 from django.template.loader import render_to_string
 from django.test import Client
 
-from tests.test_diag_parse import ACME, GLOBEX, T0, T1, plain_http_diag
+from tests.cluster.test_diag_parse import ACME, GLOBEX, T0, T1, plain_http_diag
 from triggers.gateway import diag
 from triggers.models import Trigger
 

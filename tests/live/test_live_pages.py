@@ -15,7 +15,7 @@ import pytest
 from django.test import Client
 from django.utils import timezone
 
-from tests.test_diag_views import good_state, store  # noqa: F401 (fixture)
+from tests.pages.test_diag_views import good_state, store  # noqa: F401 (fixture)
 from triggers.models import Delivery, Deployment, ScaleEvent, Trigger
 from triggers.pages import charts
 

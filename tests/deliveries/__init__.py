@@ -1,0 +1,1 @@
+"""Tests of triggers.deliveries: async attempts, retries, the sweep and retention."""

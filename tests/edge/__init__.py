@@ -1,0 +1,1 @@
+"""Tests of triggers.edge: the webhook ingress, its upstream client and the delivery writer."""

@@ -1,0 +1,1 @@
+"""Tests of triggers.pages and the admin: the server-rendered UI."""

@@ -1,0 +1,1 @@
+"""Tests of triggers.security: encryption at rest, key rotation, signatures, sealed credentials."""

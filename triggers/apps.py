@@ -6,9 +6,8 @@ class TriggersConfig(AppConfig):
     default_auto_field = "django.db.models.BigAutoField"
 
     def ready(self) -> None:
-        # hooks answers what tenants asks for (tenants.hooks); signals make open websockets re-check access
-        from triggers.live import signals  # noqa: F401
-
+        # hooks answers what tenants asks for (tenants.hooks); live.signals make open websockets re-check access
         from . import hooks
+        from .live import signals  # noqa: F401
 
         hooks.connect()

@@ -30,7 +30,7 @@ from . import crypto, sealed, signatures, wakeup
 from .delivery_writer import DeliveryRecord, DeliveryWriter, DuplicateDelivery, RowNotStored, TriggerGone
 from .edge_headers import forwarded_headers, relayed_headers, sender_headers
 from .models import Delivery, Trigger
-from .upstream import Response, Upstream, UpstreamUnreachable
+from .upstream import HandlerHeadersTooLarge, Response, Upstream, UpstreamUnreachable
 
 log = logging.getLogger(__name__)
 
@@ -479,6 +479,8 @@ class Ingress:
                 response = await self.upstream.request("GET", "/", headers, b"", min(wakeup.attempt_timeout(), left))
             except TimeoutError:
                 continue
+            except HandlerHeadersTooLarge as e:
+                return problem(502, f"{e}.")
             except UpstreamUnreachable as e:
                 return problem(502, f"The gateway is unreachable: {e}.")
             empty = response.done and not response.body
@@ -520,6 +522,8 @@ class Ingress:
             return status, response.body if response.done else response, kept, ""
         except TimeoutError:
             status, body = problem(504, f"The handler did not answer within {route.timeout:.0f} s.")
+        except HandlerHeadersTooLarge as e:  # not relayed: a handler does not choose what the ingress holds
+            status, body = problem(502, f"{e}.")
         except UpstreamUnreachable as e:
             status, body = problem(502, f"The gateway is unreachable: {e}.")
         return status, body, JSON, json.loads(body)["detail"]

@@ -49,7 +49,7 @@ def permissions() -> list[tuple[str, str, str, str]]:
     every = ""
     knative_ns = settings.RELAY_KNATIVE_NAMESPACE
     return [
-        ("", "namespaces", verb, every) for verb in ("get", "create", "patch", "delete")
+        ("", "namespaces", verb, every) for verb in ("get", "list", "create", "patch", "delete")
     ] + [
         ("", "secrets", verb, every) for verb in ("create", "patch", "delete")
     ] + [

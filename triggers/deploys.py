@@ -250,12 +250,31 @@ class ReconcileReport:
     created: int = 0
     updated: int = 0
     deleted: int = 0
+    relabelled: int = 0
     errors: list[str] = field(default_factory=list)
 
     def __str__(self) -> str:
         text = (f"{self.namespaces} namespaces, {self.checked} triggers checked: {self.created} re-created, "
                 f"{self.updated} re-applied (drift), {self.deleted} orphans deleted")
+        text += f", {self.relabelled} namespaces re-labelled" if self.relabelled else ""
         return text + (f"; {len(self.errors)} errors: " + "; ".join(self.errors) if self.errors else "")
+
+
+def reconcile_namespace_labels(tenants: list[Tenant], cluster: kube.Cluster, report: ReconcileReport) -> None:
+    """Put back the labels a tenant's namespace is provisioned with where they are missing or changed: its
+    Pod Security admission levels among them, so a namespace provisioned before relayweb set those gets them.
+    One list call for all tenants; a patch only where labels differ."""
+    live = {ns.metadata.name: ns.metadata.labels or {} for ns in cluster.list_namespaces(kube.MANAGED_SELECTOR)}
+    for tenant in tenants:
+        want = kube.render_namespace(tenant)["metadata"]["labels"]
+        have = live.get(tenant.namespace, {})  # not listed: gone, or its managed-by label removed
+        if all(have.get(key) == value for key, value in want.items()):
+            continue
+        try:
+            cluster.label_namespace(tenant.namespace, want)
+            report.relabelled += 1
+        except kube.KubeError as e:
+            report.errors.append(f"{tenant.namespace}: {e.message}")
 
 
 def reconcile_tenant(tenant: Tenant, cluster: kube.Cluster, report: ReconcileReport) -> None:
@@ -287,7 +306,12 @@ def reconcile_tenant(tenant: Tenant, cluster: kube.Cluster, report: ReconcileRep
 def reconcile_all() -> ReconcileReport:
     report = ReconcileReport()
     cluster = kube.cluster()
-    for tenant in Tenant.objects.filter(state=Tenant.State.READY):
+    tenants = list(Tenant.objects.filter(state=Tenant.State.READY))
+    try:
+        reconcile_namespace_labels(tenants, cluster, report)
+    except kube.KubeError as e:
+        report.errors.append(f"tenant namespaces: {e.message}")
+    for tenant in tenants:
         try:
             reconcile_tenant(tenant, cluster, report)
         except kube.KubeError as e:

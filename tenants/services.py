@@ -41,10 +41,10 @@ def tenant_create(*, user, slug: str, name: str) -> Tenant:
     return tenant
 
 
-def _enqueue(task_name: str, *args) -> None:
+def _enqueue(task_name: str, pk: int) -> None:
     from triggers import tasks  # the cluster side lives with the triggers
 
-    getattr(tasks, task_name).delay(*args)
+    tasks.enqueue(getattr(tasks, task_name), pk)
 
 
 def tenant_provision_retry(*, tenant: Tenant) -> Tenant:

@@ -331,12 +331,12 @@ def trigger_resume(*, trigger: Trigger) -> Trigger:
 
 def trigger_delete(*, trigger: Trigger) -> None:
     """Mark the trigger deleting; a task removes its ksvc and Secret, then the row."""
-    from .tasks import trigger_teardown
+    from .tasks import enqueue, trigger_teardown
 
     with transaction.atomic():
         trigger.deleting = True
         trigger.save(update_fields=["deleting", "updated_at"])
         _supersede_active(trigger, "The trigger was deleted.")
         deliveries.deliveries_cancel(trigger)
-        transaction.on_commit(lambda: trigger_teardown.delay(trigger.pk))
+        transaction.on_commit(lambda: enqueue(trigger_teardown, trigger.pk))  # leased: see triggers/tasks.py
         audit_record(tenant=trigger.tenant, action="trigger.delete", target=trigger)

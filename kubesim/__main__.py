@@ -96,6 +96,11 @@ def build_parser() -> argparse.ArgumentParser:
       help="interval of watch BOOKMARK events (when the client allows them)")
     a("--kube-version", default=d.kube_version, metavar="X.Y.Z",
       help="the Kubernetes version /version reports")
+    a("--knative-version", default=d.knative_version, metavar="X.Y.Z",
+      help="Knative Serving's release, on the knative-serving namespace's app.kubernetes.io/version label "
+           "(empty: no label)")
+    a("--knative-crds", action=argparse.BooleanOptionalAction, default=d.knative_crds,
+      help="Knative Serving's CRDs are installed (--no-knative-crds: no *.knative.dev API group is served)")
     a("--ambassador-id", default=d.ambassador_id, help="Ambassador's ambassador_id (reported by its diag)")
     a("--knative-support", action=argparse.BooleanOptionalAction, default=d.knative_support,
       help="AMBASSADOR_KNATIVE_SUPPORT (the diag's knative_enabled)")
@@ -120,6 +125,7 @@ def config_from_args(ns: argparse.Namespace) -> SimConfig:
         route_ready_delay=ns.route_ready_delay, watch_history=ns.watch_history,
         bookmark_interval=ns.bookmark_interval, domain=ns.domain, kube_version=ns.kube_version,
         ambassador_id=ns.ambassador_id, knative_support=ns.knative_support, denied=list(ns.denied),
+        knative_version=ns.knative_version, knative_crds=ns.knative_crds,
         compact_interval=ns.compact_interval, termination_grace=ns.termination_grace)
 
 

@@ -110,7 +110,9 @@ class ApiServer:
             return await self._resource_path(request, "", parts[1], parts[2:])
         if parts[0] == "apis":
             if len(parts) == 1:
-                return self._discovery(request, discovery.api_group_list())
+                return self._discovery(request, discovery.api_group_list(self.sim.served))
+            if not self.sim.served(parts[1]):  # a CRD not installed: the path does not exist
+                raise not_found_path()
             if len(parts) == 2:
                 return self._discovery(request, discovery.api_group(parts[1]))
             return await self._resource_path(request, parts[1], parts[2], parts[3:])

@@ -28,6 +28,11 @@ class SimConfig:
     # (knative/serving knative-v1.23.0 vendor/knative.dev/pkg/version/version.go DefaultKubernetesMinVersion),
     # so a cluster running it is at least that.
     kube_version: str = "1.34.0"
+    # Knative Serving's release, as its release manifests label the knative-serving namespace
+    # (app.kubernetes.io/version; "" leaves the label out), and whether its CRDs are installed
+    # (serving-crds.yaml: without them no *.knative.dev API group is served, discovery included).
+    knative_version: str = "1.23.0"
+    knative_crds: bool = True
     # RBAC denials: (apiGroup, resource, verb, namespace or None for any) the token may NOT do; denied
     # calls answer 403 Forbidden and SelfSubjectAccessReviews answer allowed=false.
     denied: list = field(default_factory=list)

@@ -6,6 +6,8 @@ these per-group documents, which are simpler and just as complete for our resour
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from .resources import BY_GROUP_VERSION, RESOURCES, Resource
 
 VERSION = {
@@ -42,9 +44,9 @@ def _group_doc(name: str, versions: list[str]) -> dict:
     return {"name": name, "versions": vs, "preferredVersion": vs[0]}
 
 
-def api_group_list() -> dict:
+def api_group_list(served: Callable[[str], bool] = lambda group: True) -> dict:
     return {"kind": "APIGroupList", "apiVersion": "v1",
-            "groups": [_group_doc(g, vs) for g, vs in sorted(_groups().items())]}
+            "groups": [_group_doc(g, vs) for g, vs in sorted(_groups().items()) if served(g)]}
 
 
 def api_group(group: str) -> dict | None:

@@ -39,8 +39,11 @@ SEED_NAMESPACES = {
     "ambassador": {"app.kubernetes.io/name": "ambassador"},
 }
 # Knative's release manifest labels its namespace with the release (knative/serving knative-v1.23.0
-# config/core/100-namespace.yaml: app.kubernetes.io/version, "devel" in git, the version once released).
-KNATIVE_VERSION = "1.23.0"
+# config/core/100-namespace.yaml: app.kubernetes.io/version, "devel" in git; hack/generate-yamls.sh
+# writes the release tag without its "v" there, "1.23.0"): SimConfig.knative_version.
+KNATIVE_VERSION_LABEL = "app.kubernetes.io/version"
+# The API groups of Knative Serving's CRDs (serving-crds.yaml): not served without them.
+KNATIVE_GROUP_SUFFIX = ".knative.dev"
 # The Knative config maps as deploy/README.md has the operator apply them (deploy/knative/*.yaml):
 # Ambassador as the ingress class (both keys: knative networking pkg/config/config.go NewConfigFromMap
 # reads `ingress.class`, then `ingress-class`, the new key winning) and only the cluster-local domain.
@@ -84,14 +87,18 @@ class Simulator:
         self.api_requests = 0
         self.api_requests_by_verb: dict[str, int] = dict.fromkeys(API_VERBS, 0)
         for name, labels in SEED_NAMESPACES.items():
-            if name == "knative-serving":
-                labels = {**labels, "app.kubernetes.io/version": KNATIVE_VERSION}
+            if name == "knative-serving" and config.knative_version:
+                labels = {**labels, KNATIVE_VERSION_LABEL: config.knative_version}
             self.store.create("namespaces", {"metadata": {"name": name, "labels": dict(labels)}})
         self.store.admission.setdefault(LEASES, []).append(admit_lease)
         for name, data in SEED_CONFIG_MAPS.items():
             self.store.create("configmaps", {"metadata": {"name": name, "namespace": "knative-serving",
                                                           "labels": {"app.kubernetes.io/name": "knative-serving"}},
                                              "data": dict(data)}, "knative-serving")
+
+    def served(self, group: str) -> bool:
+        """Whether the API server serves this API group (Knative's only with its CRDs installed)."""
+        return self.config.knative_crds or not group.endswith(KNATIVE_GROUP_SUFFIX)
 
     def allowed(self, group: str, resource: str, verb: str, namespace: str | None) -> bool:
         """What RBAC would answer for the token: everything but SimConfig.denied."""

@@ -296,8 +296,7 @@ class Store:
             obj["status"] = {"phase": "Active"}
             meta.setdefault("labels", {})["kubernetes.io/metadata.name"] = name
         self._commit(key, obj, "ADDED", None)
-        if meta.get("ownerReferences") and not self._has_live_owner(obj):
-            self._defer(lambda: self._collect_one(key, ns, name))
+        self._check_owners(key, obj)
         return obj if ref else deep_copy(obj)
 
     def update(self, key: str, obj: dict, status: bool = False) -> dict:
@@ -353,6 +352,8 @@ class Store:
                 not new["metadata"].get("deletionGracePeriodSeconds"):
             return self._remove(key, new)
         self._commit(key, new, "MODIFIED", smeta.get("labels") or {})
+        if new["metadata"].get("ownerReferences") != smeta.get("ownerReferences"):
+            self._check_owners(key, new)
         return new if ref else deep_copy(new)
 
     def mutate(self, key: str, namespace: str | None, name: str, fn: Callable[[dict], None],
@@ -521,19 +522,38 @@ class Store:
             return
         loop.call_soon(fn)
 
-    def _has_live_owner(self, obj: dict) -> bool:
-        return any(ref.get("uid") in self._uids for ref in obj["metadata"].get("ownerReferences") or [])
+    # Garbage collection by ownerReferences, as kube-controller-manager's garbage collector does it
+    # (https://kubernetes.io/docs/concepts/architecture/garbage-collection/, "Owners and dependents";
+    # kubernetes pkg/controller/garbagecollector/garbagecollector.go `attemptToDeleteItem`): an object is
+    # looked at when one of its owners goes and when it is written with an owner that does not exist
+    # (graph_builder.go processGraphChanges). An owner is absent when no object has its uid
+    # (`isDangling`: not found, or found with another uid). With every owner absent the object is deleted
+    # with background propagation, so its own dependents follow the same way; with some owner still
+    # there, the absent ("dangling") references are patched out of it and it stays.
+
+    def _check_owners(self, key: str, obj: dict) -> None:
+        refs = obj["metadata"].get("ownerReferences") or []
+        if any(ref.get("uid") not in self._uids for ref in refs):
+            meta = obj["metadata"]
+            ns, name = meta.get("namespace", ""), meta["name"]
+            self._defer(lambda: self._collect_one(key, ns, name))
 
     def _collect_one(self, key: str, ns: str, name: str) -> None:
         obj = self._objs[key].get((ns, name))
-        if obj and obj["metadata"].get("ownerReferences") and not self._has_live_owner(obj):
-            try:
+        refs = (obj["metadata"].get("ownerReferences") or []) if obj else []
+        solid = [ref for ref in refs if ref.get("uid") in self._uids]
+        if not refs or len(solid) == len(refs):
+            return
+        try:
+            if not solid:
                 self.delete(key, ns, name)
-            except ApiError:
-                pass
+            elif not obj["metadata"].get("deletionTimestamp"):  # being deleted: left to finish
+                self.mutate(key, ns, name, lambda o: o["metadata"].__setitem__("ownerReferences", solid))
+        except ApiError:
+            pass
 
     def _collect(self, owner_uid: str) -> None:
-        """Garbage-collect the dependents of a removed owner (those with no other live owner)."""
+        """Garbage-collect the dependents of a removed owner (see above)."""
         if owner_uid in self._uids:
             return
         for key, ns, name in sorted(self._dependents.pop(owner_uid, set())):

@@ -1,6 +1,6 @@
 """A backing service that is down answers 503 with Retry-After (JSON under /api/, a plain page
-elsewhere), not a traceback's 500: the database, or the task queue (Redis) after a change was saved
-(a deployment left pending is re-enqueued by deployments_resume after RELAY_STUCK_AFTER).
+elsewhere), not a traceback's 500: the database, or the task broker (Redis) after a change was saved
+(its background work is queued by the periodic resume, triggers/tasks.py, once Redis is back).
 The webhook ingress has its own answer (triggers/edge/ingress.py)."""
 
 import logging
@@ -14,7 +14,8 @@ log = logging.getLogger(__name__)
 RETRY_AFTER = "5"
 DETAIL = {
     "database": "The database is unavailable; try again shortly.",
-    "task queue": "The task queue is unavailable: the change was saved, its background work not queued yet.",
+    "task broker": "The task broker (Redis) is unavailable: the change was saved; its background work is queued "
+                   "once the broker is back.",
 }
 PAGE = """<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><title>Temporarily unavailable · relayweb</title></head>
@@ -27,7 +28,7 @@ class ServiceUnavailableMiddleware(MiddlewareMixin):
         if isinstance(exception, OperationalError | InterfaceError):
             service = "database"
         elif isinstance(exception, BrokerUnavailable):
-            service = "task queue"
+            service = "task broker"
         else:
             return None
         log.warning("%s %s answered 503, the %s is unavailable: %s", request.method, request.path, service, exception)

@@ -55,7 +55,10 @@ if not SECRET_KEY:
 
 ALLOWED_HOSTS = envlist("ALLOWED_HOSTS", "localhost,127.0.0.1,[::1]" if DEBUG else "")
 CSRF_TRUSTED_ORIGINS = envlist("CSRF_TRUSTED_ORIGINS")
-SITE_URL = os.getenv("SITE_URL", "http://localhost:8000").rstrip("/")
+# The port the web process serves on (`make run PORT=…` and the Procfile set it); an unset SITE_URL follows it,
+# so the webhook URLs and the `curl` shown on a page reach the server that showed them.
+RELAY_PORT = envint("RELAY_PORT", "8000")
+SITE_URL = (os.getenv("SITE_URL") or f"http://localhost:{RELAY_PORT}").rstrip("/")
 # Where senders call webhooks (RELAY_HOOKS_URL/hooks/<token>; empty: SITE_URL). On a host of its own, that
 # host serves /hooks/ and nothing else, so relayed handler content never shares the dashboard's origin.
 RELAY_HOOKS_URL = os.getenv("RELAY_HOOKS_URL", "").strip().rstrip("/")

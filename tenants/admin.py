@@ -1,9 +1,18 @@
+"""Operators' admin for tenants, members, invitations and tokens.
+
+Every change of a tenant's state goes through the services, as the UI's and the API's do: the last-owner
+rule holds, sockets close, the cluster is torn down, and the audit log names the operator and their address.
+A tenant's state and message are the provisioner's (retry provisioning and delete are actions here).
+"""
+
 from django import forms
-from django.contrib import admin
+from django.contrib import admin, messages
 from django.contrib.auth import get_user_model
 from django.contrib.auth.admin import UserAdmin
 from django.core.exceptions import ValidationError
 from django.db import transaction
+from django.http import HttpResponseRedirect
+from django.urls import reverse
 
 from . import services
 from .models import ApiToken, AuditEntry, Invitation, Membership, Role, Tenant
@@ -53,6 +62,10 @@ class MembershipInlineFormSet(forms.BaseInlineFormSet):
             if not form.has_changed() and form.instance.pk is None:
                 continue
             deleted = self.can_delete and self._should_delete_form(form)
+            if form.instance.pk is None and self.instance.state == Tenant.State.DELETING:
+                raise ValidationError(f"Tenant {self.instance.slug} is being deleted: no member can be added.")
+            if form.instance.pk is not None and not deleted and "user" in form.changed_data:
+                raise ValidationError("A membership cannot move to another user: remove it and add the other user.")
             role = form.cleaned_data.get("role")
             if deleted or role != Role.OWNER:
                 if form.instance.pk is not None:
@@ -81,17 +94,57 @@ class InvitationInline(admin.TabularInline):
         return False  # owners invite from the product, which mails the link
 
 
+def _each(modeladmin, request, objs, action, done: str) -> None:
+    """Run a service per object; report each refusal with its message and the successes as a count."""
+    succeeded = 0
+    for obj in objs:
+        try:
+            action(obj)
+        except ValidationError as e:
+            modeladmin.message_user(request, f"[{obj}] {' '.join(e.messages)}", messages.ERROR)
+        else:
+            succeeded += 1
+    if succeeded:
+        modeladmin.message_user(request, done.format(count=succeeded), messages.SUCCESS)
+
+
 @admin.register(Tenant)
 class TenantAdmin(admin.ModelAdmin):
     list_display = ["slug", "name", "namespace", "state", "created_at"]
     list_filter = ["state", "created_at"]
     search_fields = ["slug", "name", "namespace", "memberships__user__username"]
-    readonly_fields = ["namespace", "created_at"]
+    readonly_fields = ["namespace", "state", "message", "created_at"]
     inlines = [MembershipInline, InvitationInline]
+    actions = ["delete_selected", "retry_provisioning"]
 
     def get_readonly_fields(self, request, obj=None):
         # The slug names the namespace: fixed once the tenant exists.
         return [*self.readonly_fields, "slug"] if obj else self.readonly_fields
+
+    def has_add_permission(self, request) -> bool:
+        return False  # a tenant is created by its first owner (UI or API), which provisions its namespace
+
+    def save_model(self, request, obj, form, change) -> None:
+        if change and "name" in form.changed_data:
+            name, obj.name = obj.name, form.initial["name"]
+            services.tenant_update(tenant=obj, name=name)
+
+    def delete_model(self, request, obj) -> None:
+        services.tenant_delete(tenant=obj)  # its triggers, then the namespace, then the row: in the background
+
+    def delete_queryset(self, request, queryset) -> None:
+        for tenant in queryset:
+            services.tenant_delete(tenant=tenant)
+
+    def response_delete(self, request, obj_display, obj_id):
+        self.message_user(request, f"Deleting tenant {obj_display}: its triggers and namespace are being removed, "
+                                   "then the tenant.", messages.SUCCESS)
+        return HttpResponseRedirect(reverse("admin:tenants_tenant_changelist"))
+
+    @admin.action(description="Retry provisioning of selected failed tenants", permissions=["change"])
+    def retry_provisioning(self, request, queryset):
+        _each(self, request, queryset, lambda t: services.tenant_provision_retry(tenant=t),
+              "Provisioning {count} tenant(s) again.")
 
     def save_formset(self, request, form, formset, change) -> None:
         if formset.model is not Membership:
@@ -100,12 +153,12 @@ class TenantAdmin(admin.ModelAdmin):
             instances = formset.save(commit=False)  # new rows and owners first, then demotions, then removals
             for membership in sorted(instances, key=lambda m: (m.pk is not None, m.role != Role.OWNER)):
                 if membership.pk is None:
-                    membership.save()
+                    created = services.membership_add(tenant=form.instance, user=membership.user, role=membership.role)
+                    membership.pk, membership.created_at = created.pk, created.created_at
                 else:
                     role = membership.role
                     membership.role = Membership.objects.get(pk=membership.pk).role
                     services.membership_set_role(membership=membership, role=role)
-                    membership.save()
             removed = Membership.objects.filter(pk__in=[m.pk for m in formset.deleted_objects])
             services.memberships_remove(memberships=removed)
 
@@ -114,6 +167,12 @@ class MembershipAdminForm(forms.ModelForm):
     class Meta:
         model = Membership
         fields = ["tenant", "user", "role"]
+
+    def clean_tenant(self) -> Tenant:
+        tenant = self.cleaned_data["tenant"]
+        if self.instance.pk is None and tenant.state == Tenant.State.DELETING:
+            raise ValidationError(f"Tenant {tenant.slug} is being deleted: no member can be added.")
+        return tenant
 
     def clean_role(self) -> str:
         role = self.cleaned_data["role"]
@@ -142,11 +201,12 @@ class MembershipAdmin(KeepsOwnersOnDelete, admin.ModelAdmin):
         return ["tenant", "user"] if obj else []
 
     def save_model(self, request, obj, form, change) -> None:
-        if change and "role" in form.changed_data:
+        if not change:
+            created = services.membership_add(tenant=obj.tenant, user=obj.user, role=obj.role)
+            obj.pk, obj.created_at = created.pk, created.created_at
+        elif "role" in form.changed_data:
             role, obj.role = obj.role, form.initial["role"]
             services.membership_set_role(membership=obj, role=role)
-        else:
-            super().save_model(request, obj, form, change)
 
 
 @admin.register(Invitation)
@@ -158,8 +218,18 @@ class InvitationAdmin(admin.ModelAdmin):
     readonly_fields = ["tenant", "email", "role", "invited_by", "created_at", "expires_at", "accepted_at",
                        "accepted_by", "revoked_at"]
 
+    actions = ["revoke_selected"]
+
     def has_add_permission(self, request) -> bool:
         return False  # owners invite from the product, which mails the link
+
+    def has_delete_permission(self, request, obj=None) -> bool:
+        return False  # invitations are history: revoke a pending one instead
+
+    @admin.action(description="Revoke selected pending invitations", permissions=["change"])
+    def revoke_selected(self, request, queryset):
+        _each(self, request, queryset.select_related("tenant"), lambda i: services.invitation_revoke(invitation=i),
+              "Revoked {count} invitation(s).")
 
 
 User = get_user_model()
@@ -187,6 +257,13 @@ class ApiTokenAdmin(admin.ModelAdmin):
 
     def has_add_permission(self, request) -> bool:
         return False  # tokens are created by their owners, who see them once
+
+    def delete_model(self, request, obj) -> None:
+        services.token_revoke(token=obj)
+
+    def delete_queryset(self, request, queryset) -> None:
+        for token in queryset:
+            services.token_revoke(token=token)
 
 
 @admin.register(AuditEntry)

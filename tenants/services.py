@@ -68,8 +68,8 @@ def tenant_delete(*, tenant: Tenant) -> Tenant:
     with transaction.atomic():
         Tenant.objects.filter(pk=tenant.pk).update(state=Tenant.State.DELETING, message="Deletion requested.")
         tenant.state, tenant.message = Tenant.State.DELETING, "Deletion requested."
+        _close_sockets(tenant_id=tenant.pk)  # first: they close even if the broker refuses the teardown
         transaction.on_commit(lambda: hooks.teardown_requested.send(sender=Tenant, tenant_id=tenant.pk))
-        _close_sockets(tenant_id=tenant.pk)
         audit_record(tenant=tenant, action="tenant.delete", target=tenant)
     return tenant
 
@@ -122,6 +122,20 @@ def membership_is_last_owner(*, membership: Membership) -> bool:
     return not Membership.objects.filter(tenant_id=membership.tenant_id, role=Role.OWNER).exclude(
         pk=membership.pk
     ).exists()
+
+
+def membership_add(*, tenant: Tenant, user, role: str) -> Membership:
+    """Make `user` a member at once (an operator, in admin; owners invite instead)."""
+    role = _check_role(role)
+    if tenant.state == Tenant.State.DELETING:
+        raise ValidationError(f"Tenant {tenant.slug} is being deleted.")
+    try:
+        with transaction.atomic():
+            membership = Membership.objects.create(tenant=tenant, user=user, role=role)
+            _audit_member(membership, "member.add", {"role": role})
+    except IntegrityError:
+        raise ValidationError({"user": f"{user.get_username()} is already a member of {tenant.slug}."}) from None
+    return membership
 
 
 @transaction.atomic

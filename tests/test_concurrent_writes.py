@@ -1,6 +1,9 @@
-"""Concurrent writes: an edit made from a stale copy of a trigger writes only what it changes."""
+"""Concurrent writes: an edit made from a stale copy of a trigger writes only what it changes; a deploy takes
+the trigger's lock before its deployments, the order the worker's apply takes them in."""
 
 from __future__ import annotations
+
+import os
 
 import pytest
 from django.core.exceptions import ValidationError
@@ -114,6 +117,96 @@ def test_an_admin_edit_racing_a_rotation_and_the_deletion_flag_keeps_both(client
     assert response.status_code == 302, response.content.decode()[-3000:]
     fresh = Trigger.objects.get(pk=trigger.pk)
     assert (fresh.token, fresh.deleting, fresh.mode, fresh.max_attempts) == ("rotated-meanwhile", True, "async", 5)
+
+
+def _postgresql_only() -> None:
+    from django.db import connection
+
+    if connection.vendor != "postgresql":
+        if os.environ.get("CI"):
+            pytest.fail("CI runs this on PostgreSQL (DATABASE_URL)")
+        pytest.skip("needs PostgreSQL's row locks: SQLite serialises all writers with its database lock")
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_deploy_while_the_worker_applies_waits_for_the_trigger_lock_instead_of_deadlocking(
+        tenant_a, alice, cluster):
+    """A fixed interleaving, two connections: the worker's apply holds the trigger row and is about to write
+    its deployment (pausing there) when a deploy starts. Lock order trigger -> deployment on both sides: the
+    deploy waits for the trigger and then supersedes the applied deployment. A deploy that superseded (locked)
+    the deployment first and the trigger second would deadlock here, and PostgreSQL would abort one side."""
+    import threading
+    import time
+
+    from django.db import connection
+    from django.db.models.signals import pre_save
+
+    from triggers.cluster import deploys, kube
+    from triggers.models import Deployment
+
+    _postgresql_only()
+    cluster.apply_namespace(kube.render_namespace(tenant_a))
+    trigger = services.trigger_create(tenant=tenant_a, user=alice, name="busy", image="kubesim/echo")
+    applying = Deployment.objects.create(trigger=trigger, spec_version=trigger.spec_version, created_by=alice)
+    worker_holds_trigger, deploy_started = threading.Event(), threading.Event()
+    deploy_pid: list[int] = []
+    outcome: dict[str, object] = {}
+
+    def blocked_by(pid: int) -> bool:
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT %s = ANY(pg_blocking_pids(%s))", [pid, deploy_pid[0]])
+            return cursor.fetchone()[0]
+
+    def pause_before_the_worker_writes_its_deployment(sender, instance, **kwargs):
+        if threading.current_thread() is not worker or instance.status != Deployment.Status.WAITING:
+            return
+        worker_holds_trigger.set()  # _apply locked the trigger row and applied the ksvc
+        assert deploy_started.wait(10)
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT pg_backend_pid()")
+            own = cursor.fetchone()[0]
+        deadline = time.monotonic() + 10
+        while not blocked_by(own) and time.monotonic() < deadline:
+            time.sleep(0.02)
+        outcome["deploy waited for the worker"] = blocked_by(own)
+
+    def run(name, work):
+        try:
+            outcome[name] = work()
+        except Exception as e:  # noqa: BLE001 - a deadlock aborts one side: reported below
+            outcome[name] = e
+        finally:
+            connection.close()
+
+    def apply():
+        return deploys.deployment_apply(applying.pk)
+
+    def deploy():
+        assert worker_holds_trigger.wait(10)
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT pg_backend_pid()")
+            deploy_pid.append(cursor.fetchone()[0])
+        deploy_started.set()
+        fresh = Trigger.objects.select_related("tenant").get(pk=trigger.pk)
+        return services.trigger_deploy(trigger=fresh, user=alice)
+
+    worker = threading.Thread(target=run, args=("apply", apply))
+    requester = threading.Thread(target=run, args=("deploy", deploy))
+    pre_save.connect(pause_before_the_worker_writes_its_deployment, sender=Deployment)
+    try:
+        worker.start()
+        requester.start()
+        worker.join(60)
+        requester.join(60)
+    finally:
+        pre_save.disconnect(pause_before_the_worker_writes_its_deployment, sender=Deployment)
+        cluster.delete_namespace(tenant_a.namespace)
+    assert outcome.get("apply") == Deployment.Status.WAITING, outcome
+    assert isinstance(outcome.get("deploy"), Deployment), outcome
+    assert outcome["deploy waited for the worker"] is True, outcome
+    applying.refresh_from_db()
+    assert applying.status == Deployment.Status.SUPERSEDED  # after the worker's write, not undone by it
+    assert Deployment.objects.get(pk=outcome["deploy"].pk).status == Deployment.Status.PENDING
 
 
 def _deadlocks() -> int | None:

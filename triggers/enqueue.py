@@ -8,7 +8,14 @@ message is the one `triggers.tasks.<name>.apply_async(...)` would send. The task
 
 from __future__ import annotations
 
+import logging
+import uuid
+
+import redis
 from celery import current_app
+from django.conf import settings
+
+log = logging.getLogger(__name__)
 
 TASKS = "triggers.tasks."
 
@@ -20,6 +27,31 @@ def enqueue(task: str, *args, **options):
         options.setdefault("priority", conf.task_default_priority)
     options.setdefault("serializer", conf.task_serializer)
     return current_app.send_task(TASKS + task, args=args, **options)
+
+
+def lease_key(task: str, pk: int) -> str:
+    """The Redis key of the lease a leased task's run holds (task: its full name, triggers.tasks.<name>)."""
+    return f"relayweb:lease:{task}:{pk}"
+
+
+def lease_redis() -> redis.Redis:
+    return redis.Redis.from_url(settings.REDIS_URL)
+
+
+def lease_seconds() -> int:
+    return max(1, settings.RELAY_STUCK_AFTER)
+
+
+def enqueue_leased(task: str, pk: int) -> None:
+    """Queue triggers.tasks.<task>(pk), leased to this run (tenant provisioning, tenant and trigger deletion:
+    see triggers/tasks.py). With the broker down this raises (kombu's OperationalError; the web answers 503)
+    and the periodic resume queues it once Redis is back."""
+    run = str(uuid.uuid4())
+    enqueue(task, pk, task_id=run)
+    try:
+        lease_redis().set(lease_key(TASKS + task, pk), run, ex=lease_seconds())
+    except redis.RedisError as e:  # queued all the same; the resume may queue it once more (it is idempotent)
+        log.warning("lease of %s(%s) not recorded: %s", task, pk, e)
 
 
 def celery_app():

@@ -6,15 +6,15 @@ from __future__ import annotations
 from tenants import hooks
 from triggers.live import broadcast
 
-from .enqueue import enqueue
+from .enqueue import enqueue_leased
 
 
 def _provision(sender, *, tenant_id: int, **kwargs) -> None:
-    enqueue("tenant_provision", tenant_id)
+    enqueue_leased("tenant_provision", tenant_id)
 
 
 def _teardown(sender, *, tenant_id: int, **kwargs) -> None:
-    enqueue("tenant_teardown", tenant_id)
+    enqueue_leased("tenant_teardown", tenant_id)
 
 
 def _access_revoked(sender, *, user_id: int | None = None, tenant_id: int | None = None,

@@ -16,11 +16,11 @@ from django.utils import timezone
 from relayweb import hosts
 from tenants.audit import audit_record
 from tenants.models import Tenant
-from triggers.cluster import kube
+from triggers.cluster import deploys, kube
 from triggers.deliveries import retries as deliveries
 from triggers.security import crypto, signatures
 
-from .enqueue import enqueue
+from .enqueue import enqueue, enqueue_leased
 from .models import Deployment, Trigger, name_validator
 from .validation import (
     default_timeout,
@@ -228,7 +228,8 @@ def trigger_set_secrets(*, trigger: Trigger, values: dict[str, str | None]) -> T
 
     Nothing already in the cluster changes: the revision serving now keeps reading the Secrets it was
     made with (a removed key or a new value reaches only the next revision), and those Secrets go
-    with the revisions that own them (`deploys.deployment_own_secrets`). Only the names, when each was
+    with the revisions that own them (`deploys.deployment_own_secrets`); one this change supersedes before
+    any deploy read it (so no revision will ever own it) is deleted. Only the names, when each was
     set and its Secret's version are stored. Setting values needs the cluster: otherwise nothing
     changes and the error says so.
     """
@@ -253,16 +254,24 @@ def trigger_set_secrets(*, trigger: Trigger, values: dict[str, str | None]) -> T
             message = f"Could not store the secret values in the cluster: {e.message}"
             raise ValidationError({"secret_env": message}) from None
     now = timezone.now().isoformat()
-    secret_env = {name: meta for name, meta in trigger.secret_env.items() if name not in removing}
+    before = trigger.secret_env
+    secret_env = {name: meta for name, meta in before.items() if name not in removing}
     secret_env.update({name: {"set_at": now, "version": version} for name in setting})
     trigger.secret_env, trigger.secret_version = secret_env, trigger.secret_version + 1
     trigger.spec_version += 1
     with transaction.atomic():
+        # under the row's lock, which a deploy renders its manifest under: no deploy reads what is superseded
+        stored = Trigger.objects.select_for_update().filter(pk=trigger.pk).values_list("secret_env", flat=True)
+        superseded = deploys.secret_versions(before) | deploys.secret_versions(stored.first() or {})
         Trigger.objects.filter(pk=trigger.pk).update(
             secret_env=secret_env, secret_version=trigger.secret_version, spec_version=trigger.spec_version
         )
         audit_record(tenant=trigger.tenant, action="trigger.secrets_set", target=trigger,
                      changes={"set": sorted(setting), "removed": sorted(removing)})  # names only, never values
+        # A Secret replaced before any deploy read it would never be owned by a revision: it goes now.
+        unread = deploys.secrets_unread(trigger, superseded - deploys.secret_versions(secret_env))
+        if unread:
+            transaction.on_commit(lambda: deploys.secrets_delete(trigger.namespace, unread))
     return trigger
 
 
@@ -328,5 +337,5 @@ def trigger_delete(*, trigger: Trigger) -> None:
         trigger.save(update_fields=["deleting", "updated_at"])
         _supersede_active(trigger, "The trigger was deleted.")
         deliveries.deliveries_cancel(trigger)
-        transaction.on_commit(lambda: enqueue("trigger_teardown", trigger.pk))
+        transaction.on_commit(lambda: enqueue_leased("trigger_teardown", trigger.pk))  # leased: see triggers/tasks.py
         audit_record(tenant=trigger.tenant, action="trigger.delete", target=trigger)

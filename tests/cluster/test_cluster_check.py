@@ -166,6 +166,43 @@ def test_an_old_kubernetes_and_knative_support_off_fail(odd_sim, settings):
     assert not results["Ambassador"].ok and "AMBASSADOR_KNATIVE_SUPPORT=true" in results["Ambassador"].fix
 
 
+def odd_cluster(odd_sim, settings, **config) -> kube.Cluster:
+    sim = odd_sim(**config)
+    settings.RELAY_KUBECONFIG = sim.kubeconfig_path
+    settings.RELAY_AMBASSADOR_ADMIN_URL = sim.admin_url
+    settings.RELAY_AMBASSADOR_ID = ""
+    return kube.Cluster()
+
+
+def test_a_knative_release_older_than_the_supported_one_fails_with_the_upgrade(odd_sim, settings):
+    result = by_name(cluster_check.run_checks(odd_cluster(odd_sim, settings, knative_version="1.19.2")))
+    knative = result["Knative Serving"]
+    assert not knative.ok and "1.19.2 is older than 1.23" in knative.detail, knative
+    assert "Upgrade Knative Serving to 1.23" in knative.fix and "CRDs first" in knative.fix
+    assert result["Kubernetes version"].ok  # only this check fails
+
+
+def test_a_knative_0x_install_is_recognised_by_its_release_label_and_fails(odd_sim, settings):
+    cluster = odd_cluster(odd_sim, settings, knative_version="")
+    cluster.core.patch_namespace("knative-serving", {"metadata": {"labels": {
+        cluster_check.KNATIVE_LEGACY_RELEASE_LABEL: "v0.13.0"}}})
+    knative = by_name(cluster_check.run_checks(cluster))["Knative Serving"]
+    assert not knative.ok and "v0.13.0 is older than 1.23" in knative.detail, knative
+
+
+def test_an_unlabelled_knative_release_passes_and_says_so(odd_sim, settings):
+    knative = by_name(cluster_check.run_checks(odd_cluster(odd_sim, settings, knative_version="devel")))[
+        "Knative Serving"]
+    assert knative.ok and "release unknown" in knative.detail and "devel" in knative.detail, knative
+
+
+def test_missing_knative_crds_fail_with_the_install_step(odd_sim, settings):
+    knative = by_name(cluster_check.run_checks(odd_cluster(odd_sim, settings, knative_crds=False)))[
+        "Knative Serving"]
+    assert not knative.ok and "serving.knative.dev/v1 API is not served" in knative.detail, knative
+    assert "CRDs are missing" in knative.detail and "serving-crds.yaml" in knative.fix
+
+
 def test_rejected_credentials_fail_the_api_check_and_stop_there(kubesim, settings, tmp_path):
     bad = tmp_path / "kc"
     bad.write_text(open(kubesim.kubeconfig_path).read().replace(kubesim.token, "not-the-token"))

@@ -97,3 +97,25 @@ def test_unreachable_cluster_is_reported_not_raised(deployed, kubesim):
     kubesim.call(kubesim.sim.faults.add, 503, None, None, "list", "services.serving.knative.dev")
     report = reconcile_all()
     assert report.namespaces == 0 and len(report.errors) == 1 and "relay-acme" in report.errors[0]
+
+
+def test_a_namespace_provisioned_before_pod_security_labels_gets_them(deployed, k8s):
+    older = {key: None for key in kube.POD_SECURITY}  # what an older relayweb provisioned: no such labels
+    k8s.core.patch_namespace("relay-acme", {"metadata": {"labels": {**older, "other": "kept"}}})
+    report = reconcile_all()
+    assert report.relabelled == 1 and not report.errors, report
+    assert "1 namespaces re-labelled" in str(report)
+    labels = k8s.core.read_namespace("relay-acme").metadata.labels
+    assert {key: labels.get(key) for key in kube.POD_SECURITY} == kube.POD_SECURITY
+    assert labels["other"] == "kept"
+    enforce = "pod-security.kubernetes.io/enforce"
+    k8s.core.patch_namespace("relay-acme", {"metadata": {"labels": {enforce: "privileged"}}})
+    assert reconcile_all().relabelled == 1  # a hand edit does not last
+    assert k8s.core.read_namespace("relay-acme").metadata.labels[enforce] == "baseline"
+
+
+def test_namespace_labels_cost_one_list_call_per_pass_when_nothing_changed(deployed):
+    before = kube.CountingApiClient.calls
+    report = reconcile_all()
+    assert report.relabelled == 0 and not report.errors
+    assert kube.CountingApiClient.calls - before == 2  # the namespaces, then the tenant's ksvcs

@@ -129,3 +129,70 @@ def test_teardown_deletes_the_secrets_no_revision_owns(namespace, tenant_a, alic
     name = f"hello-env-{trigger.secret_env['API_KEY']['version']}"
     deploys._delete_in_cluster(cluster, Trigger.objects.get(pk=trigger.pk))  # never deployed: nothing owns it
     assert name not in {s.metadata.name for s in k8s.core.list_namespaced_secret(namespace).items}
+
+
+def secret_names(k8s, namespace: str) -> set[str]:
+    return {s.metadata.name for s in k8s.core.list_namespaced_secret(namespace).items}
+
+
+def test_a_secret_replaced_before_any_deploy_read_it_is_deleted(namespace, tenant_a, alice, k8s):
+    trigger = services.trigger_create(tenant=tenant_a, user=alice, name="hello", image="kubesim/echo",
+                                      secret_values={"API_KEY": "k1", "OTHER": "o"})
+    first = trigger.secret_env["API_KEY"]["version"]
+    services.trigger_set_secrets(trigger=trigger, values={"API_KEY": "k2"})  # OTHER is still read from `first`
+    second = trigger.secret_env["API_KEY"]["version"]
+    assert {f"hello-env-{first}", f"hello-env-{second}"} <= secret_names(k8s, namespace)
+    services.trigger_set_secrets(trigger=trigger, values={"OTHER": None})  # nothing reads `first` any more
+    assert f"hello-env-{first}" not in secret_names(k8s, namespace)
+    deploy_now(trigger)  # the revision reads `second`
+    trigger.refresh_from_db()
+    services.trigger_set_secrets(trigger=trigger, values={"API_KEY": "k3"})
+    third = trigger.secret_env["API_KEY"]["version"]
+    services.trigger_set_secrets(trigger=trigger, values={"API_KEY": "k4"})  # `third` never deployed
+    names = secret_names(k8s, namespace)
+    assert f"hello-env-{second}" in names  # the serving revision reads it: it goes with that revision
+    assert f"hello-env-{third}" not in names
+    assert f"hello-env-{trigger.secret_env['API_KEY']['version']}" in names
+
+
+def test_an_old_revisions_secret_goes_when_knative_deletes_that_revision(namespace, tenant_a, alice, k8s):
+    trigger = services.trigger_create(tenant=tenant_a, user=alice, name="hello", image="kubesim/echo",
+                                      secret_values={"API_KEY": "k1", "SHARED": "s"})
+    first = f"hello-env-{trigger.secret_env['API_KEY']['version']}"  # API_KEY and SHARED
+    deploy_now(trigger)
+    trigger.refresh_from_db()
+    services.trigger_set_secrets(trigger=trigger, values={"API_KEY": "k2"})
+    second = f"hello-env-{trigger.secret_env['API_KEY']['version']}"
+    deploy_now(trigger)  # hello-00002 reads API_KEY from `second` and SHARED from `first`
+
+    def owners(name):
+        return [o.name for o in k8s.core.read_namespaced_secret(name, namespace).metadata.owner_references or []]
+
+    assert owners(first) == ["hello-00001", "hello-00002"]
+    # Knative's revision GC (config-gc) deletes an old revision while the trigger lives on: a Secret still
+    # read by another revision stays, and only loses the reference to the gone one
+    delete_revision(k8s, namespace, "hello-00001")
+    wait_for(lambda: owners(first) == ["hello-00002"], message="the gone revision's reference dropped")
+    assert second in secret_names(k8s, namespace)
+    trigger.refresh_from_db()
+    services.trigger_set_secrets(trigger=trigger, values={"SHARED": "t"})
+    deploy_now(trigger)  # hello-00003 reads API_KEY from `second`, SHARED from a third Secret; not `first`
+    delete_revision(k8s, namespace, "hello-00002")  # what only it read goes with it
+    wait_for(lambda: first not in secret_names(k8s, namespace), message="`first` garbage-collected")
+    assert owners(second) == ["hello-00003"]
+
+
+def delete_revision(k8s, namespace: str, name: str) -> None:
+    k8s.custom.delete_namespaced_custom_object("serving.knative.dev", "v1", namespace, "revisions", name)
+
+
+def test_teardown_deletes_a_superseded_secret_whose_deploy_never_settled(namespace, tenant_a, alice, k8s, cluster):
+    trigger = services.trigger_create(tenant=tenant_a, user=alice, name="hello", image="kubesim/echo",
+                                      secret_values={"API_KEY": "k1"})
+    first = f"hello-env-{trigger.secret_env['API_KEY']['version']}"
+    deployment = Deployment.objects.create(trigger=trigger, spec_version=trigger.spec_version)
+    deploys.deployment_apply(deployment.pk)  # applied (its manifest reads `first`), never polled: not owned
+    services.trigger_set_secrets(trigger=Trigger.objects.get(pk=trigger.pk), values={"API_KEY": "k2"})
+    assert first in secret_names(k8s, namespace)  # a revision may read it
+    deploys._delete_in_cluster(cluster, Trigger.objects.get(pk=trigger.pk))
+    assert not {n for n in secret_names(k8s, namespace) if n.startswith("hello-env")}

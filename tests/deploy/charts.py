@@ -14,7 +14,7 @@ import yaml
 REPO = Path(__file__).resolve().parents[2]
 DEPLOY = REPO / "deploy"
 CHARTS = DEPLOY / "helm"
-KUBE_VERSION = "1.30.0"  # the Kubernetes version the objects are validated against
+KUBE_VERSION = "1.34.0"  # the Kubernetes version the objects are validated against (Knative 1.23 needs >= 1.34)
 
 # The least a relayweb install needs: the three secrets.
 RELAYWEB_REQUIRED = {

@@ -1,5 +1,6 @@
 """The Helm charts in deploy/helm, rendered by the real Helm engine with default and other values:
-lint clean, every object valid for Kubernetes 1.30, the source's specifics, and refusals of bad values."""
+lint clean, every object valid for Kubernetes 1.34 (Knative 1.23's minimum), the source's specifics, and
+refusals of bad values."""
 
 from __future__ import annotations
 

@@ -1,13 +1,14 @@
 """The gateway's route timeout and cold starts: a trigger at zero is woken before its webhook is forwarded, so
 a start longer than the route timeout still delivers (sync and async); a handler slower than the route
 timeout still gets Envoy's 504; the first webhooks after a deploy, before Envoy has the route, are retried
-and never answered with Envoy's empty 404.
+and never answered with Envoy's empty 404 (sync), nor recorded as the handler's 404 (async).
 
 These run against a kubesim of their own, with a short route timeout (1.5 s) and a start (pull + start +
 slow-start) of about 2.5 s, longer than it."""
 
 from __future__ import annotations
 
+import json
 import time
 
 import pytest
@@ -18,6 +19,7 @@ from kubesim.sim import SimulatorThread
 from tests.cluster import FAST, Worker, wait_for
 from triggers.cluster import kube
 from triggers.cluster.status import observe_ksvc
+from triggers.deliveries import retries as deliveries
 from triggers.models import Delivery, Trigger
 
 ROUTE_TIMEOUT = 1.5
@@ -155,3 +157,34 @@ def test_a_handlers_own_404_is_relayed_unchanged(strict, relay_server):
     response = post(relay_server, trigger)
     assert response.status_code == 404 and response.json()["status"] == 404  # its body, at once
     assert time.monotonic() - started < 1
+
+
+def async_delivery(trigger) -> Delivery:
+    """An async delivery as the ingress records it, for the worker's service to attempt (in this process)."""
+    body = b'{"event": 1}'
+    return Delivery.objects.create(trigger=trigger, mode="async", method="POST", path="/events", body=body,
+                                   body_size=len(body), headers=[["Content-Type", "application/json"]])
+
+
+def test_an_async_delivery_before_envoy_has_the_route_is_retried_within_its_attempt(strict, strict_sim):
+    strict_sim.call(lambda: setattr(strict_sim.sim.config, "route_ready_delay", 1.0))
+    trigger = strict("freshasync", "kubesim/echo", ready_pods=1, min_scale=1, mode="async")
+    assert requests.get(strict_sim.gateway_url, headers={"Host": trigger.gateway_host}).status_code == 404
+    delivery = async_delivery(trigger)
+    assert deliveries.delivery_deliver(delivery.pk) == "succeeded"
+    delivery.refresh_from_db()
+    assert (delivery.attempts, delivery.response_status, delivery.error) == (1, 200, "")
+    assert json.loads(bytes(delivery.response_body))["body"] == '{"event": 1}'  # the handler's own answer
+
+
+def test_an_async_delivery_to_a_route_still_missing_is_retried_later_never_the_handlers_404(strict, strict_sim):
+    strict_sim.call(lambda: setattr(strict_sim.sim.config, "route_ready_delay", 30.0))
+    for name, pods in (("lateasync", 1), ("latecoldasync", 0)):  # forwarding, and waking
+        trigger = strict(name, "kubesim/echo", ready_pods=pods, min_scale=1, mode="async", max_attempts=3)
+        delivery = async_delivery(trigger)
+        started = time.monotonic()
+        assert deliveries.delivery_deliver(delivery.pk) == "retrying", name
+        assert 1.5 < time.monotonic() - started < 6  # the route was waited for, briefly
+        delivery.refresh_from_db()
+        assert delivery.response_status == 503 and f"no route to trigger {name} yet" in delivery.error, name
+        assert [a.status for a in delivery.attempt_log.all()] == [503]

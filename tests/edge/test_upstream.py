@@ -4,7 +4,14 @@ import asyncio
 
 import pytest
 
-from triggers.edge.upstream import HIGH_WATER, Upstream, UpstreamUnreachable
+from triggers.edge.upstream import (
+    HIGH_WATER,
+    MAX_HEADER_BYTES,
+    MAX_HEADERS,
+    HandlerHeadersTooLarge,
+    Upstream,
+    UpstreamUnreachable,
+)
 
 OK = b"HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: 2\r\n\r\nok"
 
@@ -284,3 +291,103 @@ async def test_reading_from_the_gateway_waits_for_the_reader_with_a_bounded_buff
         assert received == size and largest <= 2 * HIGH_WATER
         assert len(upstream.idle) == 1
         upstream.close()
+
+
+def with_headers(headers: list[bytes], body: bytes = b"ok") -> bytes:
+    return b"HTTP/1.1 200 OK\r\n" + b"".join(h + b"\r\n" for h in headers) + b"Content-Length: %d\r\n\r\n%s" % (
+        len(body), body)
+
+
+async def test_response_headers_over_the_count_or_the_size_fail_the_request_and_drop_the_connection():
+    most = [b"X-H%03d: v" % i for i in range(MAX_HEADERS - 1)]  # and Content-Length: MAX_HEADERS in all
+    big = b"X-Big: " + b"v" * (MAX_HEADER_BYTES - 64)  # 64 bytes left for Content-Length's line and more
+    async with Gateway(with_headers(most), with_headers([*most, b"X-One-More: v"]), with_headers([big]),
+                       with_headers([big, b"X-Pad: " + b"v" * 64])) as gw:
+        upstream = Upstream(gw.url)
+        status, headers, body = await fetch(upstream, "GET", "/", [], b"", 5)
+        assert (status, len(headers), body) == (200, MAX_HEADERS, b"ok")
+        with pytest.raises(HandlerHeadersTooLarge, match=f"more than {MAX_HEADERS} headers"):
+            await fetch(upstream, "GET", "/", [], b"", 5)
+        assert upstream.idle == []
+        assert (await fetch(upstream, "GET", "/", [], b"", 5))[2] == b"ok"  # within MAX_HEADER_BYTES
+        with pytest.raises(HandlerHeadersTooLarge, match=f"more than {MAX_HEADER_BYTES} bytes of headers"):
+            await fetch(upstream, "GET", "/", [], b"", 5)
+        assert upstream.idle == [] and gw.connections == 2  # each refused head dropped its connection
+        upstream.close()
+
+
+@pytest.mark.parametrize("opening", [b"HTTP/1.1 200 OK\r\nX-Endless: ", b"HTTP/1.1 200 ", b"HTTP/1.1 200 OK\r\n"])
+async def test_a_head_that_never_ends_is_cut_off_long_before_it_is_all_sent(opening):
+    """One endless header line, an endless reason phrase, endless short header lines sent quickly: the
+    client gives up once more than the limits arrived, and the gateway's writes fail."""
+    size, sent = 64 * 1024 * 1024, [0]
+    block = b"a" * (1024 * 1024) if opening.endswith(b" ") else b"X-A: b\r\n" * (128 * 1024)
+
+    async def flood(writer):
+        writer.write(opening)
+        for _ in range(size // len(block)):
+            writer.write(block)
+            await writer.drain()
+            sent[0] += len(block)
+
+    async with Gateway(flood) as gw:
+        upstream = Upstream(gw.url)
+        with pytest.raises(HandlerHeadersTooLarge, match="too large"):
+            await fetch(upstream, "GET", "/", [], b"", 10)
+        await asyncio.sleep(0.2)
+        assert sent[0] < size // 4, f"the client read {sent[0]} bytes of a head"
+        assert upstream.idle == []
+        upstream.close()
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_handler_sending_too_many_headers_gets_a_recorded_502(relay, live_trigger, settings):
+    import json
+    import socket
+    import threading
+
+    import requests
+
+    from tests.cluster import wait_for
+    from triggers.models import Delivery
+
+    trigger = live_trigger()
+    server, seen = socket.create_server(("127.0.0.1", 0)), []
+    flood = with_headers([b"Set-Thing-%d: v" % i for i in range(MAX_HEADERS * 10)], body=b"{}")
+
+    def serve():  # the gateway, in a thread (the ingress runs its own loop under uvicorn)
+        while True:
+            try:
+                conn, _ = server.accept()
+            except OSError:
+                return
+            with conn:
+                data = b""
+                while b"\r\n\r\n" not in data and (chunk := conn.recv(65536)):
+                    data += chunk
+                head, _, body = data.partition(b"\r\n\r\n")
+                length = next(int(line.split(b":")[1]) for line in head.split(b"\r\n")
+                              if line.lower().startswith(b"content-length:"))
+                while len(body) < length and (chunk := conn.recv(65536)):
+                    body += chunk
+                seen.append(head)
+                try:
+                    conn.sendall(flood)
+                except OSError:
+                    pass
+
+    threading.Thread(target=serve, daemon=True).start()
+    settings.RELAY_GATEWAY_URL = f"http://127.0.0.1:{server.getsockname()[1]}"
+    try:
+        response = requests.post(f"{relay}/hooks/{trigger.token}/x", data=b'{"a": 1}', timeout=30)
+    finally:
+        server.close()
+    assert response.status_code == 502 and response.headers["Content-Type"] == "application/json"
+    detail = response.json()["detail"]
+    assert detail.startswith("Handler response headers too large") and f"more than {MAX_HEADERS} headers" in detail
+    assert not any(name.startswith("Set-Thing") for name in response.headers)
+    delivery = wait_for(lambda: Delivery.objects.filter(trigger=trigger).exclude(state="forwarded").first(),
+                        message="the delivery recorded")
+    assert len(seen) == 1 and str(delivery.pk).encode() in seen[0]  # forwarded once, recorded as that one
+    assert (delivery.state, delivery.response_status, delivery.error) == ("failed", 502, detail)
+    assert json.loads(bytes(delivery.response_body)) == {"detail": detail}

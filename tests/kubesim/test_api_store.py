@@ -150,6 +150,24 @@ def test_owner_references_are_garbage_collected(store):
     assert store.try_get("secrets", "default", "grandchild") is None
 
 
+def test_a_dependent_with_an_owner_left_loses_only_the_reference_to_the_gone_one(store):
+    a, b = store.create(KSVC, _ksvc("a")), store.create(KSVC, _ksvc("b"))
+    refs = [{"apiVersion": "serving.knative.dev/v1", "kind": "Service", "name": o["metadata"]["name"],
+             "uid": o["metadata"]["uid"]} for o in (a, b)]
+    store.create("secrets", {"metadata": {"name": "shared", "namespace": "default", "ownerReferences": refs}})
+    store.delete(KSVC, "default", "a")
+    assert store.get("secrets", "default", "shared")["metadata"]["ownerReferences"] == refs[1:]
+    store.delete(KSVC, "default", "b")
+    assert store.try_get("secrets", "default", "shared") is None
+
+
+def test_a_reference_written_to_an_absent_owner_is_collected_like_a_gone_one(store):
+    store.create("secrets", {"metadata": {"name": "s", "namespace": "default"}})
+    ghost = {"apiVersion": "serving.knative.dev/v1", "kind": "Revision", "name": "gone", "uid": "no-such-uid"}
+    store.mutate("secrets", "default", "s", lambda o: o["metadata"].update(ownerReferences=[ghost]))
+    assert store.try_get("secrets", "default", "s") is None
+
+
 async def test_gc_and_namespace_termination_run_on_the_loop(store):
     store.create("namespaces", {"metadata": {"name": "t1"}})
     store.create(KSVC, _ksvc("a", ns="t1"))

@@ -161,3 +161,35 @@ def test_trigger_admin_is_for_staff_only(alice, triggers):
     client.force_login(alice)
     response = client.get(CHANGELIST)
     assert response.status_code == 302 and "/admin/login/" in response["Location"]
+
+
+def _change_form(operator, trigger) -> dict:
+    from tests.test_admin_owners import _form_data
+
+    return _form_data(operator.get(f"/admin/triggers/trigger/{trigger.pk}/change/"))
+
+
+def test_edge_settings_edits_are_checked_like_the_api_s(operator, triggers):
+    trigger = triggers["hello"]
+    url = f"/admin/triggers/trigger/{trigger.pk}/change/"
+    data = _change_form(operator, trigger)
+    assert set(data) >= {"mode", "verification", "hmac_header", "dedupe_header", "max_attempts"}
+    assert not {"ready_pods", "pods", "active_status"} & set(data)  # what the cluster reports is read-only
+    page = operator.post(url, {**data, "verification": "github"}).content.decode()
+    assert "github verification needs a secret" in page
+    page = operator.post(url, {**data, "dedupe_header": "not a header"}).content.decode()
+    assert "is not a valid HTTP header name" in page
+    trigger.refresh_from_db()
+    assert (trigger.verification, trigger.dedupe_header) == ("none", "")
+    assert operator.post(url, {**data, "mode": "async", "max_attempts": "7"}).status_code == 302
+    trigger.refresh_from_db()
+    assert (trigger.mode, trigger.max_attempts) == ("async", 7)
+
+
+def test_a_trigger_being_deleted_is_not_edited(operator, triggers):
+    trigger = triggers["hello"]
+    data = _change_form(operator, trigger)
+    Trigger.objects.filter(pk=trigger.pk).update(deleting=True)
+    page = operator.post(f"/admin/triggers/trigger/{trigger.pk}/change/", {**data, "mode": "async"}).content.decode()
+    assert "This trigger is being deleted." in page
+    assert Trigger.objects.get(pk=trigger.pk).mode == "sync"

@@ -176,7 +176,7 @@ print(json.dumps([response.status_code, response.headers.get("Retry-After"), res
 """
 
 
-def test_a_deploy_while_the_task_queue_is_down_answers_503_json_and_is_applied_later(tenant_a, alice, token_for,
+def test_a_deploy_while_the_task_broker_is_down_answers_503_json_and_is_applied_later(tenant_a, alice, token_for,
                                                                                     settings):
     """A web process whose Redis is unreachable (a port nothing listens on): the deployment is saved,
     pending, and the API says so with 503 JSON instead of a 500; deployments_resume applies it later."""
@@ -196,8 +196,63 @@ def test_a_deploy_while_the_task_queue_is_down_answers_503_json_and_is_applied_l
                          capture_output=True, text=True, timeout=120)
     status, retry_after, body = json.loads(run.stdout.strip().splitlines()[-1])
     assert (status, retry_after) == (503, "5"), body
-    assert "task queue is unavailable" in json.loads(body)["detail"]
+    assert "task broker (Redis) is unavailable" in json.loads(body)["detail"]
     (deployment,) = Deployment.objects.filter(trigger=trigger)
     assert deployment.status == Deployment.Status.PENDING
     settings.RELAY_STUCK_AFTER = 0
     assert deployments_resume() == 1  # re-enqueued once the queue answers again
+
+
+CHANGES_WITHOUT_BROKER = """
+import json, django
+django.setup()
+from django.test import Client
+client = Client(raise_request_exception=False, HTTP_AUTHORIZATION="Token %s")
+answers = [client.post("/api/v1/tenants/", {"slug": "later", "name": "Later"}, content_type="application/json"),
+           client.delete("/api/v1/tenants/gone/"), client.delete("/api/v1/tenants/acme/triggers/old/")]
+print(json.dumps([[r.status_code, r.headers.get("Content-Type"), r.content.decode()] for r in answers]))
+"""
+
+
+@pytest.mark.celery
+def test_tenants_and_triggers_changed_while_the_broker_is_down_are_resumed_once_it_is_back(
+        tenant_a, alice, token_for, make_worker, k8s):
+    """A tenant created, a tenant deleted and a trigger deleted by a web process whose Redis is unreachable:
+    each answers 503 JSON naming the broker, its row is committed, and the periodic resume queues its work
+    (once, however often it runs) for the real worker to do."""
+    import json
+    import os
+    import subprocess
+    import sys
+
+    from tenants.models import Membership, Role, Tenant
+    from tests.cluster import REPO, _database_url
+    from triggers.tasks import deployments_resume
+
+    gone = Tenant.objects.create(slug="gone", name="Gone", state=Tenant.State.READY)
+    Membership.objects.create(tenant=gone, user=alice, role=Role.OWNER)
+    old = Trigger.objects.create(tenant=tenant_a, name="old", image="kubesim/echo")
+    env = {**os.environ, "DJANGO_SETTINGS_MODULE": "tests.settings", "DATABASE_URL": _database_url(),
+           "REDIS_URL": "redis://127.0.0.1:9/0"}
+    run = subprocess.run([sys.executable, "-c", CHANGES_WITHOUT_BROKER % token_for(alice)], cwd=REPO, env=env,
+                         capture_output=True, text=True, timeout=120)
+    for status, content_type, body in json.loads(run.stdout.strip().splitlines()[-1]):
+        assert (status, content_type) == (503, "application/json"), body
+        assert "task broker (Redis) is unavailable" in json.loads(body)["detail"]
+    later = Tenant.objects.get(slug="later")
+    assert (later.state, Tenant.objects.get(pk=gone.pk).state) == ("provisioning", "deleting")
+    assert Trigger.objects.get(pk=old.pk).deleting
+    try:
+        assert deployments_resume() == 3  # what beat runs every 30 s, the broker answering again
+        assert deployments_resume() == 0  # queued already: not again
+        make_worker()
+        wait_for(lambda: Tenant.objects.filter(pk=later.pk, state=Tenant.State.READY).exists(),
+                 message="tenant provisioned")
+        wait_for(lambda: not Tenant.objects.filter(pk=gone.pk).exists(), message="tenant torn down")
+        wait_for(lambda: not Trigger.objects.filter(pk=old.pk).exists(), message="trigger torn down")
+        assert deployments_resume() == 0
+    finally:
+        with contextlib.suppress(Exception):
+            k8s.core.delete_namespace("relay-later")
+        wait_for(lambda: "relay-later" not in {ns.metadata.name for ns in k8s.core.list_namespace().items},
+                 message="namespace removed")

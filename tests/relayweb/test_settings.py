@@ -106,3 +106,26 @@ async def test_channel_layer_round_trips_through_redis():
     await layer.group_send("settings-test", {"type": "hello", "n": 1})
     assert (await layer.receive(channel))["n"] == 1
     await layer.group_discard("settings-test", channel)
+
+
+def _site_url(env: dict) -> str:
+    clean = {k: v for k, v in os.environ.items() if k not in ("SITE_URL", "RELAY_PORT", "DJANGO_SETTINGS_MODULE")}
+    out = subprocess.run(
+        [sys.executable, "-c", "from django.conf import settings; print(settings.SITE_URL)"],
+        cwd=REPO, env={**clean, "DJANGO_SETTINGS_MODULE": "relayweb.settings", "DEBUG": "1", **env},
+        capture_output=True, text=True, timeout=60,
+    )
+    assert out.returncode == 0, out.stderr
+    return out.stdout.strip()
+
+
+def test_site_url_follows_the_port_make_run_serves_on_unless_it_is_set():
+    assert _site_url({}) == "http://localhost:8000"
+    assert _site_url({"RELAY_PORT": "8300"}) == "http://localhost:8300"
+    assert _site_url({"RELAY_PORT": "8300", "SITE_URL": "https://relay.example.com/"}) == "https://relay.example.com"
+
+
+def test_make_run_passes_its_port_to_the_web_process():
+    out = subprocess.run(["make", "-pn", "run", "PORT=8300"], cwd=REPO, capture_output=True, text=True, timeout=60,
+                         env={k: v for k, v in os.environ.items() if k not in ("RELAY_PORT", "PORT")})
+    assert "RELAY_PORT := 8300" in out.stdout

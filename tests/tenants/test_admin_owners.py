@@ -1,10 +1,13 @@
-"""Django admin keeps the last-owner rule of the UI and API: a tenant always keeps an owner."""
+"""Django admin keeps the rules of the UI and API: a tenant always keeps an owner, and is deleted by
+`tenant_delete` (teardown, sockets closed, audited)."""
 
 import pytest
+from asgiref.sync import sync_to_async
 from django.contrib.auth import get_user_model
 from django.test import Client
 
-from tenants.models import Membership, Role
+from tenants.models import AuditEntry, Membership, Role, Tenant
+from tests.cluster import wait_for
 
 pytestmark = pytest.mark.django_db
 
@@ -157,7 +160,61 @@ def test_deleting_every_owner_at_once_is_refused(operator, alice, bob, tenant_a)
     assert owners(tenant_a) == ["alice", "bob"]
 
 
-def test_admin_can_still_delete_a_tenant_with_its_members(operator, alice, tenant_b):
-    response = operator.post(f"/admin/tenants/tenant/{tenant_b.pk}/delete/", {"post": "yes"})
-    assert response.status_code == 302
+@pytest.mark.celery
+def test_admin_deletes_a_tenant_through_tenant_delete(staff, alice, tenant_b, worker):
+    """Teardown (triggers, namespace, then the row with its members) by the worker, and an audit entry."""
+    operator = Client(REMOTE_ADDR="10.1.2.3")
+    operator.force_login(staff)
+    response = operator.post(f"/admin/tenants/tenant/{tenant_b.pk}/delete/", {"post": "yes"}, follow=True)
+    assert "Deleting tenant globex" in response.content.decode()
+    entry = AuditEntry.objects.get(action="tenant.delete")
+    assert (entry.actor, entry.source, entry.tenant_slug) == (staff, "10.1.2.3", "globex")
+    wait_for(lambda: not Tenant.objects.filter(pk=tenant_b.pk).exists(), message="tenant torn down by the worker")
     assert not Membership.objects.filter(user__username="charlie").exists()
+
+
+def test_admin_bulk_delete_marks_each_tenant_deleting_and_records_it(operator, staff, tenant_a, tenant_b):
+    response = operator.post("/admin/tenants/tenant/", {"action": "delete_selected", "post": "yes",
+                                                        "_selected_action": [tenant_a.pk, tenant_b.pk]})
+    assert response.status_code == 302
+    assert set(Tenant.objects.values_list("state", flat=True)) == {Tenant.State.DELETING}
+    assert sorted(AuditEntry.objects.filter(action="tenant.delete", actor=staff).values_list(
+        "tenant_slug", flat=True)) == ["acme", "globex"]
+    assert owners(tenant_a) == ["alice"]  # the members go with the tenant's row, after its teardown
+
+
+@pytest.mark.django_db(transaction=True)
+async def test_admin_deleting_a_tenant_closes_its_members_sockets(staff, alice, bob, tenant_a):
+    from tests.test_socket_access import assert_revoked, open_socket
+
+    owner, viewer = await open_socket("/ws/tenants/acme/", alice), await open_socket("/ws/tenants/acme/", bob)
+
+    def delete():
+        operator = Client()
+        operator.force_login(staff)
+        return operator.post(f"/admin/tenants/tenant/{tenant_a.pk}/delete/", {"post": "yes"})
+
+    assert (await sync_to_async(delete)()).status_code == 302
+    for communicator in (owner, viewer):
+        await assert_revoked(communicator, "Acme is being deleted.")
+
+
+def test_tenants_are_not_added_in_admin(operator):
+    assert operator.get("/admin/tenants/tenant/add/").status_code == 403  # their first owner creates them
+
+
+def test_tenant_inline_cannot_move_a_membership_to_another_user(operator, tenant_a, charlie):
+    url = f"/admin/tenants/tenant/{tenant_a.pk}/change/"
+    data = _form_data(operator.get(url))
+    data[_inline_prefix(data, "bob") + "user"] = charlie.pk
+    response = operator.post(url, data)
+    assert "cannot move to another user" in response.content.decode()
+    assert sorted(tenant_a.memberships.values_list("user__username", flat=True)) == ["alice", "bob"]
+
+
+def test_members_cannot_be_added_to_a_tenant_being_deleted(operator, tenant_a, charlie):
+    Tenant.objects.filter(pk=tenant_a.pk).update(state=Tenant.State.DELETING)
+    response = operator.post("/admin/tenants/membership/add/", {"tenant": tenant_a.pk, "user": charlie.pk,
+                                                               "role": "viewer"})
+    assert response.status_code == 200 and "is being deleted" in response.content.decode()
+    assert not Membership.objects.filter(user=charlie).exists()

@@ -301,3 +301,99 @@ def test_tenant_provision_retry_and_delete_are_recorded(api, alice, tenant_a):
     assert api(alice).delete(API).status_code == 202
     assert [e.action for e in AuditEntry.objects.order_by("pk")] == ["tenant.provision_retry", "tenant.delete"]
     assert only("tenant.delete").actor == alice
+
+
+# Django admin: an operator's changes go through the services, or are recorded as they would be
+
+def admin_form(client, url) -> dict:
+    from tests.test_admin_owners import _form_data
+
+    return _form_data(client.get(url))
+
+
+def test_admin_trigger_edit_is_recorded_with_the_operator_and_the_fields(staff, tenant_a, alice):
+    trigger = trigger_services.trigger_create(tenant=tenant_a, user=alice, name="signed", image="kubesim/echo",
+                                              verification="github", verification_secret=SECRET)
+    operator = browser(staff, "10.1.2.3")
+    url = f"/admin/triggers/trigger/{trigger.pk}/change/"
+    data = {**admin_form(operator, url), "verification": "none", "dedupe_header": "X-Event-Id"}
+    assert operator.post(url, data).status_code == 302
+    entry = only("trigger.update")  # an operator turning signature checking off
+    assert (entry.actor, entry.source, entry.tenant) == (staff, "10.1.2.3", tenant_a)
+    assert entry.changes == {"fields": ["dedupe_header", "verification"]}
+    trigger.refresh_from_db()
+    assert (trigger.verification, trigger.dedupe_header) == ("none", "X-Event-Id")
+
+
+def test_admin_tenant_rename_is_recorded(staff, tenant_a):
+    operator = browser(staff, "10.1.2.3")
+    url = f"/admin/tenants/tenant/{tenant_a.pk}/change/"
+    assert operator.post(url, {**admin_form(operator, url), "name": "Acme Corp"}).status_code == 302
+    entry = only("tenant.update")
+    assert (entry.actor, entry.source, entry.changes) == (staff, "10.1.2.3", {"name": {"from": "Acme",
+                                                                                         "to": "Acme Corp"}})
+    assert operator.post(url, admin_form(operator, url)).status_code == 302  # saved unchanged: nothing new
+    assert AuditEntry.objects.count() == 1
+
+
+def test_admin_tenant_state_is_changed_by_the_services_only(staff, tenant_a):
+    operator = browser(staff, "10.1.2.3")
+    url = f"/admin/tenants/tenant/{tenant_a.pk}/change/"
+    operator.post(url, {**admin_form(operator, url), "state": "deleting", "message": "typed by hand"})
+    tenant_a.refresh_from_db()
+    assert (tenant_a.state, tenant_a.message) == ("ready", "")
+    Tenant.objects.filter(pk=tenant_a.pk).update(state=Tenant.State.FAILED)
+    operator.post("/admin/tenants/tenant/", {"action": "retry_provisioning", "_selected_action": [tenant_a.pk]})
+    entry = only("tenant.provision_retry")
+    assert (entry.actor, entry.source) == (staff, "10.1.2.3")
+    assert Tenant.objects.get(pk=tenant_a.pk).state == Tenant.State.PROVISIONING
+
+
+def test_admin_members_added_inline_or_on_their_own_page_are_recorded(staff, tenant_a, charlie):
+    operator = browser(staff, "10.1.2.3")
+    url = f"/admin/tenants/tenant/{tenant_a.pk}/change/"
+    data = admin_form(operator, url)
+    rows = int(data["memberships-TOTAL_FORMS"])
+    data.update({f"memberships-{rows}-user": charlie.pk, f"memberships-{rows}-role": "editor",
+                 f"memberships-{rows}-tenant": tenant_a.pk, "memberships-TOTAL_FORMS": str(rows + 1)})
+    response = operator.post(url, data)
+    assert response.status_code == 302, response.content.decode()[-3000:]
+    inline = only("member.add")
+    assert (inline.actor, inline.source, inline.tenant) == (staff, "10.1.2.3", tenant_a)
+    assert inline.changes == {"user": "charlie", "role": "editor"} and inline.target_label == "charlie"
+    dan = charlie.__class__.objects.create(username="dan")
+    response = operator.post("/admin/tenants/membership/add/",
+                             {"tenant": tenant_a.pk, "user": dan.pk, "role": "viewer"})
+    assert response.status_code == 302, response.content.decode()[-3000:]
+    added = AuditEntry.objects.filter(action="member.add").order_by("pk").last()
+    assert (added.actor, added.changes) == (staff, {"user": "dan", "role": "viewer"})
+    assert Membership.objects.get(user=dan).role == "viewer"
+
+
+def test_admin_token_deletion_is_a_recorded_revocation_with_no_tenant(staff, alice, token_for):
+    from tenants.models import ApiToken
+
+    token_for(alice, "ci")
+    token_for(alice, "bot")
+    ci, bot = ApiToken.objects.get(name="ci"), ApiToken.objects.get(name="bot")
+    operator = browser(staff, "10.1.2.3")
+    assert operator.post(f"/admin/tenants/apitoken/{ci.pk}/delete/", {"post": "yes"}).status_code == 302
+    operator.post("/admin/tenants/apitoken/", {"action": "delete_selected", "_selected_action": [bot.pk],
+                                               "post": "yes"})
+    assert not ApiToken.objects.exists()
+    entries = list(AuditEntry.objects.filter(action="token.revoke").order_by("pk"))
+    assert [(e.actor, e.source, e.tenant, e.changes["name"]) for e in entries] == [
+        (staff, "10.1.2.3", None, "ci"), (staff, "10.1.2.3", None, "bot")]
+
+
+def test_admin_revokes_invitations_through_the_service(staff, alice, tenant_a):
+    with audit_as(alice):
+        invitation = tenant_services.invitation_create(tenant=tenant_a, email="dan@example.test", role="viewer",
+                                                       invited_by=alice)
+    operator = browser(staff, "10.1.2.3")
+    assert operator.post(f"/admin/tenants/invitation/{invitation.pk}/delete/", {"post": "yes"}).status_code == 403
+    operator.post("/admin/tenants/invitation/", {"action": "revoke_selected", "_selected_action": [invitation.pk]})
+    invitation.refresh_from_db()
+    assert invitation.state == "revoked"
+    entry = only("invitation.revoke")
+    assert (entry.actor, entry.source) == (staff, "10.1.2.3")

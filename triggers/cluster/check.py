@@ -31,7 +31,14 @@ from triggers.gateway import diag
 from . import kube, leader
 
 KUBERNETES_MIN = (1, 34)
+# The Knative Serving release relayweb supports (deploy/README.md, supported versions): what its
+# rendering, the install steps and kubesim are checked against.
+KNATIVE_MIN = (1, 23)
+# Knative's release manifests label the knative-serving namespace with the release: 1.x
+# `app.kubernetes.io/version: "1.23.0"` (config/core/100-namespace.yaml, "devel" rewritten by
+# hack/generate-yamls.sh), 0.x `serving.knative.dev/release: "v0.13.0"`.
 KNATIVE_NAMESPACE_VERSION_LABEL = "app.kubernetes.io/version"
+KNATIVE_LEGACY_RELEASE_LABEL = "serving.knative.dev/release"
 AMBASSADOR_CLASS = "ambassador.ingress.networking.knative.dev"
 KNATIVE_RESOURCES = ("services", "configurations", "revisions", "routes")
 CLUSTER_LOCAL_DOMAIN = "svc.cluster.local"
@@ -44,7 +51,7 @@ def permissions() -> list[tuple[str, str, str, str]]:
     every = ""
     knative_ns = settings.RELAY_KNATIVE_NAMESPACE
     return [
-        ("", "namespaces", verb, every) for verb in ("get", "create", "patch", "delete")
+        ("", "namespaces", verb, every) for verb in ("get", "list", "create", "patch", "delete")
     ] + [
         ("", "secrets", verb, every) for verb in ("create", "patch", "delete")
     ] + [
@@ -158,8 +165,19 @@ def check_knative(cluster: kube.Cluster) -> str:
         raise Failed(f"the Knative namespace {settings.RELAY_KNATIVE_NAMESPACE!r} does not exist",
                      "Install serving-core.yaml, or set RELAY_KNATIVE_NAMESPACE (chart value "
                      "relay.knativeNamespace) to where Knative runs.")
-    release = ((namespace.metadata.labels or {}).get(KNATIVE_NAMESPACE_VERSION_LABEL)) or "unknown version"
-    return f"Knative Serving {release}: serving.knative.dev/v1 {', '.join(KNATIVE_RESOURCES)}"
+    labels = namespace.metadata.labels or {}
+    release = labels.get(KNATIVE_NAMESPACE_VERSION_LABEL) or labels.get(KNATIVE_LEGACY_RELEASE_LABEL) or ""
+    served = f"serving.knative.dev/v1 {', '.join(KNATIVE_RESOURCES)}"
+    found = re.search(r"(\d+)\.(\d+)", release)
+    want = ".".join(map(str, KNATIVE_MIN))
+    if found is None:  # a build from source ("devel"), or a namespace not made by the release manifest
+        return (f"Knative Serving release unknown (namespace label {KNATIVE_NAMESPACE_VERSION_LABEL} is "
+                f"{release or 'missing'}; relayweb supports {want}): {served}")
+    if (int(found[1]), int(found[2])) < KNATIVE_MIN:
+        raise Failed(f"Knative Serving {release} is older than {want}, the release relayweb supports",
+                     f"Upgrade Knative Serving to {want}, one minor version at a time, CRDs first "
+                     "(deploy/README.md, upgrading; step 2 for the manifests).")
+    return f"Knative Serving {release}: {served}"
 
 
 def check_ingress_class(cluster: kube.Cluster) -> str:

@@ -158,6 +158,39 @@ def deployment_own_secrets(cluster: kube.Cluster, deployment: Deployment) -> int
         return 0
 
 
+def secret_versions(secret_env: dict) -> set[int]:
+    """The versions of the per-version Secrets that secret variables (`Trigger.secret_env`) are read from."""
+    return {meta["version"] for meta in secret_env.values() if meta.get("version")}
+
+
+def _applied_secrets(trigger: Trigger) -> set[str]:
+    """Every Secret a manifest applied for the trigger reads: each revision Knative made for it came from
+    one of these (deploys and reconcile apply only recorded manifests)."""
+    names: set[str] = set()
+    for manifest in trigger.deployments.filter(applied_at__isnull=False).values_list("manifest", flat=True):
+        names |= kube.revision_secrets((manifest or {}).get("spec", {}).get("template", {}))
+    return names
+
+
+def secrets_unread(trigger: Trigger, versions: set[int]) -> list[str]:
+    """The version Secrets among `versions` that no revision reads: no applied manifest names them, so no
+    revision will ever own them (`deployment_own_secrets`) and nothing else deletes them before the
+    trigger goes. Ask under the trigger's row lock: a deploy renders its manifest under it too."""
+    names = {kube.secret_name(trigger, version) for version in versions} - _applied_secrets(trigger)
+    return sorted(names)
+
+
+def secrets_delete(namespace: str, names: list[str]) -> None:
+    """Delete Secrets that no revision reads (superseded before a deploy read them); a failure is logged, and
+    the Secret then goes with the trigger."""
+    cluster = kube.cluster()
+    for name in names:
+        try:
+            cluster.delete_secret(namespace, name)
+        except kube.KubeError as e:
+            log.warning("superseded secret %s/%s not deleted: %s", namespace, name, e.message)
+
+
 def _time_out_waiting() -> None:
     deadline = timezone.now() - timezone.timedelta(seconds=settings.RELAY_DEPLOY_TIMEOUT)
     for deployment in Deployment.objects.filter(status=Deployment.Status.WAITING, applied_at__lt=deadline):
@@ -200,11 +233,12 @@ def trigger_teardown(trigger_id: int) -> bool:
 
 def _delete_in_cluster(cluster: kube.Cluster, trigger: Trigger) -> None:
     cluster.delete_ksvc(trigger.namespace, trigger.name)  # its revisions take the Secrets they own along
-    # and what no revision owns: the Secrets of the current variables (a deploy that never settled) and
-    # the one Secret `<trigger>-env` of values set before Secrets were per version
-    versions = {None} | {meta.get("version") for meta in trigger.secret_env.values()}
-    for version in sorted(versions, key=lambda v: v or 0):
-        cluster.delete_secret(trigger.namespace, kube.secret_name(trigger, version))
+    # and what no revision may own: the Secrets of the current variables and of every applied manifest (a
+    # deploy that never settled, or whose revision was not made an owner), and the one Secret
+    # `<trigger>-env` of values set before Secrets were per version
+    current = {kube.secret_name(trigger, version) for version in secret_versions(trigger.secret_env)}
+    for name in sorted({kube.secret_name(trigger, None)} | current | _applied_secrets(trigger)):
+        cluster.delete_secret(trigger.namespace, name)
 
 
 @dataclass
@@ -214,12 +248,31 @@ class ReconcileReport:
     created: int = 0
     updated: int = 0
     deleted: int = 0
+    relabelled: int = 0
     errors: list[str] = field(default_factory=list)
 
     def __str__(self) -> str:
         text = (f"{self.namespaces} namespaces, {self.checked} triggers checked: {self.created} re-created, "
                 f"{self.updated} re-applied (drift), {self.deleted} orphans deleted")
+        text += f", {self.relabelled} namespaces re-labelled" if self.relabelled else ""
         return text + (f"; {len(self.errors)} errors: " + "; ".join(self.errors) if self.errors else "")
+
+
+def reconcile_namespace_labels(tenants: list[Tenant], cluster: kube.Cluster, report: ReconcileReport) -> None:
+    """Put back the labels a tenant's namespace is provisioned with where they are missing or changed: its
+    Pod Security admission levels among them, so a namespace provisioned before relayweb set those gets them.
+    One list call for all tenants; a patch only where labels differ."""
+    live = {ns.metadata.name: ns.metadata.labels or {} for ns in cluster.list_namespaces(kube.MANAGED_SELECTOR)}
+    for tenant in tenants:
+        want = kube.render_namespace(tenant)["metadata"]["labels"]
+        have = live.get(tenant.namespace, {})  # not listed: gone, or its managed-by label removed
+        if all(have.get(key) == value for key, value in want.items()):
+            continue
+        try:
+            cluster.label_namespace(tenant.namespace, want)
+            report.relabelled += 1
+        except kube.KubeError as e:
+            report.errors.append(f"{tenant.namespace}: {e.message}")
 
 
 def reconcile_tenant(tenant: Tenant, cluster: kube.Cluster, report: ReconcileReport) -> None:
@@ -251,7 +304,12 @@ def reconcile_tenant(tenant: Tenant, cluster: kube.Cluster, report: ReconcileRep
 def reconcile_all() -> ReconcileReport:
     report = ReconcileReport()
     cluster = kube.cluster()
-    for tenant in Tenant.objects.filter(state=Tenant.State.READY):
+    tenants = list(Tenant.objects.filter(state=Tenant.State.READY))
+    try:
+        reconcile_namespace_labels(tenants, cluster, report)
+    except kube.KubeError as e:
+        report.errors.append(f"tenant namespaces: {e.message}")
+    for tenant in tenants:
         try:
             reconcile_tenant(tenant, cluster, report)
         except kube.KubeError as e:

@@ -455,6 +455,16 @@ class Cluster:
                     return None
                 raise
 
+    def list_namespaces(self, label_selector: str) -> list:
+        """Namespaces with these labels (V1Namespace objects); reconcile compares their labels."""
+        with translated_errors():
+            return self.core.list_namespace(label_selector=label_selector, _request_timeout=self.timeout).items
+
+    def label_namespace(self, name: str, labels: dict[str, str]) -> None:
+        """Set these labels on a namespace (a strategic merge patch: other labels stay)."""
+        with translated_errors():
+            self.core.patch_namespace(name, {"metadata": {"labels": labels}}, _request_timeout=self.timeout)
+
     def delete_namespace(self, name: str) -> bool:
         return self._delete(lambda: self.core.delete_namespace(name, _request_timeout=self.timeout))
 

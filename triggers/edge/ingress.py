@@ -32,7 +32,7 @@ from triggers.security import crypto, sealed, signatures
 from . import wakeup
 from .delivery_writer import DeliveryRecord, DeliveryWriter, DuplicateDelivery, RowNotStored, TriggerGone
 from .headers import HOP_BY_HOP, forwarded_headers, relayed_headers, sender_headers
-from .upstream import Response, Upstream, UpstreamUnreachable
+from .upstream import HandlerHeadersTooLarge, Response, Upstream, UpstreamUnreachable
 from .wakeup import FORWARD_MARGIN
 
 log = logging.getLogger(__name__)
@@ -478,6 +478,8 @@ class Ingress:
                 response = await self.upstream.request("GET", "/", headers, b"", min(wakeup.attempt_timeout(), left))
             except TimeoutError:
                 continue
+            except HandlerHeadersTooLarge as e:
+                return problem(502, f"{e}.")
             except UpstreamUnreachable as e:
                 return problem(502, f"The gateway is unreachable: {e}.")
             empty = response.done and not response.body
@@ -519,6 +521,8 @@ class Ingress:
             return status, response.body if response.done else response, kept, ""
         except TimeoutError:
             status, body = problem(504, f"The handler did not answer within {route.timeout:.0f} s.")
+        except HandlerHeadersTooLarge as e:  # not relayed: a handler does not choose what the ingress holds
+            status, body = problem(502, f"{e}.")
         except UpstreamUnreachable as e:
             status, body = problem(502, f"The gateway is unreachable: {e}.")
         return status, body, JSON, json.loads(body)["detail"]

@@ -11,11 +11,17 @@ one is read with `read()`: at most `HIGH_WATER` bytes are buffered (reading from
 the caller takes them), so memory does not grow with the response. A connection goes back to the pool
 only once its response was read to the end; `close()` before that drops it.
 
-Errors: `UpstreamUnreachable` (cannot connect, or the connection broke before the whole response) and
-`TimeoutError` (no response head within the timeout, or no more of the body for that long). A request that
-fails on a *reused* connection before any byte of a response arrived is sent again once on a new
-connection: the gateway closed the idle connection as we wrote to it, so nothing was handled (handlers
-dedupe on X-Relay-Delivery-Id).
+A response head is bounded as well: more than `MAX_HEADERS` headers or `MAX_HEADER_BYTES` of them (each
+counted as "name: value" and CRLF, the request side's rule), or more than that plus `HEAD_SLACK` bytes received
+without the end of the head (one endless header line, a huge reason phrase), fails the request with
+`HandlerHeadersTooLarge` and drops the connection: the head is held in memory until it ends, so a handler
+must not choose its size.
+
+Errors: `UpstreamUnreachable` (cannot connect, or the connection broke before the whole response; its
+subclass `HandlerHeadersTooLarge`, see above) and `TimeoutError` (no response head within the timeout, or
+no more of the body for that long). A request that fails on a *reused* connection before any byte of a
+response arrived is sent again once on a new connection: the gateway closed the idle connection as we
+wrote to it, so nothing was handled (handlers dedupe on X-Relay-Delivery-Id).
 """
 
 from __future__ import annotations
@@ -27,10 +33,21 @@ from urllib.parse import urlsplit
 import httptools
 
 HIGH_WATER = 256 * 1024  # body bytes buffered per connection before reading from the socket pauses
+MAX_HEADERS = 100  # response headers relayed at most (the request side's RELAY_MAX_HEADERS default)
+MAX_HEADER_BYTES = 64 * 1024  # their total size (the request side's RELAY_MAX_HEADER_BYTES default)
+HEAD_SLACK = 1024  # the status line and the blank line, around the headers
 
 
 class UpstreamUnreachable(ConnectionError):
     pass
+
+
+class HandlerHeadersTooLarge(UpstreamUnreachable):
+    """The handler's response head is over the limits: not read further, its connection dropped."""
+
+    def __init__(self, what: str):
+        super().__init__(f"Handler response headers too large: {what} (at most {MAX_HEADERS} headers of "
+                         f"{MAX_HEADER_BYTES} bytes in all are relayed)")
 
 
 class _Connection(asyncio.Protocol):
@@ -52,6 +69,8 @@ class _Connection(asyncio.Protocol):
         self.complete = False  # the whole response was received
         self.keep = False  # the gateway keeps the connection open after this response
         self.error: Exception | None = None
+        self.head_bytes = self.header_bytes = 0  # received before the head's end; of the headers parsed
+        self.oversize: HandlerHeadersTooLarge | None = None
         self.timer: asyncio.TimerHandle | None = None
         self.idle_since = 0.0
 
@@ -67,6 +86,8 @@ class _Connection(asyncio.Protocol):
         self.head, self.started, self.headers_done, self.framed = head, False, False, False
         self.complete, self.keep, self.error, self.length = False, False, None, None
         self.headers, self.body, self.buffered = [], [], 0
+        self.head_bytes = self.header_bytes = 0
+        self.oversize = None
         self.parser = httptools.HttpResponseParser(self)
         self.transport.write(data)
         return self.waiter
@@ -80,10 +101,16 @@ class _Connection(asyncio.Protocol):
         if self.parser is None:  # bytes nobody asked for: this connection is not reusable
             self.transport.close()
             return
+        if not self.headers_done:
+            self.head_bytes += len(data)
         try:
             self.parser.feed_data(data)
         except httptools.HttpParserError as e:
-            self._fail(UpstreamUnreachable(f"malformed response from the gateway: {e}"))
+            self._fail(self.oversize or UpstreamUnreachable(f"malformed response from the gateway: {e}"))
+            self.transport.close()
+            return
+        if not self.headers_done and self.head_bytes > MAX_HEADER_BYTES + HEAD_SLACK and self.error is None:
+            self._fail(HandlerHeadersTooLarge(f"{self.head_bytes} bytes without the end of the head"))
             self.transport.close()
             return
         if self.buffered > HIGH_WATER and not self.complete and not self.paused:
@@ -103,11 +130,18 @@ class _Connection(asyncio.Protocol):
     # -- httptools callbacks
     def on_header(self, name: bytes, value: bytes) -> None:
         self.headers.append((name, value))
+        self.header_bytes += len(name) + len(value) + 4
+        if len(self.headers) > MAX_HEADERS:
+            self.oversize = HandlerHeadersTooLarge(f"more than {MAX_HEADERS} headers")
+        elif self.header_bytes > MAX_HEADER_BYTES:
+            self.oversize = HandlerHeadersTooLarge(f"more than {MAX_HEADER_BYTES} bytes of headers")
+        if self.oversize is not None:
+            raise self.oversize  # the parser stops; data_received fails the request with it
 
     def on_headers_complete(self) -> None:
         self.status = self.parser.get_status_code()
         if 100 <= self.status < 200:  # 100 Continue and the like: the real response follows
-            self.headers = []
+            self.headers, self.header_bytes = [], 0
             return
         self.headers_done = True
         self.timer.cancel()  # the head arrived in time; the body gets an idle timeout per read

@@ -164,7 +164,7 @@ def test_trigger_admin_is_for_staff_only(alice, triggers):
 
 
 def _change_form(operator, trigger) -> dict:
-    from tests.test_admin_owners import _form_data
+    from tests.tenants.test_admin_owners import _form_data
 
     return _form_data(operator.get(f"/admin/triggers/trigger/{trigger.pk}/change/"))
 

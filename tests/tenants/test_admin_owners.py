@@ -185,7 +185,7 @@ def test_admin_bulk_delete_marks_each_tenant_deleting_and_records_it(operator, s
 
 @pytest.mark.django_db(transaction=True)
 async def test_admin_deleting_a_tenant_closes_its_members_sockets(staff, alice, bob, tenant_a):
-    from tests.test_socket_access import assert_revoked, open_socket
+    from tests.live.test_socket_access import assert_revoked, open_socket
 
     owner, viewer = await open_socket("/ws/tenants/acme/", alice), await open_socket("/ws/tenants/acme/", bob)
 

@@ -306,7 +306,7 @@ def test_tenant_provision_retry_and_delete_are_recorded(api, alice, tenant_a):
 # Django admin: an operator's changes go through the services, or are recorded as they would be
 
 def admin_form(client, url) -> dict:
-    from tests.test_admin_owners import _form_data
+    from tests.tenants.test_admin_owners import _form_data
 
     return _form_data(client.get(url))
 

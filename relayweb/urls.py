@@ -1,5 +1,5 @@
 from django.contrib import admin
-from django.urls import include, path
+from django.urls import include, path, re_path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerSplitView
 from rest_framework.routers import DefaultRouter
 
@@ -7,6 +7,7 @@ from relayweb import health
 from tenants import api as tenants_api
 from tenants.signin import throttled_signin
 from triggers.api import deliveries as delivery_api
+from triggers.api import stats as stats_api
 from triggers.api import views as triggers_api
 
 router = DefaultRouter(trailing_slash=True)
@@ -31,11 +32,24 @@ router.register(
     delivery_api.DeliveryViewSet,
     basename="delivery",
 )
+router.register(
+    rf"tenants/(?P<tenant_slug>[-a-zA-Z0-9_]+)/triggers/(?P<trigger_name>{triggers_api.NAME_REGEX})/scale-events",
+    stats_api.ScaleEventViewSet,
+    basename="scale-event",
+)
+# objects, not lists: plain views beside the router
+stats_urls = [
+    re_path(rf"^tenants/(?P<tenant_slug>[-a-zA-Z0-9_]+)/triggers/(?P<trigger_name>{triggers_api.NAME_REGEX})/stats/$",
+            stats_api.TriggerStatsView.as_view(), name="trigger-stats"),
+    re_path(r"^tenants/(?P<tenant_slug>[-a-zA-Z0-9_]+)/stats/$", stats_api.TenantStatsView.as_view(),
+            name="tenant-stats"),
+]
 
 urlpatterns = [
     path("admin/login/", throttled_signin(admin.site.login), name="admin-login"),
     path("admin/", admin.site.urls),
     path("ops/", include("triggers.pages.ops_urls")),
+    path("api/v1/", include(stats_urls)),
     path("api/v1/", include(router.urls)),
     path("api/schema/", SpectacularAPIView.as_view(), name="schema"),
     path("api/docs/", SpectacularSwaggerSplitView.as_view(url_name="schema"), name="api-docs"),

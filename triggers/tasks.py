@@ -22,6 +22,7 @@ from celery import shared_task
 from triggers.cluster import deploys, provisioning
 from triggers.cluster.kube import KubeError
 from triggers.deliveries import retries as deliveries
+from triggers.edge import sample_sender
 from triggers.enqueue import lease_key, lease_redis, lease_seconds
 
 log = logging.getLogger(__name__)
@@ -153,6 +154,12 @@ def delivery_deliver(delivery_id: str) -> str:
 def deliveries_dispatch(delivery_ids: list[str]) -> int:
     """A batch of async deliveries the ingress has just stored: one delivery_deliver task each."""
     return deliveries.deliveries_dispatch(delivery_ids)
+
+
+@shared_task(ignore_result=True)
+def trigger_test_webhook_send(trigger_id: int) -> int | None:
+    """Send Send-test-webhook's signed sample through the public ingress (not acks_late: never sent twice)."""
+    return sample_sender.trigger_test_webhook_send(trigger_id)
 
 
 @shared_task(acks_late=True, ignore_result=True)

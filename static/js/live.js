@@ -47,7 +47,51 @@
       setText(badge, p.badge_text);
     });
     applyPodCount(p.id, p.ready_pods);
-    if (p.id === triggerId && p.last_deployment) applyDeployment(p.last_deployment);
+    if (p.id !== triggerId) return;
+    applyKnative(p);
+    applyNotice(p.notice);
+    if (p.last_deployment) applyDeployment(p.last_deployment);
+  }
+
+  // The "Knative status" card and the failure notice: the same fields templates/triggers/_live_knative*.html
+  // draw from broadcast.trigger_payload, so one trigger.status event refreshes every card.
+  function applyKnative(p) {
+    const card = document.getElementById("knative-status");
+    if (!card) return;
+    const field = (name) => card.querySelector(`[data-knative="${name}"]`);
+    const row = (name, shown) => card.querySelectorAll(`[data-knative-row="${name}"]`).forEach((r) => { r.hidden = !shown; });
+    setText(field("ready"), p.ready || "unknown");
+    setText(field("reason"), p.reason || ""); field("reason").hidden = !p.reason;
+    setText(field("message"), p.message || ""); row("message", !!p.message);
+    setText(field("address_url"), p.address_url || ""); field("address_url").hidden = !p.address_url;
+    card.querySelector('[data-knative-empty="address_url"]').hidden = !!p.address_url;
+    setText(field("url"), p.url || ""); row("url", !!p.url && p.url !== p.address_url);
+    setText(field("latest_ready_revision"), p.latest_ready_revision || "—");
+    setText(field("latest_created_revision"), p.latest_created_revision || "—");
+    const observed = field("observed_at");
+    observed.setAttribute("datetime", p.observed_at || "");
+    setText(observed, p.observed_at ? hhmmss(p.observed_at) : "");
+    row("observed_at", !!p.observed_at);
+  }
+
+  function applyNotice(n) {
+    const box = document.getElementById("trigger-notice");
+    if (!box) return;
+    const current = box.dataset.notice ?? "?"; // unset: the server drew it, compare nothing
+    const key = n ? JSON.stringify(n) : "";
+    if (current === key) return;
+    box.dataset.notice = key;
+    if (!n) { box.replaceChildren(); return; }
+    const div = el("div", { class: "notice bad", role: "alert" });
+    if (n.kind === "old_revision") {
+      div.id = "old-revision";
+      div.append("Revision ", el("code", {}, n.serving), " still serves traffic; the newest revision ",
+        el("code", {}, n.newest), ` failed: ${n.message || ""}`);
+    } else {
+      div.id = "failure-notice";
+      div.textContent = n.text;
+    }
+    box.replaceChildren(div);
   }
 
   function applyPodCount(id, count) {
@@ -70,7 +114,8 @@
     });
     if (!rows.length) {
       const tr = el("tr", { class: "empty-row" });
-      tr.append(el("td", { colspan: "5", class: "muted" }, "No pods."));
+      const zero = readyPods.get(triggerId) === 0 ? ": scaled to zero, the next webhook starts one" : "";
+      tr.append(el("td", { colspan: "5", class: "muted" }, `No pods${zero}.`));
       rows.push(tr);
     }
     body.replaceChildren(...rows);
@@ -219,8 +264,8 @@
       }
     } else if (type === "trigger.status") applyTrigger(payload);
     else if (type === "trigger.pods") {
-      if (payload.id === triggerId) renderPods(payload.pods || []);
       applyPodCount(payload.id, payload.ready_pods);
+      if (payload.id === triggerId) renderPods(payload.pods || []);
     } else if (type === "deployment") applyDeployment(payload);
     else if (type === "delivery") applyDelivery(payload);
     else if (type === "diag") refresh(["trigger-diag"]);

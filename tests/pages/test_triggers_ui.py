@@ -54,6 +54,11 @@ def test_tenant_pages_have_a_triggers_tab_and_overview_lists_triggers(alice, hel
     assert f'href="{LIST}"' in html and 'href="/t/acme/triggers/hello/"' in html
 
 
+def header_badge(html: str) -> str:
+    """The live badge next to the trigger's name (the one the websocket updates)."""
+    return html.split('<span id="header-badge">', 1)[1].split("</span></h1>", 1)[0]
+
+
 def test_create_saves_and_shows_the_detail_page(alice, tenant_a):
     response = signed_in(alice).post(NEW, GOOD, follow=True)
     assert response.redirect_chain[-1][0] == "/t/acme/triggers/hello/"
@@ -71,7 +76,7 @@ def test_save_and_deploy_records_a_pending_deployment(alice, tenant_a):
     assert (deployment.status, deployment.created_by, deployment.spec_version) == ("pending", alice, 1)
     html = page(response)
     assert "Deploying hello (spec version 1)" in html
-    assert 'class="badge state-deploying"' in html
+    assert 'data-badge="deploying">Deploying<' in header_badge(html)
 
 
 @pytest.mark.parametrize(
@@ -285,7 +290,7 @@ def test_detail_shows_configuration_status_and_history(alice, bob, hello):
     assert history.index("hello-00002") < history.index("ContainerMissing")
     assert "Unable to fetch image &quot;kubesim/nope&quot;" in history
     assert "alice" in history and "bob" in history and "v1" in history and "redeploy" in history
-    assert 'class="badge state-ready"' in html
+    assert 'data-badge="ready">Ready<' in header_badge(html)
 
 
 def test_detail_says_when_the_old_revision_still_serves(alice, hello):
@@ -366,7 +371,7 @@ def test_suspend_and_resume(alice, hello):
     client = signed_in(alice)
     html = page(client.post("/t/acme/triggers/hello/suspend/", follow=True))
     hello.refresh_from_db()
-    assert hello.suspended and "hello suspended" in html and "state-suspended" in html
+    assert hello.suspended and "hello suspended" in html and 'data-badge="suspended"' in header_badge(html)
     assert 'action="/t/acme/triggers/hello/resume/"' in html
     client.post("/t/acme/triggers/hello/resume/")
     hello.refresh_from_db()

@@ -3,11 +3,14 @@ from __future__ import annotations
 from datetime import datetime
 
 from django.utils import timezone
+from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
 from relayweb.api import StrictFieldsMixin
 from triggers import services
-from triggers.models import NAME_MAX_LENGTH, Deployment, Trigger
+from triggers.deliveries import stats
+from triggers.live import badge
+from triggers.models import NAME_MAX_LENGTH, Deployment, ScaleEvent, Trigger
 
 
 class EnvVarSerializer(StrictFieldsMixin, serializers.Serializer):
@@ -40,6 +43,43 @@ class TriggerStatusSerializer(serializers.Serializer):
     observed_at = serializers.DateTimeField(allow_null=True)
 
 
+class PodSerializer(serializers.Serializer):
+    name = serializers.CharField()
+    phase = serializers.CharField(allow_blank=True)
+    ready = serializers.BooleanField()
+    restarts = serializers.IntegerField()
+    reason = serializers.CharField(allow_blank=True)
+
+
+class TriggerLiveSerializer(serializers.Serializer):
+    """What the watcher observed, as the pages show it (the same badge as the websocket)."""
+
+    badge = serializers.SerializerMethodField(help_text="not_deployed, deploying, ready, scaled_to_zero, "
+                                                        "activating, failed, suspended or deleting.")
+    text = serializers.SerializerMethodField(help_text='The badge as people read it, e.g. "Ready (2 pods)".')
+    ready_pods = serializers.IntegerField(allow_null=True, help_text="Ready pods of the serving revision (null: "
+                                                                     "not observed yet).")
+    desired = serializers.IntegerField(source="desired_replicas", allow_null=True)
+    actual = serializers.IntegerField(source="actual_replicas", allow_null=True)
+    active = serializers.CharField(source="active_status", help_text="Knative's Active condition: True, False, "
+                                                                     "Unknown or empty.")
+    active_reason = serializers.CharField(help_text="NoTraffic (scaled to zero), Queued (activating), TimedOut…")
+    active_since = serializers.DateTimeField(allow_null=True)
+    pods = serializers.SerializerMethodField()
+
+    def get_badge(self, trigger: Trigger) -> str:
+        return badge.badge(trigger)[0]
+
+    def get_text(self, trigger: Trigger) -> str:
+        return badge.badge(trigger)[1]
+
+    @extend_schema_field(PodSerializer(many=True))
+    def get_pods(self, trigger: Trigger) -> list[dict]:
+        keys = {"name": "", "phase": "", "ready": False, "restarts": 0, "reason": ""}
+        return [{k: (pod.get(k) if pod.get(k) is not None else d) for k, d in keys.items()}
+                for pod in trigger.pods or [] if isinstance(pod, dict)]
+
+
 class TriggerSerializer(StrictFieldsMixin, serializers.ModelSerializer):
     name = serializers.CharField(max_length=NAME_MAX_LENGTH, help_text="DNS-1035 label; the Knative Service name.")
     env = EnvVarSerializer(many=True, required=False, help_text="Plain environment variables.")
@@ -56,6 +96,8 @@ class TriggerSerializer(StrictFieldsMixin, serializers.ModelSerializer):
     state = serializers.CharField(read_only=True)
     status = TriggerStatusSerializer(source="*", read_only=True)
     last_deployment = DeploymentSerializer(read_only=True, allow_null=True)
+    live = TriggerLiveSerializer(source="*", read_only=True,
+                                 help_text="The observed live state: badge, pods, activation.")
     # The webhook edge (ingress). The verification secret is write-only: only whether one is set comes back.
     webhook_url = serializers.SerializerMethodField(
         help_text="The public URL senders call (RELAY_HOOKS_URL/hooks/<token>).")
@@ -74,7 +116,7 @@ class TriggerSerializer(StrictFieldsMixin, serializers.ModelSerializer):
         model = Trigger
         fields = ["name", "image", "port", "env", "secret_env", "secret_values", "min_scale", "max_scale",
                   "target_concurrency", "timeout_seconds", "suspended", "spec_version", "state", "status",
-                  "last_deployment", "created_at", "updated_at",
+                  "live", "last_deployment", "created_at", "updated_at",
                   "webhook_url", "previous_webhook_url_expires_at", "mode", "verification", "verification_secret",
                   "verification_secret_set", "hmac_header", "hmac_encoding", "hmac_prefix", "dedupe_header",
                   "max_attempts"]
@@ -113,3 +155,46 @@ class TriggerSerializer(StrictFieldsMixin, serializers.ModelSerializer):
     def update(self, trigger: Trigger, data) -> Trigger:
         data.pop("name", None)
         return services.trigger_update(trigger=trigger, secret_values=data.pop("secret_values", None), **data)
+
+
+class ScaleEventSerializer(serializers.ModelSerializer):
+    class Meta:
+        model = ScaleEvent
+        fields = ["at", "cause", "cold_start_ms"]
+        read_only_fields = fields
+
+    def get_fields(self):
+        # "from" is a Python keyword: declared here rather than as class attributes
+        return {"from": serializers.IntegerField(source="from_pods", read_only=True),
+                "to": serializers.IntegerField(source="to_pods", read_only=True), **super().get_fields()}
+
+
+class WindowSerializer(serializers.Serializer):
+    window = serializers.ChoiceField(choices=list(stats.WINDOWS), default=stats.DEFAULT_WINDOW)
+
+
+class StatsSerializer(serializers.Serializer):
+    deliveries = serializers.IntegerField()
+    failed = serializers.IntegerField(help_text="Deliveries that ended failed or dead.")
+    latency_p50_ms = serializers.FloatField(allow_null=True)
+    latency_p95_ms = serializers.FloatField(allow_null=True)
+    cold_starts = serializers.IntegerField(help_text="Activations from zero pods (the watcher's scale events).")
+    cold_start_p50_ms = serializers.FloatField(allow_null=True)
+    pod_seconds = serializers.FloatField(help_text="Ready pods integrated over the window.")
+    always_on_pod_seconds = serializers.FloatField(
+        help_text="The same span with max(1, min_scale) pods always on (from the trigger's creation if later).")
+
+
+class TriggerStatsSerializer(StatsSerializer):
+    window = serializers.CharField()
+    trigger = serializers.CharField()
+
+
+class TenantTriggerStatsSerializer(StatsSerializer):
+    trigger = serializers.CharField()
+
+
+class TenantStatsSerializer(serializers.Serializer):
+    window = serializers.CharField()
+    totals = StatsSerializer()
+    triggers = TenantTriggerStatsSerializer(many=True)

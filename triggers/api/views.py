@@ -16,6 +16,7 @@ from triggers import services
 from triggers.deliveries import retries as deliveries
 from triggers.models import Deployment, Trigger
 
+from .samples import TestWebhookMixin
 from .serializers import DeploymentSerializer, TriggerSerializer
 
 NAME_REGEX = "[a-z][-a-z0-9]*"
@@ -34,7 +35,7 @@ class TriggerFilter(django_filters.FilterSet):
 
 @with_tenant_param("list", "create", "retrieve", "update", "partial_update", "destroy",
                    "deploy", "redeploy", "suspend", "resume", "rotate_token")
-class TriggerViewSet(TenantScoped, viewsets.ModelViewSet):
+class TriggerViewSet(TenantScoped, TestWebhookMixin, viewsets.ModelViewSet):
     serializer_class = TriggerSerializer
     permission_classes = [permissions.IsAuthenticated, TenantRole]
     write_action = Action.CHANGE

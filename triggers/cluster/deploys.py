@@ -35,6 +35,7 @@ def deployment_apply(deployment_id: int) -> str:
             return deployment.status if deployment else "gone"
         deployment.status, deployment.attempts = Deployment.Status.APPLYING, deployment.attempts + 1
         deployment.save(update_fields=["status", "attempts"])
+        broadcast.deployment(deployment, deployment.trigger.tenant_id)
     try:
         return _apply(deployment)
     except kube.KubeError as e:
@@ -60,6 +61,8 @@ def _apply(deployment: Deployment) -> str:
             if e.transient:
                 raise  # the task retries with backoff
             deployment.finish(Deployment.Status.FAILED, reason=e.reason or "Rejected", message=e.message)
+            broadcast.deployment(deployment, trigger.tenant_id)
+            broadcast.trigger_status(trigger)
             return deployment.status
         deployment.generation = live["metadata"]["generation"]
         deployment.manifest, deployment.applied_at = manifest, timezone.now()
@@ -77,6 +80,8 @@ def deployment_error(deployment_id: int, message: str) -> None:
     deployment = Deployment.objects.filter(pk=deployment_id, status__in=Deployment.ACTIVE).first()
     if deployment:
         deployment.finish(Deployment.Status.ERROR, reason="ClusterUnreachable", message=message)
+        broadcast.deployment(deployment, deployment.trigger.tenant_id)
+        broadcast.trigger_status(deployment.trigger)
 
 
 POLL_KEY = "relayweb:deployments-poll"
@@ -201,6 +206,8 @@ def _time_out_waiting() -> None:
             message=f"Knative did not report ready within {settings.RELAY_DEPLOY_TIMEOUT} s "
                     f"(RELAY_DEPLOY_TIMEOUT).{last}",
         )
+        broadcast.deployment(deployment, trigger.tenant_id)
+        broadcast.trigger_status(trigger)
 
 
 def deployments_resume() -> int:

@@ -283,6 +283,7 @@ class Watcher:
             if changed:
                 self.writes += 1
                 self._refresh_replicas(trigger)
+            if changed or settled:  # a settled deployment changes the badge (Deploying → Ready / Failed)
                 broadcast.trigger_status(trigger)
             for deployment in settled:
                 broadcast.deployment(deployment, trigger.tenant_id)

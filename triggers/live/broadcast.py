@@ -38,19 +38,39 @@ def session_digest(session_key: str | None) -> str | None:
 
 
 def trigger_payload(trigger) -> dict:
+    """Everything a page shows of a trigger's live state, in one event: the badge, the scale, Knative's
+    Ready condition, address and revisions, the failure notice and the latest deployment. The trigger page
+    renders its cards from this same dict (templatetags/live.py), so a page and the socket never disagree."""
     key, text = badge(trigger)
     last = trigger.last_deployment
     return {
-        "id": trigger.pk, "name": trigger.name, "badge": key, "badge_text": text,
+        "id": trigger.pk, "name": trigger.name, "badge": key, "badge_text": text, "state": trigger.state,
         "ready_pods": trigger.ready_pods, "desired": trigger.desired_replicas, "actual": trigger.actual_replicas,
         "active": trigger.active_status, "active_reason": trigger.active_reason,
         "active_since": trigger.active_since.isoformat() if trigger.active_since else None,
         "ready": trigger.ready_status, "reason": trigger.ready_reason, "message": trigger.ready_message,
         "address_url": trigger.address_url, "latest_ready_revision": trigger.latest_ready_revision,
         "latest_created_revision": trigger.latest_created_revision,
-        "serving_old_revision": trigger.serving_old_revision,
+        "serving_old_revision": trigger.serving_old_revision, "url": trigger.url,
+        "observed_at": trigger.observed_at.isoformat() if trigger.observed_at else None,
+        "notice": notice(trigger, key, text, last),
         "last_deployment": deployment_payload(last) if last else None,
     }
+
+
+def notice(trigger, key: str, text: str, last) -> dict | None:
+    """The warning at the top of a trigger page: an update that failed while the old revision serves, or a
+    failure with its message; None when all is well."""
+    if trigger.serving_old_revision:
+        return {"kind": "old_revision", "serving": trigger.latest_ready_revision,
+                "newest": trigger.latest_created_revision,
+                "message": trigger.ready_message or trigger.ready_reason}
+    if key == "failed":
+        failed = last is not None and last.status in ("failed", "error")
+        message = (last.message if failed else "") or trigger.ready_message
+        if message:
+            return {"kind": "failed", "text": f"{text} — {message}"}
+    return None
 
 
 def pods_payload(trigger) -> dict:

@@ -8,6 +8,7 @@ The create page lives at `triggers/-/new/`: "-" cannot start a trigger name, so 
 from django.urls import path
 
 from . import deliveries as delivery_views
+from . import samples as sample_views
 from . import views
 
 prefix = "t/<slug:slug>/triggers/"
@@ -23,6 +24,7 @@ urlpatterns = [
     path(one + "suspend/", views.trigger_suspend, name="ui-trigger-suspend"),
     path(one + "resume/", views.trigger_resume, name="ui-trigger-resume"),
     path(one + "delete/", views.trigger_delete, name="ui-trigger-delete"),
+    path(one + "test-webhook/", sample_views.trigger_test_webhook_view, name="ui-trigger-test-webhook"),
     path(one + "rotate-token/", delivery_views.trigger_rotate_token, name="ui-trigger-rotate-token"),
     path(one + "deliveries/", delivery_views.delivery_list, name="ui-delivery-list"),
     path(one + "deliveries/replay-failed/", delivery_views.delivery_replay_failed, name="ui-delivery-replay-failed"),

@@ -1,4 +1,5 @@
-// Live tenant pages: one websocket per page (ws/tenants/<slug>/), no polling while connected.
+// Live tenant pages: one websocket per page (ws/tenants/<slug>/; the operators' diag page: ws/ops/), no polling
+// while connected.
 // The server sends a snapshot on connect, then one message per change (triggers/live/broadcast.py):
 // trigger.status, trigger.pods, deployment, delivery, diag. Lost connection → reconnect with
 // exponential backoff (0.5 s doubling to 15 s, with jitter); the next snapshot refreshes everything.
@@ -9,7 +10,9 @@
   if (!indicator || !("WebSocket" in window)) return;
 
   const slug = indicator.dataset.liveTenant;
+  const socketPath = indicator.dataset.liveSocket || `/ws/tenants/${encodeURIComponent(slug)}/`;
   const root = document.getElementById("live-trigger"); // only on a trigger page
+  const opsDiag = document.getElementById("diag-live"); // only on the operators' diagnostics page
   const triggerId = root ? Number(root.dataset.triggerId) : null;
   const MIN_DELAY = 500, MAX_DELAY = 15000, RECENT = 10, MINUTES = 60, ACCESS_REVOKED = 4403;
   const STATUS_LABELS = { pending: "Pending", applying: "Applying", waiting: "Waiting for Knative", ready: "Ready",
@@ -229,7 +232,7 @@
   const pending = new Set();
   let refreshTimer = null;
   function refresh(ids) {
-    if (!root) return;
+    if (!root && !opsDiag) return;
     ids.forEach((id) => pending.add(id));
     clearTimeout(refreshTimer);
     refreshTimer = setTimeout(doRefresh, 150);
@@ -258,7 +261,8 @@
     if (live.events.length > 200) live.events.shift();
     if (type === "snapshot") {
       (payload.triggers || []).forEach(applyTrigger);
-      if (live.connects > 1) {
+      if (opsDiag && live.connects > 1) refresh(["diag-live"]);
+      else if (live.connects > 1) {
         refresh(["pods-body", "deployment-progress", "deployment-history", "charts", "recent-deliveries",
           "scale-timeline", "trigger-diag"]);
       }
@@ -268,14 +272,14 @@
       if (payload.id === triggerId) renderPods(payload.pods || []);
     } else if (type === "deployment") applyDeployment(payload);
     else if (type === "delivery") applyDelivery(payload);
-    else if (type === "diag") refresh(["trigger-diag"]);
+    else if (type === "diag") refresh([opsDiag ? "diag-live" : "trigger-diag"]);
   }
 
   function connect() {
     retryTimer = null;
     setState(live.connects ? "reconnecting" : "connecting", live.connects ? "Reconnecting…" : "Connecting…");
     const scheme = location.protocol === "https:" ? "wss:" : "ws:";
-    const ws = socket = live.socket = new WebSocket(`${scheme}//${location.host}/ws/tenants/${encodeURIComponent(slug)}/`);
+    const ws = socket = live.socket = new WebSocket(`${scheme}//${location.host}${socketPath}`);
     ws.onmessage = (event) => {
       let message;
       try { message = JSON.parse(event.data); } catch (e) { return; }

@@ -17,8 +17,10 @@ import requests
 from playwright.sync_api import expect
 
 from tests.e2e.test_browser_live import running_watcher, sign_in  # noqa: F401 (running_watcher: a fixture)
+from tests.pages.test_diag_views import good_state, store, unreachable_state  # noqa: F401 (store: a fixture)
 from triggers import services
 from triggers.cluster import deploys
+from triggers.live import broadcast
 from triggers.models import Trigger
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
@@ -125,4 +127,23 @@ def test_a_failed_deploy_shows_its_reason_in_every_card(page, relay, live_trigge
     expect(page.locator("#deployment-status")).to_have_text("Failed")
     expect(page.locator("#deployment-detail")).to_contain_text("ExitCode1")
     expect(page.locator("#deployment-table tbody tr").first).to_contain_text("ExitCode1")
+    assert page.evaluate("window.__notReloaded") is True
+
+
+def test_the_operators_diag_page_follows_each_poll(page, relay, staff, store):  # noqa: F811
+    sign_in(page, relay, "operator")
+    page.goto(f"{relay}/ops/diag/")
+    page.evaluate("window.__notReloaded = true")
+    expect(page.locator("#live-indicator")).to_have_attribute("data-state", "live")
+    expect(page.locator("#diag-empty")).to_be_visible()
+
+    state = store(good_state())
+    in_thread(broadcast.diag, None, state)  # what the watcher's poll_diag sends to operators
+    expect(page.locator("#diag-status")).to_contain_text("Reachable")
+    expect(page.locator("#diag-routes tbody tr").first).to_be_visible()
+    expect(page.locator("#diag-empty")).to_have_count(0)
+
+    state = store(unreachable_state())
+    in_thread(broadcast.diag, None, state)
+    expect(page.locator("#diag-status")).to_contain_text("Unreachable")
     assert page.evaluate("window.__notReloaded") is True

@@ -103,6 +103,7 @@ USER_API = {
 # Operator pages: staff only (anonymous users sign in, everyone else gets 404).
 STAFF_PAGES = {
     "ops-diag": ("get", "/ops/diag/"),
+    "ops-overview": ("get", "/ops/overview/"),
 }
 # Routes that are public or guarded elsewhere, each with the reason.
 NOT_TENANT_DATA = {

@@ -23,9 +23,9 @@ def _access_revoked(sender, *, user_id: int | None = None, tenant_id: int | None
 
 
 def _overview(tenant) -> list:
-    from triggers.pages.views import described_triggers  # the pages load after the apps are ready
+    from triggers.pages.views import tenant_overview  # the pages load after the apps are ready
 
-    return described_triggers(tenant)
+    return tenant_overview(tenant)
 
 
 def connect() -> None:

@@ -10,7 +10,9 @@ from django.http import Http404
 from django.shortcuts import render
 
 from triggers.gateway import diag
-from triggers.models import ClusterCheck
+from triggers.models import ClusterCheck, Trigger
+
+from .views import Overview, described_queryset
 
 
 def staff_required(view):
@@ -38,3 +40,10 @@ def ops_diag(request):
         "admin_url": getattr(settings, "RELAY_AMBASSADOR_ADMIN_URL", "http://127.0.0.1:8877"),
         "cluster_check": ClusterCheck.objects.first(),
     })
+
+
+@staff_required
+def ops_overview(request):
+    """Every tenant's triggers on one dashboard (the tenant overview's rows, with their tenant)."""
+    triggers = Trigger.objects.select_related("tenant").order_by("tenant__slug", "name")
+    return render(request, "ops/overview.html", {"overview": Overview(described_queryset(triggers))})

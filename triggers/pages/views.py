@@ -13,8 +13,9 @@ from django.views.decorators.http import require_POST
 from tenants.decorators import tenant_view
 from tenants.permissions import Action, allows
 from triggers import services
+from triggers.deliveries import stats
 from triggers.gateway import diag
-from triggers.models import Deployment, Trigger
+from triggers.models import Delivery, Deployment, Trigger
 
 from . import charts
 from .deliveries import webhook_info
@@ -73,12 +74,53 @@ def _deploy(request, trigger: Trigger, *, redeploy: bool = False) -> bool:
     return True
 
 
-def described_triggers(tenant) -> list[Trigger]:
-    """The tenant's triggers with their last deployment, in a fixed number of queries."""
+def described_queryset(triggers) -> list[Trigger]:
     newest = Deployment.objects.filter(trigger=OuterRef("pk")).order_by("-created_at", "-pk").values("pk")[:1]
-    triggers = list(tenant.triggers.annotate(last_id=Subquery(newest)))
+    triggers = list(triggers.annotate(last_id=Subquery(newest)))
     last = Deployment.objects.in_bulk([t.last_id for t in triggers if t.last_id])
     return [describe(trigger, last.get(trigger.last_id)) for trigger in triggers]
+
+
+def described_triggers(tenant) -> list[Trigger]:
+    """The tenant's triggers with their last deployment, in a fixed number of queries."""
+    return described_queryset(tenant.triggers.all())
+
+
+RECENT_FAILURES = 10
+FAILED_DEPLOYMENTS = (Deployment.Status.FAILED, Deployment.Status.ERROR)
+
+
+class Overview(list):
+    """The overview's triggers (a list: what tenants.hooks.overview returns), each with `.hour` (last hour's
+    stats), `.day` (last 24 h: pod time saved), `.last_delivery_at` and `.spark` (SVG points), plus the
+    totals and the recent failures. A fixed number of queries for any number of triggers and deliveries."""
+
+    def __init__(self, triggers: list[Trigger]):
+        super().__init__(triggers)
+        ids = [t.pk for t in triggers]
+        hour = stats.triggers_stats(triggers, "1h")
+        day = stats.triggers_stats(triggers, "24h")
+        last = stats.last_deliveries(ids)
+        spark = stats.sparklines(ids)
+        for t in triggers:
+            t.hour, t.day, t.last_delivery_at = hour[t.pk], day[t.pk], last.get(t.pk)
+            t.spark_counts = spark[t.pk]
+            t.spark = stats.sparkline_svg_points(spark[t.pk])
+        self.hour = stats.totals(hour.values(), ids, "1h")
+        self.day = stats.totals(day.values(), ids, "24h")
+        self.failed_deliveries = list(
+            Delivery.objects.filter(trigger_id__in=ids, state__in=stats.FAILED).select_related("trigger__tenant")
+            .defer("body", "response_body", "headers", "response_headers", "sealed_headers")
+            .order_by("-received_at")[:RECENT_FAILURES]) if ids else []
+        self.failed_deployments = list(
+            Deployment.objects.filter(trigger_id__in=ids, status__in=FAILED_DEPLOYMENTS)
+            .select_related("trigger__tenant").defer("manifest").order_by("-created_at", "-pk")[:RECENT_FAILURES]
+        ) if ids else []
+
+
+def tenant_overview(tenant) -> Overview:
+    """The tenant page's dashboard (tenants.hooks.overview)."""
+    return Overview(described_queryset(tenant.triggers.all()))
 
 
 @tenant_view(Action.VIEW)

@@ -6,6 +6,7 @@ these non-transactional tests). The one test that stores secret values runs agai
 
 from __future__ import annotations
 
+import re
 from html import unescape
 
 import pytest
@@ -464,3 +465,42 @@ def test_trigger_pages_load_no_third_party_assets(alice, hello, settings):
                                   "/t/acme/triggers/%E2%80%8Bhello/"])
 def test_odd_bytes_in_trigger_paths_are_404_not_500(alice, hello, path):
     assert signed_in(alice).get(path).status_code == 404
+
+
+def sections_of(html: str) -> dict[str, list[str]]:
+    """{legend: [field names in order]} of the trigger form's fieldsets."""
+    out = {}
+    for chunk in html.split('<fieldset class="form-section"')[1:]:
+        legend = chunk.split("<legend>", 1)[1].split("</legend>", 1)[0]
+        out[legend] = re.findall(r'data-field="([a-z_]+)"', chunk.split("</fieldset>\n    ", 1)[0])
+    return out
+
+
+def test_the_form_is_in_sections_with_help_and_conditions(alice, tenant_a):
+    html = page(signed_in(alice).get(NEW))
+    assert sections_of(html) == {
+        "Container": ["name", "image", "port", "env", "secret_env"],
+        "Scaling": ["min_scale", "max_scale", "target_concurrency", "timeout_seconds"],
+        "Webhook": ["mode", "verification", "verification_secret", "hmac_header", "hmac_encoding", "hmac_prefix"],
+        "Delivery": ["dedupe_header", "max_attempts"],
+    }
+    # generic-HMAC fields are marked as applying to generic HMAC only; the secret to any verification
+    assert 'data-field="hmac_header" data-show-when="verification" data-show-values="hmac"' in html
+    assert ('data-field="verification_secret" data-show-when="verification" '
+            'data-show-values="github stripe slack hmac"') in html
+    assert 'data-field="max_attempts" data-show-when="mode" data-show-values="async"' in html
+    assert 'data-field="image">' in html  # always shown
+    # inline help, tied to its input for screen readers
+    assert 'aria-describedby="id_image_helptext"' in html and 'id="id_image_helptext"' in html
+
+
+def test_the_form_keeps_the_apis_validation_per_section(alice, tenant_a):
+    bad = {**GOOD, "verification": "hmac", "hmac_header": "", "verification_secret": "s3cret", "max_attempts": "99"}
+    html = page(signed_in(alice).post(NEW, bad))
+    sections = html.split('<fieldset class="form-section"')
+    webhook = next(s for s in sections if "<legend>Webhook</legend>" in s)
+    delivery = next(s for s in sections if "<legend>Delivery</legend>" in s)
+    assert "Generic HMAC verification needs the name of the signature header." in webhook
+    assert "Must be a whole number from 1 to 20." in delivery
+    assert 'class="field has-error" data-field="hmac_header"' in webhook
+    assert not Trigger.objects.filter(name="hello").exists()

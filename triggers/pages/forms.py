@@ -75,6 +75,29 @@ def _secret_label(row: dict) -> str:
     return f"{row['name']} (set {timesince(row['set_at'])} ago)" if row["set_at"] else row["name"]
 
 
+# The form's sections, in order: (legend, what the section is about, field names). A field the form does not
+# have (name when editing, remove_secrets without secrets) is left out.
+SECTIONS = (
+    ("Container", "What runs: the image Knative starts for each webhook, and its environment.",
+     ("name", "image", "port", "env", "secret_env", "remove_secrets")),
+    ("Scaling", "How many pods run: Knative scales between these bounds, down to zero when idle.",
+     ("min_scale", "max_scale", "target_concurrency", "timeout_seconds")),
+    ("Webhook", "How senders reach it: applies at once, without a deploy.",
+     ("mode", "verification", "verification_secret", "hmac_header", "hmac_encoding", "hmac_prefix")),
+    ("Delivery", "What happens to each webhook once it is accepted.", ("dedupe_header", "max_attempts")),
+)
+
+# Fields that apply only for some values of another field: {field: (controlling field, values)}. Every field is
+# shown without JavaScript; static/js/form.js hides the ones that do not apply (never one with an error).
+SHOWN_WHEN = {
+    "verification_secret": ("verification", ("github", "stripe", "slack", "hmac")),
+    "hmac_header": ("verification", ("hmac",)),
+    "hmac_encoding": ("verification", ("hmac",)),
+    "hmac_prefix": ("verification", ("hmac",)),
+    "max_attempts": ("mode", ("async",)),
+}
+
+
 class TriggerForm(forms.Form):
     name = forms.CharField(
         max_length=NAME_MAX_LENGTH, validators=[name_validator],
@@ -97,7 +120,7 @@ class TriggerForm(forms.Form):
         label="Remove secret variables", required=False, widget=forms.CheckboxSelectMultiple,
     )
     min_scale = forms.IntegerField(initial=0, help_text="Pods kept running when idle (0 scales to zero).")
-    max_scale = forms.IntegerField(initial=3)
+    max_scale = forms.IntegerField(initial=3, help_text="The most pods Knative starts under load.")
     target_concurrency = forms.IntegerField(
         required=False, help_text="Requests in flight per pod before scaling out; empty for Knative's default.",
     )
@@ -105,7 +128,9 @@ class TriggerForm(forms.Form):
     # The webhook edge: applies at once, without a deploy.
     # Not required: a field missing from the POST keeps the trigger's value (or the default) — see clean().
     mode = forms.ChoiceField(label="Webhook mode", choices=Trigger.Mode.choices, initial=Trigger.Mode.SYNC,
-                             required=False)
+                             required=False,
+                             help_text="Sync: the sender waits and gets your handler's answer. Async: the sender "
+                                       "gets 202 at once; the worker delivers, retrying failures.")
     verification = forms.ChoiceField(
         label="Signature verification", choices=Trigger.Verification.choices, initial=Trigger.Verification.NONE,
         required=False,
@@ -119,7 +144,8 @@ class TriggerForm(forms.Form):
     hmac_header = forms.CharField(label="HMAC signature header", required=False, max_length=100, initial="X-Signature",
                                   help_text="Generic HMAC only: the header carrying the signature.")
     hmac_encoding = forms.ChoiceField(label="HMAC encoding", choices=[("hex", "hex"), ("base64", "base64")],
-                                      initial="hex", required=False, help_text="Generic HMAC only.")
+                                      initial="hex", required=False,
+                                      help_text="Generic HMAC only: how the sender writes the signature.")
     hmac_prefix = forms.CharField(label="HMAC prefix", required=False, max_length=20,
                                   help_text="Generic HMAC only: text before the signature, e.g. sha256=.")
     dedupe_header = forms.CharField(
@@ -155,6 +181,14 @@ class TriggerForm(forms.Form):
             self.fields["remove_secrets"].choices = [(row["name"], _secret_label(row)) for row in rows]
         else:
             del self.fields["remove_secrets"]
+
+    def sections(self) -> list[dict]:
+        """[{legend, help, id, fields: [(bound field, shown_when or None)]}] for templates/triggers/form.html."""
+        out = []
+        for legend, help_text, names in SECTIONS:
+            fields = [(self[name], SHOWN_WHEN.get(name)) for name in names if name in self.fields]
+            out.append({"legend": legend, "help": help_text, "id": f"section-{legend.lower()}", "fields": fields})
+        return out
 
     def clean_image(self) -> str:
         return _field_error(validate_image, self.cleaned_data["image"].strip(), field="image")

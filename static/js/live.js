@@ -14,7 +14,7 @@
   const root = document.getElementById("live-trigger"); // only on a trigger page
   const opsDiag = document.getElementById("diag-live"); // only on the operators' diagnostics page
   const triggerId = root ? Number(root.dataset.triggerId) : null;
-  const MIN_DELAY = 500, MAX_DELAY = 15000, RECENT = 10, MINUTES = 60, ACCESS_REVOKED = 4403;
+  const MIN_DELAY = 500, MAX_DELAY = 15000, RECENT = 10, ACCESS_REVOKED = 4403;
   const STATUS_LABELS = { pending: "Pending", applying: "Applying", waiting: "Waiting for Knative", ready: "Ready",
     failed: "Failed", error: "Error", superseded: "Superseded" };
   const live = window.relayLive = { state: "connecting", connects: 0, events: [] };
@@ -26,11 +26,6 @@
     const node = document.createElement(tag);
     for (const [k, v] of Object.entries(attrs)) node.setAttribute(k, v);
     if (text !== undefined) node.textContent = text;
-    return node;
-  };
-  const svgEl = (tag, attrs) => {
-    const node = document.createElementNS("http://www.w3.org/2000/svg", tag);
-    for (const [k, v] of Object.entries(attrs)) node.setAttribute(k, v);
     return node;
   };
   const setText = (node, text) => { if (node.textContent !== text) node.textContent = text; };
@@ -101,7 +96,7 @@
     document.querySelectorAll(`[data-trigger-pods="${id}"]`).forEach((n) => setText(n, count == null ? "—" : String(count)));
     const before = readyPods.get(id);
     readyPods.set(id, count);
-    if (id === triggerId && before !== undefined && before !== count) refresh(["scale-timeline"]);
+    if (id === triggerId && before !== undefined && before !== count) refresh(["scale-timeline", "charts"]);
   }
 
   // ------------------------------------------------------------------ trigger page
@@ -172,86 +167,41 @@
         while (body.rows.length > RECENT) body.lastElementChild.remove();
       }
     }
-    if (chart) {
-      chart.rows.set(d.id, { at: d.received_at, ms: d.latency_ms, cold: d.cold_start });
-      drawCharts();
-    }
-  }
-
-  // ------------------------------------------------------------------ charts (same formulas as triggers/pages/charts.py)
-  let chart = null;
-  function loadChart() {
-    const script = document.getElementById("chart-data");
-    if (!script) { chart = null; return; }
-    const data = JSON.parse(script.textContent);
-    chart = { width: data.width, height: data.height, rows: new Map(data.rows.map((r) => [r.id, r])) };
-  }
-  const axisTop = (value) => {
-    for (let step = 1; ; step *= 10) for (const m of [1, 2, 5]) if (value <= step * m) return step * m;
-  };
-
-  function drawCharts() {
-    const bars = document.querySelector("#chart-deliveries g.bars");
-    const latency = document.getElementById("chart-latency");
-    if (!chart || !bars || !latency) return;
-    const { width: W, height: H } = chart;
-    const now = new Date();
-    const start = new Date(now); start.setUTCSeconds(0, 0);
-    const t0 = start.getTime() - (MINUTES - 1) * 60000, span = MINUTES * 60000;
-    const rows = [...chart.rows.values()].map((r) => ({ ...r, t: new Date(r.at).getTime() - t0 }))
-      .filter((r) => r.t >= 0 && r.t < span);
-    const counts = new Array(MINUTES).fill(0);
-    rows.forEach((r) => { counts[Math.floor(r.t / 60000)] += 1; });
-    const top = axisTop(Math.max(0, ...counts)), w = W / MINUTES;
-    bars.replaceChildren(...counts.flatMap((c, i) => {
-      if (!c) return [];
-      const rect = svgEl("rect", { x: (i * w).toFixed(2), y: (H - c / top * H).toFixed(2), width: (w - 1).toFixed(2),
-        height: (c / top * H).toFixed(2) });
-      rect.append(svgEl("title", {})); rect.firstChild.textContent = String(c);
-      return [rect];
-    }));
-    const timed = rows.filter((r) => r.ms != null);
-    const ltop = axisTop(Math.max(0, ...timed.map((r) => r.ms)));
-    for (const kind of ["warm", "cold"]) {
-      const group = latency.querySelector(`g.${kind}`);
-      group.replaceChildren(...timed.filter((r) => !!r.cold === (kind === "cold")).map((r) => {
-        const c = svgEl("circle", { cx: (r.t / span * W).toFixed(2), cy: (H - Math.min(r.ms, ltop) / ltop * H).toFixed(2), r: "3" });
-        c.append(svgEl("title", {})); c.firstChild.textContent = `${Math.round(r.ms)} ms${kind === "cold" ? " (cold)" : ""}`;
-        return c;
-      }));
-    }
-    const label = (name, text) => document.querySelectorAll(`[data-chart="${name}"]`).forEach((n) => setText(n, text));
-    label("deliveries-top", String(top));
-    label("deliveries-total", String(counts.reduce((a, b) => a + b, 0)));
-    label("latency-top", String(ltop));
+    refresh(["charts"]);
   }
 
   // ------------------------------------------------------------------ fragments re-read from the server
-  // After a reconnect (events may have been missed) and for parts the events do not carry
-  // (scale timeline, Ambassador route), the page is fetched once and those blocks replaced.
+  // After a reconnect (events may have been missed) and for parts the events do not carry (scale timeline,
+  // deployment history, Ambassador route, the charts of triggers/pages/charts.py), the page is fetched once
+  // and those blocks replaced: requests within 150 ms share one fetch, and a page fetches at most once a
+  // second (a burst of deliveries redraws the charts, it does not flood the server).
   const pending = new Set();
-  let refreshTimer = null;
+  let refreshTimer = null, lastFetch = 0;
+  const MIN_GAP = 1000;
   function refresh(ids) {
     if (!root && !opsDiag) return;
     ids.forEach((id) => pending.add(id));
-    clearTimeout(refreshTimer);
-    refreshTimer = setTimeout(doRefresh, 150);
+    if (refreshTimer) return;
+    refreshTimer = setTimeout(doRefresh, Math.max(150, lastFetch + MIN_GAP - Date.now()));
   }
   async function doRefresh() {
     const ids = [...pending];
     pending.clear();
+    lastFetch = Date.now();
     let html;
     try {
       const response = await fetch(location.href, { credentials: "same-origin", headers: { Accept: "text/html" } });
       if (!response.ok) return;
       html = await response.text();
-    } catch (e) { return; }
+    } catch (e) { return; } finally {
+      refreshTimer = null;
+      if (pending.size) refresh([]); // asked for again while fetching
+    }
     const doc = new DOMParser().parseFromString(html, "text/html");
     for (const id of ids) {
       const fresh = doc.getElementById(id), old = document.getElementById(id);
       if (fresh && old) old.replaceWith(document.importNode(fresh, true));
     }
-    if (ids.includes("charts")) { loadChart(); drawCharts(); }
   }
 
   // ------------------------------------------------------------------ the socket
@@ -316,7 +266,6 @@
   window.addEventListener("pagehide", () => { if (socket) { const ws = socket; socket = null; ws.close(); } });
   window.addEventListener("pageshow", (event) => { if (event.persisted && !socket && !retryTimer && !live.revoked) connect(); });
 
-  loadChart();
   document.querySelectorAll("[data-trigger-pods]").forEach((n) => {
     const id = Number(n.dataset.triggerPods);
     if (!readyPods.has(id)) readyPods.set(id, n.textContent === "—" ? null : Number(n.textContent));

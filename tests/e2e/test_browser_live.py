@@ -123,7 +123,8 @@ def test_trigger_page_follows_a_cold_start_live_and_other_tenants_see_nothing(
     expect(activation).to_have_count(1)
     expect(activation.locator("td.cold-start")).to_have_text(re.compile(r"^\d+ ms$"))
     expect(activation).to_contain_text("0 → 1")
-    expect(page.locator("#chart-latency g.cold circle")).to_have_count(1)
+    expect(page.locator("#chart-cold-starts rect.cold")).to_have_count(1)
+    expect(page.locator("#chart-cold-starts rect.cold title")).to_have_text(re.compile(r"^\d\d:\d\d: 1 cold start$"))
     assert page.evaluate("window.__notReloaded") is True
 
     # charlie's page stayed empty and his socket never carried an acme event.

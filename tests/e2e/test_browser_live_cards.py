@@ -98,8 +98,14 @@ def test_every_card_follows_deploy_ready_scale_to_zero_and_cold_start(
     delivery = page.locator("#recent-deliveries tbody tr[data-delivery]")
     expect(delivery).to_have_count(1)
     expect(delivery.first).to_contain_text("cold")
-    expect(page.locator("#chart-latency g.cold circle")).to_have_count(1)
-    expect(page.locator("#chart-deliveries g.bars rect")).to_have_count(1)
+    expect(page.locator("#chart-cold-starts rect.cold")).to_have_count(1)
+    expect(page.locator("#chart-deliveries g.minute title")).to_have_text(re.compile(r"^\d\d:\d\d: 1 ok, 0 failed$"))
+    expect(page.locator("#chart-latency .p50 circle title")).to_have_text(re.compile(r"^\d\d:\d\d: p50 \d+ ms$"))
+    # the pods chart has the deploy, the scale to zero and the activation (its change points, with causes)
+    pods = page.locator("#chart-pods circle title")
+    expect(pods.filter(has_text=re.compile(r"^\d\d:\d\d:\d\d: 1 pod \(activation\)$"))).to_have_count(1)
+    expect(pods.filter(has_text="1 pod (deploy)")).to_have_count(1)
+    expect(pods.filter(has_text="0 pods (scaled to zero)").first).to_be_attached()
     expect(header).to_have_text(re.compile(r"^(Ready \(1 pod\)|Scaled to zero)$"))
     assert page.evaluate("window.__notReloaded") is True
 

@@ -6,7 +6,6 @@ What changes afterwards in the browser is tested with Chromium in tests/e2e/test
 
 from __future__ import annotations
 
-import json
 import re
 from datetime import UTC, datetime, timedelta
 from html import unescape
@@ -62,26 +61,46 @@ def test_deliveries_per_minute_counts_the_last_hour_only():
     assert len(counts) == 60 and counts[-1] == 2 and counts[0] == 1 and sum(counts) == 3
 
 
-def test_bars_scale_to_a_round_top_and_skip_empty_minutes():
-    counts = [0] * 60
-    counts[0], counts[59] = 3, 5
-    chart = charts.bars(counts)
-    assert chart["top"] == 5 and chart["total"] == 8
-    assert chart["bars"] == [
-        {"x": 0, "y": 48.0, "w": 9.0, "h": 72.0, "count": 3},
-        {"x": 590.0, "y": 0.0, "w": 9.0, "h": 120.0, "count": 5},
-    ]
-    assert charts.bars([0] * 60) == {"top": 1, "bars": [], "total": 0}
-
-
-def test_latency_points_split_cold_and_warm():
+def test_deliveries_stack_ok_under_failed_per_minute_on_a_round_axis():
     start = charts.window_start(NOW)
-    rows = [(start + timedelta(minutes=30), 1500.0, True), (start, 100.0, False),
-            (start + timedelta(minutes=59), None, False), (start - timedelta(minutes=1), 50.0, False)]
-    points = charts.latency_points(rows, NOW)
-    assert points["top"] == 2000
-    assert points["cold"] == [{"x": 300.0, "y": 30.0, "ms": 1500.0}]
-    assert points["warm"] == [{"x": 0.0, "y": 114.0, "ms": 100.0}]
+    rows = [(start, 10.0, False, "succeeded"), (start, 10.0, False, "failed"), (start, 10.0, False, "succeeded"),
+            (start + timedelta(minutes=59), 10.0, False, "dead"), (start - timedelta(seconds=1), 1.0, False, "failed")]
+    chart = charts.deliveries_chart(rows, start)
+    assert (chart["total"], chart["failed"]) == (4, 2)
+    first, last = chart["bars"]
+    assert (first["minute"], first["ok"], first["failed"]) == ("11:31", 2, 1)
+    assert (last["minute"], last["ok"], last["failed"]) == ("12:30", 0, 1)
+    # top of the axis is 5 (3 rounded up): 2 ok fill 2/5 of the plot from the base, 1 failed sits on them
+    assert first["ok_y"] == charts.BASE - 2 / 5 * charts.PLOT_H and first["ok_h"] == 2 / 5 * charts.PLOT_H
+    assert first["failed_y"] == charts.BASE - 3 / 5 * charts.PLOT_H
+    assert [t["label"] for t in chart["axes"]["y"]] == ["0", "2.5", "5"]
+    assert [t["label"] for t in chart["axes"]["x"]] == ["11:31", "11:46", "12:01", "12:16", "12:30"]
+    assert charts.deliveries_chart([], start)["bars"] == []
+
+
+def test_latency_is_p50_and_p95_per_minute():
+    start = charts.window_start(NOW)
+    rows = [(start + timedelta(seconds=s), ms, False, "succeeded") for s, ms in ((1, 10.0), (2, 20.0), (3, 30.0),
+                                                                                (4, 40.0), (5, 100.0))]
+    rows += [(start + timedelta(minutes=1), None, False, "received")]  # no latency yet: not drawn
+    chart = charts.latency_chart(rows, start)
+    assert [p["ms"] for p in chart["p50"]["points"]] == [30]
+    assert [p["ms"] for p in chart["p95"]["points"]] == [88]  # 40 + 0.8 × 60
+    assert chart["axes"]["y"][-1]["label"] == "100 ms"
+
+
+def test_cold_starts_and_pods_over_time():
+    start = charts.window_start(NOW)
+    rows = [(start + timedelta(minutes=10), 900.0, True, "succeeded"), (start + timedelta(minutes=10), 5.0, False,
+                                                                          "succeeded")]
+    cold = charts.cold_starts_chart(rows, start)
+    assert cold["total"] == 1 and [(b["minute"], b["count"]) for b in cold["bars"]] == [("11:41", 1)]
+    changes = [(start + timedelta(minutes=10), 0, 1, "activation"), (start + timedelta(minutes=12), 1, 0,
+                                                                       "scaled to zero")]
+    pods = charts.pods_chart(changes, 0, start, NOW)
+    assert [(p["pods"], p["cause"]) for p in pods["points"]] == [(1, "activation"), (0, "scaled to zero")]
+    assert pods["now"] == 0 and pods["line"].count(",") == 6  # start, two steps of two points, now
+    assert charts.pods_chart([], 2, start, NOW)["line"].split()[0].endswith(f",{float(charts.TOP)}")  # 2 of 2: the top
 
 
 # ------------------------------------------------------------------------------- pages
@@ -134,22 +153,26 @@ def test_scale_timeline_lists_events_with_cold_start_durations(alice, hello):
 def test_charts_are_drawn_from_the_last_hours_deliveries(alice, hello):
     now = timezone.now()
     start = charts.window_start(now)
-    made = [(now, 40.0, False), (now, 60.0, False), (now, 2000.0, True),
-            (start + timedelta(seconds=30), 100.0, False), (now - timedelta(hours=2), 10.0, False)]
-    for at, ms, cold in made:
-        Delivery.objects.create(trigger=hello, received_at=at, mode="sync", method="POST", state="succeeded",
+    made = [(now, 40.0, False, "succeeded"), (now, 60.0, False, "failed"), (now, 2000.0, True, "succeeded"),
+            (start + timedelta(seconds=30), 100.0, False, "succeeded"), (now - timedelta(hours=2), 10.0, False, "dead")]
+    for at, ms, cold, state in made:
+        Delivery.objects.create(trigger=hello, received_at=at, mode="sync", method="POST", state=state,
                                 response_status=200, latency_ms=ms, cold_start=cold)
+    ScaleEvent.objects.create(trigger=hello, from_pods=0, to_pods=1, cause="activation", cold_start_ms=900.0)
     html = get(alice, DETAIL)
-    bars = html.split('id="chart-deliveries"')[1].split("</svg>")[0]
-    rects = re.findall(r'<rect x="([\d.]+)" y="([\d.]+)" width="([\d.]+)" height="([\d.]+)"><title>(\d+)</title>', bars)
-    assert rects == [("0.0", "96.0", "9.0", "24.0", "1"), ("590.0", "48.0", "9.0", "72.0", "3")]  # of 5 per minute
-    latency = html.split('id="chart-latency"')[1].split("</svg>")[0]
-    cold = re.findall(r'<circle cx="([\d.]+)" cy="([\d.]+)"', latency.split('class="cold"')[1])
-    warm = re.findall(r'<circle cx="([\d.]+)" cy="([\d.]+)"', latency.split('class="cold"')[0])
-    assert len(cold) == 1 and cold[0][1] == "0.0"  # 2000 ms is the top of the axis
-    assert [cy for _, cy in warm] == ["114.0", "117.6", "116.4"]  # 100, 40, 60 ms of 2000, oldest first
-    data = json.loads(html.split('id="chart-data" type="application/json">')[1].split("</script>")[0])
-    assert len(data["rows"]) == 4 and data["deliveries"]["total"] == 4  # the two-hour-old one is not drawn
+    svg = {name: unescape(html.split(f'id="chart-{name}"')[1].split("</svg>")[0])
+           for name in ("deliveries", "latency", "cold-starts", "pods")}
+    minutes = re.findall(r"<title>(\d\d:\d\d): (\d+) ok, (\d+) failed</title>", svg["deliveries"])
+    assert [(ok, failed) for _, ok, failed in minutes] == [("1", "0"), ("2", "1")]  # the 2-hour-old one is not drawn
+    assert svg["deliveries"].count('<rect class="failed"') == 1 and svg["deliveries"].count('<rect class="ok"') == 2
+    assert re.findall(r"<title>\d\d:\d\d: p95 (\d+) ms</title>", svg["latency"]) == ["100", "1806"]  # 60 + 0.9 × 1940
+    assert re.findall(r"<title>\d\d:\d\d: (\d) cold starts?</title>", svg["cold-starts"]) == ["1"]
+    assert re.search(r"<title>\d\d:\d\d:\d\d: 1 pod \(activation\)</title>", svg["pods"])
+    for name, chart in svg.items():  # axes with labels on both
+        assert '<text class="tick y"' in chart and '<text class="tick x"' in chart, name
+    legends = html.split('id="charts"')[1].split("</section>")[0]
+    assert all(key in legends for key in ('class="key ok"', 'class="key failed"', 'class="key p50"', 'class="key p95"'))
+    assert "style=" not in legends and "<script" not in legends  # nothing the CSP (self only) would refuse
 
 
 def test_recent_deliveries_newest_first_with_links(alice, hello):

@@ -187,13 +187,10 @@ def trigger_detail(request, tenant, name):
 
 def live_context(trigger: Trigger) -> dict:
     """What the live trigger page draws first: scale timeline, recent deliveries, last-hour charts, diag."""
-    now = timezone.now()
-    rows = trigger.deliveries.filter(received_at__gte=charts.window_start(now)).order_by("-received_at")
-    rows = list(rows.values_list("pk", "received_at", "latency_ms", "cold_start")[:CHART_ROWS])
     return {
         "scale_events": list(trigger.scale_events.all()[:30]),
         "recent_deliveries": list(trigger.deliveries.defer("body", "response_body")[:RECENT_DELIVERIES]),
-        "chart": charts.last_hour(rows[::-1], now),
+        "chart": charts.trigger_last_hour(trigger, timezone.now(), CHART_ROWS),
         "diag": diag.trigger_diag(trigger),
         "live_hosts": sorted(diag.trigger_hosts(trigger)),
     }

@@ -201,3 +201,35 @@ def test_viewer_sees_the_live_page_and_non_members_get_404(bob, charlie, hello, 
         assert signed_in(charlie).get(url).status_code == 404
         assert Client().get(url).status_code == 302  # anonymous: to the login page
     assert f'data-trigger-badge="{hello.pk}"' not in get(charlie, "/t/globex/triggers/")
+
+
+# ------------------------------------------------------------------------------- the one payload
+def test_the_status_event_carries_every_card_in_one_query(hello, django_assert_num_queries):
+    from triggers.live import broadcast
+
+    with django_assert_num_queries(1):  # the latest deployment, read once for badge, state, notice and card
+        payload = broadcast.trigger_payload(hello)
+    assert (payload["badge"], payload["badge_text"], payload["state"]) == ("ready", "Ready (1 pod)", "ready")
+    assert payload["ready"] == "True" and payload["address_url"] == "http://hello.relay-acme.svc.cluster.local"
+    assert payload["url"] == "http://hello.relay-acme.example.com" and payload["notice"] is None
+    assert payload["latest_ready_revision"] == payload["latest_created_revision"] == "hello-00001"
+    assert payload["last_deployment"]["status"] == "ready"
+
+
+def test_the_notice_says_why_a_trigger_failed_or_which_revision_still_serves(alice, hello):
+    from triggers.live import broadcast
+
+    hello.ready_status, hello.ready_reason, hello.ready_message = "False", "RevisionFailed", "boom"
+    hello.latest_created_revision = "hello-00002"
+    assert broadcast.trigger_payload(hello)["notice"] == {
+        "kind": "old_revision", "serving": "hello-00001", "newest": "hello-00002", "message": "boom"}
+    hello.latest_ready_revision = ""
+    Deployment.objects.create(trigger=hello, spec_version=2, status="failed", reason="ExitCode1",
+                              message="Container failed with: crash")
+    assert broadcast.trigger_payload(hello)["notice"] == {
+        "kind": "failed", "text": "Failed: ExitCode1 — Container failed with: crash"}
+    hello.save()
+    html = get(alice, DETAIL)
+    assert 'id="failure-notice">Failed: ExitCode1 — Container failed with: crash<' in html
+    assert '<span data-knative="ready">False</span> <code data-knative="reason">RevisionFailed</code>' in html
+

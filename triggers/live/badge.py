@@ -34,3 +34,18 @@ def badge(trigger: Trigger) -> tuple[str, str]:
     if state == "failed":
         return "failed", f"Failed: {trigger.ready_reason or 'unknown'}"
     return "ready", "Ready"
+
+
+class KnownLast:
+    """A trigger whose latest deployment is already loaded, so that `badge()` and `state` read it instead of
+    querying again (the list view's `trigger.last`, or a payload built once). Everything else is the trigger's."""
+
+    def __init__(self, trigger: Trigger, last):
+        self._trigger, self.last_deployment = trigger, last
+
+    def __getattr__(self, name):
+        return getattr(self._trigger, name)
+
+    @property
+    def state(self) -> str:
+        return Trigger.state.fget(self)

@@ -17,7 +17,7 @@ from asgiref.sync import async_to_sync
 from channels.layers import get_channel_layer
 from django.db import transaction
 
-from triggers.live.badge import badge
+from triggers.live.badge import KnownLast, badge
 
 log = logging.getLogger(__name__)
 OPERATORS = "operators"
@@ -41,10 +41,11 @@ def trigger_payload(trigger) -> dict:
     """Everything a page shows of a trigger's live state, in one event: the badge, the scale, Knative's
     Ready condition, address and revisions, the failure notice and the latest deployment. The trigger page
     renders its cards from this same dict (templatetags/live.py), so a page and the socket never disagree."""
-    key, text = badge(trigger)
     last = trigger.last_deployment
+    known = KnownLast(trigger, last)  # one query for the latest deployment, not one per use
+    key, text = badge(known)
     return {
-        "id": trigger.pk, "name": trigger.name, "badge": key, "badge_text": text, "state": trigger.state,
+        "id": trigger.pk, "name": trigger.name, "badge": key, "badge_text": text, "state": known.state,
         "ready_pods": trigger.ready_pods, "desired": trigger.desired_replicas, "actual": trigger.actual_replicas,
         "active": trigger.active_status, "active_reason": trigger.active_reason,
         "active_since": trigger.active_since.isoformat() if trigger.active_since else None,

@@ -4,31 +4,16 @@
 from django import template
 
 from triggers.live import broadcast
-from triggers.live.badge import badge
+from triggers.live.badge import KnownLast, badge
 from triggers.models import Trigger
 
 register = template.Library()
 
 
-class _KnownLast:
-    """A trigger whose latest deployment is already loaded (the list view's `trigger.last`), so that
-    `badge()` reads it instead of querying once per row. Everything else is the trigger's own."""
-
-    def __init__(self, trigger: Trigger, last):
-        self._trigger, self.last_deployment = trigger, last
-
-    def __getattr__(self, name):
-        return getattr(self._trigger, name)
-
-    @property
-    def state(self) -> str:
-        return Trigger.state.fget(self)
-
-
 @register.filter(name="live_badge")
 def live_badge(trigger: Trigger) -> dict:
     """{"key": "ready", "text": "Ready (1 pod)"} for `{% with b=trigger|live_badge %}`."""
-    key, text = badge(_KnownLast(trigger, trigger.last) if hasattr(trigger, "last") else trigger)
+    key, text = badge(KnownLast(trigger, trigger.last) if hasattr(trigger, "last") else trigger)
     return {"key": key, "text": text}
 
 

@@ -13,6 +13,7 @@ import os
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -74,13 +75,16 @@ def k8s(kubesim):
 
 def relayweb_state() -> str:
     """What relayweb has observed of each trigger, and its latest deployments (for a timed-out wait)."""
-    from triggers.models import Deployment, Trigger
+    from triggers.models import Delivery, Deployment, Trigger
 
     lines = [f"trigger {t.tenant.slug}/{t.name}: ready={t.ready_status} {t.ready_reason} pods={t.ready_pods} "
              f"generation {t.observed_generation}/{t.generation} spec_version={t.spec_version}"
              for t in Trigger.objects.select_related("tenant").order_by("pk")[:20]]
     lines += [f"deployment {d.trigger.name} v{d.spec_version}: {d.status} {d.message[:200]}"
               for d in Deployment.objects.select_related("trigger").order_by("-pk")[:10]]
+    lines += [f"delivery {d.pk} to {d.trigger.name} ({d.mode}): {d.state} attempts={d.attempts} "
+              f"status={d.response_status} next={d.next_attempt_at} {d.error[:200]}"
+              for d in Delivery.objects.select_related("trigger").order_by("-received_at")[:10]]
     return "\n".join(lines) or "(no triggers)"
 
 
@@ -93,25 +97,33 @@ def _database_url() -> str:
 
 
 class Worker:
+    """A `celery worker` process. Its output goes to a file, never to a pipe nobody reads (a full pipe would
+    block the worker's logging, and so its tasks); a timed-out wait shows the file's last lines."""
+
     def __init__(self, env: dict):
         self.env = env
         self.proc: subprocess.Popen | None = None
+        self.log_path: Path | None = None
 
     def start(self) -> Worker:
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", "celery", "-A", "relayweb", "worker", "--pool", "solo", "--loglevel", "INFO",
-             "--without-gossip", "--without-mingle", "--without-heartbeat"],
-            cwd=REPO, env=self.env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-        )
-        deadline = time.monotonic() + 30
-        for line in self.proc.stdout:
-            if "ready." in line:
-                break
-            if time.monotonic() > deadline:
-                raise RuntimeError("celery worker did not start")
-        else:
-            raise RuntimeError(f"celery worker exited: {self.proc.wait()}")
+        fd, name = tempfile.mkstemp(prefix="relayweb-worker-", suffix=".log")
+        self.log_path = Path(name)
+        with os.fdopen(fd, "w") as log:
+            self.proc = subprocess.Popen(
+                [sys.executable, "-m", "celery", "-A", "relayweb", "worker", "--pool", "solo", "--loglevel", "INFO",
+                 "--without-gossip", "--without-mingle", "--without-heartbeat"],
+                cwd=REPO, env=self.env, stdout=log, stderr=subprocess.STDOUT, text=True,
+            )
+        wait_for(lambda: self.proc.poll() is not None or "ready." in self.log_path.read_text(errors="replace"),
+                 timeout=30, message="the celery worker's 'ready.'")
+        if self.proc.poll() is not None:
+            raise RuntimeError(f"celery worker exited {self.proc.returncode}:\n{self.log_tail()}")
         return self
+
+    def log_tail(self, lines: int = 40) -> str:
+        if not self.log_path or not self.log_path.exists():
+            return "(no log)"
+        return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
 
     def kill(self) -> None:
         """SIGKILL: the worker dies mid-task, as in a node failure."""
@@ -126,6 +138,8 @@ class Worker:
                 self.proc.wait(15)
             except subprocess.TimeoutExpired:
                 self.kill()
+        if self.log_path:
+            self.log_path.unlink(missing_ok=True)
 
 
 @pytest.fixture
@@ -144,7 +158,8 @@ def worker_env(kubesim, transactional_db, settings):
 def worker(worker_env, cluster):
     """A running worker; `worker.kill()` / `make_worker()` for the failure tests."""
     started = Worker(worker_env).start()
-    yield started
+    with explain_with("celery worker (last lines)", started.log_tail):
+        yield started
     started.stop()
 
 
@@ -156,7 +171,9 @@ def make_worker(worker_env, cluster):
         workers.append(Worker(worker_env).start())
         return workers[-1]
 
-    yield make
+    with explain_with("celery workers (last lines)",
+                      lambda: "\n--\n".join(w.log_tail(20) for w in workers) or "(none started)"):
+        yield make
     for w in workers:
         w.stop()
 

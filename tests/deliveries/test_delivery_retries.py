@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import base64
 import json
-import threading
 from collections import Counter
 from datetime import timedelta
 
@@ -52,12 +51,11 @@ class TaskLog:
     """The worker's log, read as it goes: which delivery_deliver calls returned what."""
 
     def __init__(self, worker):
-        self.lines: list[str] = []
-        threading.Thread(target=self._read, args=(worker.proc.stdout,), daemon=True).start()
+        self.path = worker.log_path
 
-    def _read(self, stdout) -> None:
-        for line in stdout:
-            self.lines.append(line)
+    @property
+    def lines(self) -> list[str]:
+        return self.path.read_text(errors="replace").splitlines()
 
     def results(self, count: int) -> list[str]:
         """The first `count` results, once there are that many."""
@@ -65,7 +63,7 @@ class TaskLog:
         return self._results()[:count]
 
     def _results(self) -> list[str]:
-        return [line.rsplit(": ", 1)[-1].strip().strip("'") for line in list(self.lines)
+        return [line.rsplit(": ", 1)[-1].strip().strip("'") for line in self.lines
                 if "triggers.tasks.delivery_deliver[" in line and " succeeded in " in line]
 
 

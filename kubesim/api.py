@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 import yaml
 from aiohttp import web
 
-from . import discovery, faults, patch, protobuf
+from . import discovery, faults, patch, podlogs, protobuf
 from .errors import ApiError, bad_request, conflict, forbidden, internal, invalid, method_not_allowed, not_found_path
 from .resources import Resource, lookup
 from .store import now_rfc3339
@@ -124,13 +124,18 @@ class ApiServer:
         if not token or not hmac.compare_digest(token.encode(), self.sim.token.encode()):
             raise ApiError(401, "Unauthorized", "Unauthorized", {})
 
-    def _authorize(self, res: Resource, verb: str, ns: str | None) -> None:
+    def _authorize(self, res: Resource, verb: str, ns: str | None, sub: str | None = None,
+                   name: str | None = None) -> None:
         """RBAC denials (SimConfig.denied): 403 with the apiserver's message
-        (kubernetes/apiserver pkg/endpoints/handlers/responsewriters/errors.go forbiddenMessage)."""
-        if not self.sim.allowed(res.group, res.plural, verb, ns):
+        (kubernetes/apiserver pkg/endpoints/handlers/responsewriters/errors.go forbiddenMessage: a
+        subresource is named "resource/subresource"). A subresource request names its object, as
+        apimachinery's NewForbidden does (`pods "p" is forbidden: …`)."""
+        resource = f"{res.plural}/{sub}" if sub else res.plural
+        if not self.sim.allowed(res.group, resource, verb, ns):
             where = f' in the namespace "{ns}"' if ns else " at the cluster scope"
-            raise forbidden(f'{res.key} is forbidden: User "{self.sim.config.user}" cannot {verb} resource '
-                            f'"{res.plural}" in API group "{res.group}"{where}')
+            what = f'{res.key} "{name}"' if sub and name else res.key
+            raise forbidden(f'{what} is forbidden: User "{self.sim.config.user}" cannot {verb} resource '
+                            f'"{resource}" in API group "{res.group}"{where}')
 
     async def _review(self, request: web.Request) -> web.Response:
         """POST selfsubjectaccessreviews: answered from SimConfig.denied, as the RBAC authorizer would
@@ -145,7 +150,10 @@ class ApiServer:
                 "message": "Required value: exactly one of nonResourceAttributes or resourceAttributes "
                            "must be specified"}])
         if isinstance(attrs, dict):
-            allowed = self.sim.allowed(attrs.get("group") or "", attrs.get("resource") or "",
+            resource = attrs.get("resource") or ""
+            if attrs.get("subresource"):
+                resource = f"{resource}/{attrs['subresource']}"
+            allowed = self.sim.allowed(attrs.get("group") or "", resource,
                                        attrs.get("verb") or "", attrs.get("namespace") or None)
         else:
             allowed = True
@@ -176,9 +184,17 @@ class ApiServer:
             raise not_found_path()
         name = rest[1] if len(rest) > 1 else None
         sub = rest[2] if len(rest) > 2 else None
-        if sub is not None and (sub != "status" or not res.has_status):
+        is_log = sub == "log" and res.key == "pods"
+        if sub is not None and not is_log and (sub != "status" or not res.has_status):
             raise not_found_path()
         m = request.method
+        if is_log:
+            # pods/log is a get-only subresource (discovery lists it with verbs ["get"]); RBAC checks the
+            # resource "pods/log", which a rule on "pods" does not cover
+            if m != "GET":
+                raise method_not_allowed(m)
+            self._authorize(res, "get", ns, sub="log", name=name)
+            return await self._log(request, ns or "", name or "")
         if name is None:
             verb = {"GET": "list", "POST": "create", "DELETE": "deletecollection"}.get(m)
             if verb == "list" and request.query.get("watch") in ("true", "1"):
@@ -277,6 +293,22 @@ class ApiServer:
             return respond(table(res, [obj], obj["metadata"]["resourceVersion"],
                                  request.query.get("includeObject", "Metadata")))
         return respond(obj)
+
+    async def _log(self, request: web.Request, ns: str, name: str) -> web.StreamResponse:
+        """GET pods/{name}/log (kubesim.podlogs; round2-facts.md section 1): the options are validated
+        first (LogREST.Get), then the pod is read (404), then the container and its run are chosen."""
+        rule = self.sim.faults.take("get", "pods", ns)
+        if rule is not None:
+            if rule.hang:
+                await asyncio.sleep(rule.hang)
+            err = rule.error()
+            if err is not None:
+                raise err
+        opts = podlogs.parse_options(request.query, name)
+        pod = self.store.get("pods", ns, name)
+        serving = self.sim.serving
+        logs = serving.pod_logs.get(pod["metadata"].get("uid", "")) if serving is not None else None
+        return await podlogs.serve_log(request, pod, logs, opts)
 
     async def _create(self, request: web.Request, res: Resource, ns: str | None, name: None,
                       sub: None) -> web.Response:

@@ -56,6 +56,7 @@ class ServingContext(Protocol):
     hosts: dict
     kingress_hosts: dict
     routed: set
+    pod_logs: Any  # podlogs.PodLogRegistry
 
     def enqueue(self, item: tuple[str, str, str]) -> None: ...
     def enqueue_later(self, delay: float, item: tuple[str, str, str]) -> None: ...

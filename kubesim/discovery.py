@@ -76,5 +76,8 @@ def api_resource_list(group: str, version: str) -> dict | None:
         if r.has_status:
             docs.append({"name": f"{r.plural}/status", "singularName": "", "namespaced": r.namespaced,
                          "kind": r.kind, "verbs": ["get", "patch", "update"]})
+        if r.key == "pods":
+            docs.append({"name": "pods/log", "singularName": "", "namespaced": True, "kind": "Pod",
+                         "verbs": ["get"]})
     return {"kind": "APIResourceList", "apiVersion": "v1",
             "groupVersion": version if not group else f"{group}/{version}", "resources": docs}

@@ -172,6 +172,9 @@ class Request:
     query: str
     headers: Any      # a multidict-like mapping
     body: bytes
+    # The revision whose pod answers (the K_REVISION env var Knative gives the user container); the echo
+    # handler reports it in its body so tests can count who served a traffic split.
+    revision: str = ""
 
 
 Response = tuple[int, bytes | Generated, str]   # status, body, content type
@@ -194,22 +197,56 @@ def echo_payload(req: Request, pod: str = "") -> dict[str, Any]:
             pass
     if pod:
         payload["pod"] = pod
+    if req.revision:
+        payload["revision"] = req.revision
     return payload
 
 
-class Container:
-    """One running user container of one pod (per-pod state such as the flaky counter lives here)."""
+DELIVERY_HEADER = "X-Relay-Delivery-Id"
 
-    __slots__ = ("behaviour", "pod", "served", "is_async")
+
+def _no_log(text: str) -> None:
+    pass
+
+
+def startup_line(behaviour: Behaviour, image: str, pod: str) -> str:
+    """What a handler prints when it starts (its first log line; see the README, "Pod logs")."""
+    return f"kubesim handler {behaviour.kind} started: image={image} pod={pod} listening on :8080"
+
+
+def crash_line(behaviour: Behaviour) -> str:
+    """What a crashing handler prints just before it dies."""
+    if behaviour.crash_message:
+        return behaviour.crash_message
+    return "kubesim: simulated out of memory: allocating until the OOM killer ends the process"
+
+
+def request_line(req: Request, status: int) -> str:
+    """One line per request, carrying the X-Relay-Delivery-Id header's value ("-" when absent)."""
+    delivery = req.headers.get(DELIVERY_HEADER) or "-"
+    return f"{req.method} {req.path} {status} {DELIVERY_HEADER}={delivery}"
+
+
+class Container:
+    """One running user container of one pod (per-pod state such as the flaky counter lives here).
+    `log` prints a line to the current run's stdout (kubesim.podlogs; the runtime sets it)."""
+
+    __slots__ = ("behaviour", "pod", "served", "is_async", "log")
 
     def __init__(self, behaviour: Behaviour, pod: str):
         self.behaviour = behaviour
         self.pod = pod
         self.served = 0
         self.is_async = behaviour.is_async
+        self.log = _no_log
 
     def respond(self, req: Request) -> Response:
-        """Answer synchronously (every behaviour except `slow`)."""
+        """Answer synchronously (every behaviour except `slow`), logging one line per request."""
+        out = self._answer(req)
+        self.log(request_line(req, out[0]))
+        return out
+
+    def _answer(self, req: Request) -> Response:
         b = self.behaviour
         self.served += 1
         kind = b.kind

@@ -45,6 +45,7 @@ from .knative_runtime import (
     reconcile_deployment,
     stop_pod,
 )
+from .podlogs import PodLogRegistry
 from .stats import ClusterStats
 
 log = logging.getLogger("kubesim.knative")
@@ -79,6 +80,7 @@ class Serving:
         self._timers: set[asyncio.TimerHandle] = set()
         self._loop: asyncio.AbstractEventLoop | None = None
         self._terminating: dict[tuple[str, str], asyncio.TimerHandle] = {}  # pods in their grace period
+        self.pod_logs = PodLogRegistry()   # containers' logs, by pod uid (kubesim.podlogs; pods/log)
         for key, hook in HOOKS.items():
             store.admission.setdefault(key, []).append(hook)
         self._unsubscribe = store.subscribe(self._on_event, copy=False)
@@ -98,6 +100,7 @@ class Serving:
 
     async def stop(self) -> None:
         self._unsubscribe()
+        self.pod_logs.exit_all()   # open `pods/log?follow=true` streams end, as when the node goes
         for h in list(self._timers) + list(self._terminating.values()):
             h.cancel()
         self._timers.clear()
@@ -189,6 +192,7 @@ class Serving:
         elif key == PODS and etype == "MODIFIED" and meta.get("deletionTimestamp"):
             self._pod_terminating(ns, name, meta)
         elif key == PODS and etype == "DELETED":
+            self.pod_logs.drop(meta.get("uid", ""))
             pod = self.pods.get((ns, name))
             if pod is not None:   # deleted by a client (kubectl delete pod): the RS replaces it
                 stop_pod(self, pod, delete=False)

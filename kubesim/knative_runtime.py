@@ -19,8 +19,9 @@ import time
 from collections import deque
 from typing import TYPE_CHECKING, Any
 
-from .handlers import Behaviour, Container, image_digest
+from .handlers import Behaviour, Container, crash_line, image_digest, startup_line
 from .knative_conditions import now_rfc3339
+from .podlogs import PodLogs
 
 if TYPE_CHECKING:
     from .context import ServingContext
@@ -47,7 +48,7 @@ def safe_hash(data: str, n: int = 10) -> str:
 class PodRuntime:
     __slots__ = ("namespace", "name", "uid", "rev", "container", "ready", "task", "restarts",
                  "terminated", "waiting_reason", "waiting_message", "ip", "started_at", "events",
-                 "deleted")
+                 "deleted", "logs")
 
     def __init__(self, namespace: str, name: str, uid: str, rev: RevisionRuntime):
         self.namespace, self.name, self.uid, self.rev = namespace, name, uid, rev
@@ -63,6 +64,7 @@ class PodRuntime:
         self.started_at = ""
         self.events: dict[tuple[str, str], str] = {}
         self.deleted = False
+        self.logs = PodLogs()    # replaced by the Serving's registry entry in create_pod
 
 
 class RevisionRuntime:
@@ -221,16 +223,27 @@ def _container_status(pod: PodRuntime, image: str, state: dict, ready: bool,
     if pod.terminated:
         cs["lastState"] = {"terminated": pod.terminated}
     if started:
-        cs["containerID"] = "containerd://" + hashlib.sha256(
-            f"{pod.uid}/{pod.restarts}".encode()).hexdigest()
+        cs["containerID"] = user_container_id(pod)
     return cs
+
+
+def user_container_id(pod: PodRuntime) -> str:
+    """The CRI container ID of the user container's current run (a new one per restart)."""
+    return "containerd://" + hashlib.sha256(f"{pod.uid}/{pod.restarts}".encode()).hexdigest()
+
+
+def queue_container_id(pod: PodRuntime) -> str:
+    return "containerd://" + hashlib.sha256(f"{pod.uid}/queue-proxy".encode()).hexdigest()
 
 
 def _queue_status(pod: PodRuntime, running: bool, ready: bool) -> dict:
     state = {"running": {"startedAt": pod.started_at}} if running else \
         {"waiting": {"reason": "PodInitializing"}}
-    return {"name": "queue-proxy", "image": QUEUE_IMAGE, "imageID": QUEUE_IMAGE if running else "",
-            "ready": ready, "restartCount": 0, "started": running, "state": state, "lastState": {}}
+    cs = {"name": "queue-proxy", "image": QUEUE_IMAGE, "imageID": QUEUE_IMAGE if running else "",
+          "ready": ready, "restartCount": 0, "started": running, "state": state, "lastState": {}}
+    if running:
+        cs["containerID"] = queue_container_id(pod)
+    return cs
 
 
 def write_pod_status(serving: ServingContext, pod: PodRuntime, phase: str, user_state: dict,
@@ -369,17 +382,25 @@ async def run_pod(serving: ServingContext, pod: PodRuntime) -> None:
         emit_event(serving, pod, "Started", "Started container user-container")
         pod.started_at = now_rfc3339()
         pod.waiting_reason = pod.waiting_message = ""
+        # a new run: a new log (kubesim.podlogs); the handler prints its start-up line, then one line
+        # per request (handlers.Container.respond)
+        if pod.logs.find("queue-proxy", queue_container_id(pod)) is None:
+            pod.logs.start("queue-proxy", queue_container_id(pod))
+        run_log = pod.logs.start("user-container", user_container_id(pod))
+        pod.container.log = run_log.write
+        run_log.write(startup_line(b, image, pod.name))
         write_pod_status(serving, pod, "Running", {"running": {"startedAt": pod.started_at}},
                          False, True)
         await asyncio.sleep(cfg.start_delay + b.start_delay)
         if not b.crash:
             break
+        run_log.write(crash_line(b))    # the last words, readable with previous=true after the restart
+        run_log.exit()
         finished = now_rfc3339()
         term = {"exitCode": b.crash_exit_code, "reason": b.crash_reason,
                 **({"message": b.crash_message} if b.crash_message else {}),
                 "startedAt": pod.started_at, "finishedAt": finished,
-                "containerID": "containerd://" + hashlib.sha256(
-                    f"{pod.uid}/{pod.restarts}".encode()).hexdigest()}
+                "containerID": user_container_id(pod)}
         write_pod_status(serving, pod, "Running", {"terminated": term}, False, False)
         pod.terminated = term
         pod.restarts += 1
@@ -436,6 +457,7 @@ def stop_pod(serving: ServingContext, pod: PodRuntime, delete: bool = True) -> N
     if pod.deleted:
         return
     pod.deleted = True
+    pod.logs.exit_all()    # its containers stop: follow streams drain and end
     pod.rev.pod_gone(pod)
     pod.rev.pods.pop(pod.name, None)
     serving.pods.pop((pod.namespace, pod.name), None)
@@ -534,6 +556,7 @@ def create_pod(serving: ServingContext, dep: dict, tmpl: dict, h: str, rev: Revi
     created = serving.store.create(PODS, pod, ns, ref=True)
     cmeta = created["metadata"]
     pr = PodRuntime(ns, cmeta["name"], cmeta["uid"], rev)
+    pr.logs = serving.pod_logs.for_pod(pr.uid)
     rev.pods[pr.name] = pr
     serving.pods[(ns, pr.name)] = pr
     start_pod(serving, pr)

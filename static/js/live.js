@@ -96,7 +96,7 @@
     document.querySelectorAll(`[data-trigger-pods="${id}"]`).forEach((n) => setText(n, count == null ? "—" : String(count)));
     const before = readyPods.get(id);
     readyPods.set(id, count);
-    if (id === triggerId && before !== undefined && before !== count) refresh(["scale-timeline", "charts"]);
+    if (id === triggerId && before !== undefined && before !== count) refresh(["scale-timeline", "charts", "pod-savings"]);
   }
 
   // ------------------------------------------------------------------ trigger page
@@ -214,7 +214,7 @@
       if (opsDiag && live.connects > 1) refresh(["diag-live"]);
       else if (live.connects > 1) {
         refresh(["pods-body", "deployment-progress", "deployment-history", "charts", "recent-deliveries",
-          "scale-timeline", "trigger-diag"]);
+          "scale-timeline", "trigger-diag", "pod-savings"]);
       }
     } else if (type === "trigger.status") applyTrigger(payload);
     else if (type === "trigger.pods") {

@@ -104,3 +104,23 @@ def test_operators_see_every_tenant_on_one_overview(staff, hello, tenant_b):
     assert 'href="/t/acme/triggers/hello/"' in html and 'href="/t/globex/triggers/billing/"' in html
     assert "globex/billing: POST dead (503)" in html
     assert 'href="/ops/overview/"' in signed_in(staff).get("/ops/diag/").content.decode()
+
+
+def test_trigger_page_shows_the_pod_time_saved_like_the_overview(bob, hello):
+    now = timezone.now()
+    ScaleEvent.objects.create(trigger=hello, at=now - timedelta(hours=30), from_pods=0, to_pods=1, cause="deploy")
+    ScaleEvent.objects.create(trigger=hello, at=now - timedelta(hours=18), from_pods=1, to_pods=0,
+                              cause="scaled to zero")
+    ScaleEvent.objects.create(trigger=hello, at=now - timedelta(minutes=30), from_pods=0, to_pods=1,
+                              cause="activation", cold_start_ms=2500)
+    response = signed_in(bob).get("/t/acme/triggers/hello/")
+    assert response.context["pod_time"].saved_percent == 73  # the overview's number: 6.5 of 24 h with one pod
+    savings = re.search(r'<p id="pod-savings">.*?</p>', response.content.decode(), re.S)
+    assert savings and "saved 73 % of pod time" in savings.group(0), response.content.decode()
+    assert "saved 73 %" in row(signed_in(bob).get("/t/acme/").content.decode(), hello)
+
+
+def test_trigger_page_without_pod_time_yet_shows_a_dash(bob, tenant_a):
+    Trigger.objects.create(tenant=tenant_a, name="fresh", image="x/y", created_at=timezone.now() + timedelta(seconds=5))
+    html = signed_in(bob).get("/t/acme/triggers/fresh/").content.decode()
+    assert re.search(r'<p id="pod-savings">Pod time, last 24 h: <span class="muted">—</span></p>', html), html

@@ -186,8 +186,10 @@ def trigger_detail(request, tenant, name):
 
 
 def live_context(trigger: Trigger) -> dict:
-    """What the live trigger page draws first: scale timeline, recent deliveries, last-hour charts, diag."""
+    """What the live trigger page draws first: scale timeline, recent deliveries, last-hour charts, diag, and
+    the pod time scale-to-zero saved over the last 24 h (`pod_time`, a stats.Stats; the overview's number)."""
     return {
+        "pod_time": stats.triggers_stats([trigger], "24h")[trigger.pk],
         "scale_events": list(trigger.scale_events.all()[:30]),
         "recent_deliveries": list(trigger.deliveries.defer("body", "response_body")[:RECENT_DELIVERIES]),
         "chart": charts.trigger_last_hour(trigger, timezone.now(), CHART_ROWS),

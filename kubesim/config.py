@@ -81,6 +81,11 @@ class SimConfig:
     # Domain for non-cluster-local services (config-domain default).
     domain: str = "example.com"
 
+    # Free-form settings without a flag of their own. "config-gc": a dict with config-gc's keys and
+    # string values (retain-since-create-time, retain-since-last-active-time, min-non-active-revisions,
+    # max-non-active-revisions; "disabled" turns one off), the revision GC's settings before a `config-gc`
+    # ConfigMap in knative-serving overrides them key by key; Knative's defaults otherwise (48h, 15h,
+    # 20, 1000: knative/serving knative-v1.23.0 pkg/gc/config.go:61-68). Tests shorten GC with it.
     extra: dict = field(default_factory=dict)
 
     def activation_timeout_for(self, progress_deadline: float | None = None) -> float:

@@ -133,7 +133,7 @@ def make_gateway_app(sim: Any) -> web.Application:
         pod = pods[rt.rr % len(pods)]
         headers = request.headers.copy()
         headers.update(split.headers)
-        req = Request(request.method, request.path, request.query_string, headers, body)
+        req = Request(request.method, request.path, request.query_string, headers, body, rt.name)
         rt.inflight += 1
         if rt.inflight > rt.peak:
             rt.peak = rt.inflight

@@ -94,12 +94,18 @@ def default_template(template: dict[str, Any]) -> None:
                 c["readinessProbe"] = {"successThreshold": 1, "tcpSocket": {"port": 0}}
 
 
-def default_traffic(spec: dict[str, Any]) -> None:
-    if not spec.get("traffic"):
+def default_traffic(spec: dict[str, Any], default_config: bool = True) -> None:
+    """RouteSpec.SetDefaults (knative/serving knative-v1.23.0 pkg/apis/serving/v1/route_defaults.go):
+    a Service (it has a default configuration name) with no traffic gets 100 % to the latest revision;
+    every target gets `latestRevision = (revisionName == "")` and `percent = 0` when unset."""
+    if not spec.get("traffic") and default_config:
         spec["traffic"] = [{"latestRevision": True, "percent": 100}]
-    for t in spec["traffic"]:
-        if isinstance(t, dict) and "revisionName" not in t and "configurationName" not in t:
-            t.setdefault("latestRevision", True)
+    for t in spec.get("traffic") or []:
+        if isinstance(t, dict):
+            if t.get("latestRevision") is None:
+                t["latestRevision"] = not t.get("revisionName")
+            if t.get("percent") is None:
+                t["percent"] = 0
 
 
 def set_user_info(obj: dict, old: dict | None, user: str, spec_changed: bool) -> None:
@@ -258,26 +264,94 @@ def validate_template(template: Any, errs: FieldErrors, path: str) -> None:
         errs.add(f"expected 0 <= {cc} <= 1000", f"{sp}.containerConcurrency")
 
 
-def validate_traffic(traffic: Any, errs: FieldErrors, path: str) -> None:
+_QUALIFIED = re.compile(r"([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9]")
+_QUALIFIED_MSG = ("name part must consist of alphanumeric characters, '-', '_' or '.', and must start "
+                  "and end with an alphanumeric character (e.g. 'MyName',  or 'my.name',  or "
+                  "'123-abc', regex used for validation is '([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9]')")
+
+
+def qualified_name_errors(name: str) -> list[str]:
+    """apimachinery validation.IsQualifiedName, for names without a `prefix/` part."""
+    if "/" in name:
+        prefix, _, name = name.partition("/")
+        if not prefix:
+            return ["prefix part must be non-empty"]
+    msgs = []
+    if not name:
+        return ["name part must be non-empty"]
+    if len(name) > 63:
+        msgs.append("name part must be no more than 63 characters")
+    if not _QUALIFIED.fullmatch(name):
+        msgs.append(_QUALIFIED_MSG)
+    return msgs
+
+
+def validate_traffic(traffic: Any, errs: FieldErrors, path: str, default_config: bool = False) -> None:
+    """validateTrafficList and TrafficTarget.Validate in spec context (knative/serving knative-v1.23.0
+    pkg/apis/serving/v1/route_validation.go; round2-facts.md §2.2). `default_config` is a Service's
+    (HasDefaultConfigurationName): configurationName is then not allowed and not required. Paths are
+    apis.FieldError's: `ViaIndex(i)` -> `spec.traffic[i].field`, `ErrInvalidArrayValue(.., "tag", i)`
+    -> `spec.traffic.tag[i]`; the sum covers every percent and an empty list sums to 0."""
     if traffic is None:
-        return
+        traffic = []
     if not isinstance(traffic, list):
         errs.add("invalid value", path)
         return
     total = 0
+    seen: dict[str, int] = {}
     for i, t in enumerate(traffic):
+        ip = f"{path}[{i}]"
         if not isinstance(t, dict):
-            errs.add("invalid value", f"{path}[{i}]")
+            errs.add("invalid value", ip)
             continue
-        p = t.get("percent", 0) or 0
-        if not isinstance(p, int) or not 0 <= p <= 100:
-            errs.add(f"expected 0 <= {p} <= 100", f"{path}[{i}].percent")
+        rev = t.get("revisionName") or ""
+        cfg = t.get("configurationName") or ""
+        lr = t.get("latestRevision")
+        # validateLatestRevision: the senses of pinning and following must match
+        if isinstance(lr, bool) and bool(rev) == lr:
+            errs.add(f'may not set revisionName "{rev}" when latestRevision is {str(lr).lower()}',
+                     f"{ip}.latestRevision")
+        # validateRevisionAndConfiguration
+        if default_config and cfg:
+            errs.add("must not set the field(s)", f"{ip}.configurationName")
+        elif rev and cfg:
+            errs.add("expected exactly one, got both", f"{ip}.revisionName")
+            errs.add("expected exactly one, got both", f"{ip}.configurationName")
+        elif rev:
+            msgs = qualified_name_errors(rev)
+            if msgs:
+                errs.add(f'invalid key name "{rev}"', f"{ip}.revisionName", ", ".join(msgs))
+        elif cfg:
+            msgs = qualified_name_errors(cfg)
+            if msgs:
+                errs.add(f'invalid key name "{cfg}"', f"{ip}.configurationName", ", ".join(msgs))
+        elif not default_config:
+            errs.add("expected exactly one, got neither", f"{ip}.revisionName")
+            errs.add("expected exactly one, got neither", f"{ip}.configurationName")
+        # validateTrafficPercentage
+        p = t.get("percent")
+        if p is not None:
+            if not isinstance(p, int) or isinstance(p, bool):
+                errs.add(f"invalid value: {p}", f"{ip}.percent")
+            else:
+                if not 0 <= p <= 100:
+                    errs.add(f"expected 0 <= {p} <= 100", f"{ip}.percent")
+                total += p
+        # validateURL: never in spec
+        if t.get("url"):
+            errs.add("must not set the field(s)", f"{ip}.url")
+        tag = t.get("tag") or ""
+        if not tag:
             continue
-        total += p
-        if t.get("latestRevision") is False and not t.get("revisionName"):
-            errs.add("expected exactly one, got neither",
-                     f"{path}[{i}].configurationName, {path}[{i}].revisionName")
-    if traffic and total != 100:
+        msgs = dns1035_errors(tag)
+        if msgs:
+            errs.add(f"invalid value: not a DNS 1035 label: [{' '.join(msgs)}]", f"{path}.tag[{i}]")
+        if tag in seen:
+            errs.add(f'Multiple definitions for "{tag}"', f"{ip}.tag")
+            errs.add(f'Multiple definitions for "{tag}"', f"{path}[{seen[tag]}].tag")
+        else:
+            seen[tag] = i
+    if total != 100:
         errs.add(f"Traffic targets sum to {total}, want 100", path)
 
 
@@ -316,7 +390,7 @@ def admit_service(op: str, obj: dict, old: dict | None, user: str) -> dict:
     set_user_info(obj, old, user, _spec_changed(obj, old_cmp))
     validate_metadata(obj, errs, False, "metadata.")
     validate_template(spec.get("template"), errs, "spec.template")
-    validate_traffic(spec.get("traffic"), errs, "spec.traffic")
+    validate_traffic(spec.get("traffic"), errs, "spec.traffic", default_config=True)
     errs.raise_if_any()
     return obj
 
@@ -338,6 +412,8 @@ def admit_configuration(op: str, obj: dict, old: dict | None, user: str) -> dict
 def admit_route(op: str, obj: dict, old: dict | None, user: str) -> dict:
     obj = deep_copy(obj)
     spec = obj.setdefault("spec", {})
+    if isinstance(spec, dict):
+        default_traffic(spec, default_config=False)
     errs = FieldErrors()
     check_creator(obj, old, errs)
     errs.raise_if_any()

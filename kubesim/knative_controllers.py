@@ -9,10 +9,14 @@ Configuration's state first, then the Route's, so Ready usually carries the Rout
 from __future__ import annotations
 
 import hashlib
+import time
+import weakref
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 from .knative_admission import CREATOR, LAST_MODIFIER, VISIBILITY_LABELS
-from .knative_conditions import Conditions
+from .knative_conditions import Conditions, rfc3339
+from .knative_runtime import go_duration
 from .store import deep_copy
 
 if TYPE_CHECKING:
@@ -30,6 +34,10 @@ ROUTE_LABEL = "serving.knative.dev/route"
 INGRESS_CLASS_KEY = "networking.knative.dev/ingress.class"
 AMBASSADOR_CLASS = "ambassador.ingress.networking.knative.dev"
 LB_DOMAIN = "ambassador.ambassador.svc.cluster.local"
+ROUTING_STATE = "serving.knative.dev/routingState"
+ROUTING_STATE_MODIFIED = "serving.knative.dev/routingStateModified"
+ROUTES_ANNOTATION = "serving.knative.dev/routes"
+NO_GC = "serving.knative.dev/no-gc"
 
 MSG_CFG_OUT_OF_DATE = "The Configuration is still working to reflect the latest desired specification."
 MSG_RT_OUT_OF_DATE = "The Route is still working to reflect the latest desired specification."
@@ -70,8 +78,8 @@ def ready_of(obj: dict | None) -> dict | None:
     return None
 
 
-def _write_status(serving: ServingContext, key: str, ns: str, name: str, status: dict) -> None:
-    serving.store.mutate(key, ns, name, lambda o: o.__setitem__("status", status), status=True, ref=True)
+def _write_status(serving: ServingContext, key: str, ns: str, name: str, status: dict) -> dict | None:
+    return serving.store.mutate(key, ns, name, lambda o: o.__setitem__("status", status), status=True, ref=True)
 
 
 # -------------------------------------------------------------------------------- Service
@@ -207,6 +215,10 @@ def reconcile_configuration(serving: ServingContext, ns: str, name: str) -> None
             labels[SERVICE_LABEL] = cl[SERVICE_LABEL]
         ann = dict(tmeta.get("annotations") or {})
         ann[CREATOR] = (meta.get("annotations") or {}).get(LAST_MODIFIER, "")
+        # A new revision is `pending` until a route names it (pkg/reconciler/configuration/resources/
+        # revision.go MakeRevision: SetRoutingState(RoutingStatePending, now)).
+        labels[ROUTING_STATE] = "pending"
+        ann[ROUTING_STATE_MODIFIED] = rfc3339()
         rev = {"metadata": {"name": rev_name, "namespace": ns, "labels": labels,
                             "annotations": ann, "ownerReferences": [owner_ref(cfg)]},
                "spec": deep_copy(tmpl.get("spec") or {})}
@@ -229,7 +241,9 @@ def reconcile_configuration(serving: ServingContext, ns: str, name: str) -> None
     elif status.get("latestReadyRevisionName") != rev_name:
         conds.mark_unknown("Ready")
     status["observedGeneration"] = gen
-    _write_status(serving, CONFIG, ns, name, status)
+    cfg = _write_status(serving, CONFIG, ns, name, status) or cfg
+    # The GC reconciler runs per Configuration (pkg/reconciler/gc/reconciler.go ReconcileKind -> Collect).
+    collect_revisions(serving, cfg)
 
 
 # ---------------------------------------------------------------------------------- Route
@@ -239,6 +253,7 @@ def reconcile_route(serving: ServingContext, ns: str, name: str) -> None:
     route = store.peek(ROUTE, ns, name)
     if route is None or route["metadata"].get("deletionTimestamp"):
         serving.drop_route_deps(ns, name)
+        _sync_routing_state(serving, ns, name, set())
         return
     meta = route["metadata"]
     labels = meta.get("labels") or {}
@@ -249,7 +264,7 @@ def reconcile_route(serving: ServingContext, ns: str, name: str) -> None:
     domain_host = f"{name}.{ns}.{serving.config.domain}"
     status["url"] = local_url(name, ns) if cl else f"http://{domain_host}"
     status["address"] = {"url": local_url(name, ns)}
-    targets, error, deps = _resolve_traffic(serving, ns, route)
+    targets, error, deps = _resolve_traffic(serving, ns, route, cl)
     serving.set_route_deps(ns, name, deps)
     if error is not None:
         state, reason, message = error
@@ -259,22 +274,49 @@ def reconcile_route(serving: ServingContext, ns: str, name: str) -> None:
             conds.mark_unknown("AllTrafficAssigned", reason, message)
     else:
         conds.mark_true("AllTrafficAssigned")
+        # The labeler runs once the traffic resolved (pkg/reconciler/route/route.go configureTraffic,
+        # then labeler.SyncLabels): every revision the traffic names, at any percent, is `active`.
+        _sync_routing_state(serving, ns, name, {t["revisionName"] for t in targets})
         ki = _ensure_kingress(serving, route, targets, cl, domain_host)
-        _ensure_placeholder(serving, route, ki, domain_host if not cl else
-                            f"{name}.{ns}.svc.cluster.local")
+        _ensure_placeholders(serving, route, ki, targets, cl)
         kst = ki.get("status") or {}
         if ki["metadata"].get("generation") != kst.get("observedGeneration") or \
                 (ready_of(ki) or {}).get("status") != "True":
             conds.mark_unknown("IngressReady", "IngressNotConfigured", MSG_INGRESS_NOT_CONFIGURED)
         else:
             conds.mark_true("IngressReady")
+            # status.traffic is written only once the ingress is ready (route.go: the traffic status
+            # follows the programmed KIngress), so it never names a split Envoy does not serve yet.
             status["traffic"] = targets
     status["observedGeneration"] = meta.get("generation", 1)
     _write_status(serving, ROUTE, ns, name, status)
 
 
-def _resolve_traffic(serving: ServingContext, ns: str, route: dict) -> tuple[list[dict], Any, set]:
+def tag_host(name: str, tag: str) -> str:
+    """config-network's default tag-template `{{.Tag}}-{{.Name}}`; the route's own name without a tag
+    (knative/serving knative-v1.23.0 pkg/reconciler/route/domains/domains.go HostnameFromTemplate;
+    knative/networking release-1.23 pkg/config/config.go DefaultTagTemplate)."""
+    return f"{tag}-{name}" if tag else name
+
+
+def target_url(serving: ServingContext, name: str, ns: str, tag: str, cl: bool) -> str:
+    """A tag's URL: `http://<tag>-<route>.<ns>.<domain>`, with domain `svc.cluster.local` for a
+    cluster-local route (domains.go DomainNameFromTemplate with the default domain-template
+    `{{.Name}}.{{.Namespace}}.{{.Domain}}`; traffic.go GetRevisionTrafficTargets: scheme http)."""
+    host = tag_host(name, tag)
+    return local_url(host, ns) if cl else f"http://{host}.{ns}.{serving.config.domain}"
+
+
+def _resolve_traffic(serving: ServingContext, ns: str, route: dict,
+                     cl: bool = False) -> tuple[list[dict], Any, set]:
+    """Route spec.traffic -> status.traffic: one entry per spec entry, in spec order, each with the
+    resolved `revisionName` (a configurationName target follows its latestReadyRevisionName and is
+    never shown with configurationName), `percent`, `latestRevision`, `tag` and, for a tagged entry
+    only, `url` (pkg/reconciler/route/traffic/traffic.go BuildTrafficConfiguration and
+    GetRevisionTrafficTargets; route_types.go:166-171). Errors are the AllTrafficAssigned reasons of
+    route_lifecycle.go:126-181 (the first False one wins over Unknown ones)."""
     store = serving.store
+    rname = route["metadata"]["name"]
     targets: list[dict] = []
     deps: set = set()
     error = None
@@ -299,7 +341,7 @@ def _resolve_traffic(serving: ServingContext, ns: str, route: dict) -> tuple[lis
                 fail("False", "RevisionMissing", f'Revision "{rn}" failed to become ready.')
             target = {"latestRevision": False, "percent": percent, "revisionName": rn}
         else:
-            cn = t.get("configurationName") or route["metadata"]["name"]
+            cn = t.get("configurationName") or rname
             deps.add(("cfg", cn))
             cfg = store.peek(CONFIG, ns, cn)
             latest = ((cfg or {}).get("status") or {}).get("latestReadyRevisionName")
@@ -316,26 +358,47 @@ def _resolve_traffic(serving: ServingContext, ns: str, route: dict) -> tuple[lis
             target = {"latestRevision": True, "percent": percent, "revisionName": latest or ""}
         if t.get("tag"):
             target["tag"] = t["tag"]
+            target["url"] = target_url(serving, rname, ns, t["tag"], cl)
         targets.append(target)
     return targets, error, deps
+
+
+def _splits(ns: str, targets: list[dict]) -> list[dict]:
+    """KIngress splits for one target name: one per revision (the same revision named twice is
+    consolidated), zero-percent targets skipped (pkg/reconciler/route/resources/ingress.go
+    makeBaseIngressPath), Knative-Serving-* headers appended for the activator."""
+    percents: dict[str, int] = {}
+    for t in targets:
+        if t["percent"]:
+            percents[t["revisionName"]] = percents.get(t["revisionName"], 0) + t["percent"]
+    return [{"appendHeaders": {"Knative-Serving-Namespace": ns, "Knative-Serving-Revision": rn},
+             "percent": p, "serviceName": rn, "serviceNamespace": ns, "servicePort": 80}
+            for rn, p in percents.items()]
 
 
 def _ensure_kingress(serving: ServingContext, route: dict, targets: list[dict], cl: bool,
                      domain_host: str) -> dict:
     store = serving.store
     ns, name = route["metadata"]["namespace"], route["metadata"]["name"]
-    percents: dict[str, int] = {}
+    # Target names: "" (every target, at its percent) and each tag (its one target at 100 %: traffic.go
+    # BuildTrafficConfiguration gives a tagged target 100 % of its own tag's traffic), sorted; per name a
+    # ClusterLocal rule for `h.ns`, `h.ns.svc`, `h.ns.svc.cluster.local` and, for a public route, an
+    # ExternalIP rule for `h.ns.<domain>` (ingress.go MakeIngressSpec, makeIngressRule;
+    # knative/networking pkg/ingress/ingress.go ExpandedHosts).
+    by_name: dict[str, list[dict]] = {"": targets}
     for t in targets:
-        if t["percent"]:
-            percents[t["revisionName"]] = percents.get(t["revisionName"], 0) + t["percent"]
-    splits = [{"appendHeaders": {"Knative-Serving-Namespace": ns, "Knative-Serving-Revision": rn},
-               "percent": p, "serviceName": rn, "serviceNamespace": ns, "servicePort": 80}
-              for rn, p in percents.items()]
-    rules = [{"hosts": [f"{name}.{ns}", f"{name}.{ns}.svc", f"{name}.{ns}.svc.cluster.local"],
-              "http": {"paths": [{"splits": splits}]}, "visibility": "ClusterLocal"}]
-    if not cl:
-        rules.append({"hosts": [domain_host], "http": {"paths": [{"splits": deep_copy(splits)}]},
-                      "visibility": "ExternalIP"})
+        if t.get("tag"):
+            by_name[t["tag"]] = [dict(t, percent=100)]
+    rules = []
+    for tname in sorted(by_name):
+        host = tag_host(name, tname)
+        splits = _splits(ns, by_name[tname])
+        rules.append({"hosts": [f"{host}.{ns}", f"{host}.{ns}.svc", f"{host}.{ns}.svc.cluster.local"],
+                      "http": {"paths": [{"splits": splits}]}, "visibility": "ClusterLocal"})
+        if not cl:
+            rules.append({"hosts": [f"{host}.{ns}.{serving.config.domain}"],
+                          "http": {"paths": [{"splits": deep_copy(splits)}]},
+                          "visibility": "ExternalIP"})
     spec = {"httpOption": "Enabled", "rules": rules}
     labels = {ROUTE_LABEL: name, "serving.knative.dev/routeNamespace": ns}
     rl = route["metadata"].get("labels") or {}
@@ -362,22 +425,227 @@ def _ensure_kingress(serving: ServingContext, route: dict, targets: list[dict], 
     return ki
 
 
-def _ensure_placeholder(serving: ServingContext, route: dict, ki: dict, own_host: str) -> None:
-    """The ExternalName Service `<route>`: its own domain until Ambassador reports its LB."""
+def _ensure_placeholders(serving: ServingContext, route: dict, ki: dict, targets: list[dict],
+                         cl: bool) -> None:
+    """One ExternalName Service per target name, `<route>` and `<tag>-<route>`, pointing at
+    Ambassador's LB once it reported one (its own domain before); placeholders of removed tags are
+    deleted (pkg/reconciler/route/reconcile_resources.go reconcilePlaceholderServices,
+    resources/service.go MakeK8sPlaceholderService)."""
     store = serving.store
     ns, name = route["metadata"]["namespace"], route["metadata"]["name"]
     lb = ((ki.get("status") or {}).get("privateLoadBalancer") or {}).get("ingress") or []
-    target = (lb[0].get("domainInternal") or lb[0].get("domain")) if lb else own_host
+    lb_host = (lb[0].get("domainInternal") or lb[0].get("domain")) if lb else None
     labels = {ROUTE_LABEL: name}
     rl = route["metadata"].get("labels") or {}
     if SERVICE_LABEL in rl:
         labels[SERVICE_LABEL] = rl[SERVICE_LABEL]
-    spec = {"type": "ExternalName", "externalName": target, "sessionAffinity": "None",
-            "ports": [{"name": "http", "port": 80, "protocol": "TCP", "targetPort": 80}]}
-    svc = store.peek(K8S_SERVICE, ns, name)
-    if svc is None:
-        store.create(K8S_SERVICE, {"metadata": {"name": name, "namespace": ns, "labels": labels,
-                                                "ownerReferences": [owner_ref(route)]},
-                                   "spec": spec}, ns, ref=True)
-    elif owned_by(svc, route) and svc.get("spec") != spec:
-        store.mutate(K8S_SERVICE, ns, name, lambda o: o.__setitem__("spec", spec), ref=True)
+    wanted = {tag_host(name, "")} | {tag_host(name, t["tag"]) for t in targets if t.get("tag")}
+    for sname in sorted(wanted):
+        own = f"{sname}.{ns}.svc.cluster.local" if cl else f"{sname}.{ns}.{serving.config.domain}"
+        spec = {"type": "ExternalName", "externalName": lb_host or own, "sessionAffinity": "None",
+                "ports": [{"name": "http", "port": 80, "protocol": "TCP", "targetPort": 80}]}
+        svc = store.peek(K8S_SERVICE, ns, sname)
+        if svc is None:
+            store.create(K8S_SERVICE, {"metadata": {"name": sname, "namespace": ns, "labels": labels,
+                                                    "ownerReferences": [owner_ref(route)]},
+                                       "spec": spec}, ns, ref=True)
+        elif owned_by(svc, route) and svc.get("spec") != spec:
+            store.mutate(K8S_SERVICE, ns, sname, lambda o, spec=spec: o.__setitem__("spec", spec),
+                         ref=True)
+    for svc in list(store.iter_refs(K8S_SERVICE, ns, f"{ROUTE_LABEL}={name}")):
+        sname = svc["metadata"]["name"]
+        if sname not in wanted and owned_by(svc, route):
+            store.delete(K8S_SERVICE, ns, sname)
+
+
+# ------------------------------------------------------------------- routing state (labeler)
+
+def _sync_routing_state(serving: ServingContext, ns: str, route: str, revisions: set) -> None:
+    """Knative's labeler (v2): each revision carries the routes that reference it in the
+    `serving.knative.dev/routes` annotation (sorted, comma-separated) and a routingState label,
+    `active` while some route references it and `reserve` once none does, with
+    `routingStateModified` (RFC 3339, UTC) bumped on every change (pkg/reconciler/labeler/labeler.go,
+    accessors.go:103-118; pkg/apis/serving/v1/revision_helpers.go SetRoutingState; register.go:65,69).
+    A new revision is `pending` (set by the Configuration reconciler) until a route names it."""
+    store = serving.store
+    names = set(revisions)
+    for rev in store.iter_refs(REVISION, ns):
+        ann = rev["metadata"].get("annotations") or {}
+        if route in (ann.get(ROUTES_ANNOTATION) or "").split(","):
+            names.add(rev["metadata"]["name"])
+    for rn in sorted(names):
+        rev = store.peek(REVISION, ns, rn)
+        if rev is None:
+            continue
+        ann = rev["metadata"].get("annotations") or {}
+        routes = {r for r in (ann.get(ROUTES_ANNOTATION) or "").split(",") if r}
+        routes = routes | {route} if rn in revisions else routes - {route}
+        state = "active" if routes else "reserve"
+        value = ",".join(sorted(routes))
+        labels = rev["metadata"].get("labels") or {}
+        if labels.get(ROUTING_STATE) == state and (ann.get(ROUTES_ANNOTATION) or "") == value:
+            continue
+
+        def fn(o: dict, state: str = state, value: str = value) -> None:
+            m = o["metadata"]
+            a = m.setdefault("annotations", {})
+            if value:
+                a[ROUTES_ANNOTATION] = value
+            else:
+                a.pop(ROUTES_ANNOTATION, None)
+            lab = m.setdefault("labels", {})
+            if lab.get(ROUTING_STATE) != state:
+                lab[ROUTING_STATE] = state
+                a[ROUTING_STATE_MODIFIED] = rfc3339()
+        store.mutate(REVISION, ns, rn, fn, ref=True)
+
+
+# --------------------------------------------------------------------------- revision GC
+
+_gc_timers: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+
+
+# config-gc's defaults (knative/serving knative-v1.23.0 pkg/gc/config.go:61-68, config/core/configmaps/gc.yaml).
+GC_DEFAULTS = {"retain-since-create-time": "48h", "retain-since-last-active-time": "15h",
+               "min-non-active-revisions": "20", "max-non-active-revisions": "1000"}
+
+
+def gc_settings(serving: ServingContext) -> tuple[float | None, float | None, int, int | None]:
+    """config-gc: (retain-since-create-time, retain-since-last-active-time in seconds,
+    min-non-active-revisions, max-non-active-revisions); None = "disabled". Knative's defaults, then
+    SimConfig.extra["config-gc"], then a `config-gc` ConfigMap in knative-serving, key by key (read at
+    each GC pass). A value that does not parse, or min < 0 / min > max, keeps what was there before, as
+    Knative keeps its previous config when it rejects one (pkg/gc/config.go:95-99,124-130)."""
+    data = dict(GC_DEFAULTS)
+    cm = serving.store.peek("configmaps", "knative-serving", "config-gc")
+    result = _parse_gc(data)
+    for layer in ((serving.config.extra or {}).get("config-gc") or {}, (cm or {}).get("data") or {}):
+        if not layer:
+            continue
+        merged = dict(data, **{k: str(v) for k, v in layer.items() if k in GC_DEFAULTS})
+        parsed = _parse_gc(merged)
+        if parsed is not None:
+            data, result = merged, parsed
+    assert result is not None
+    return result
+
+
+def _parse_gc(data: dict) -> tuple[float | None, float | None, int, int | None] | None:
+    def dur(key: str) -> float | None:
+        raw = data[key].strip()
+        if raw.lower() == "disabled":
+            return None
+        v = go_duration(raw)
+        if v is None:
+            raise ValueError(raw)
+        return v
+
+    def count(key: str) -> int | None:
+        raw = data[key].strip()
+        return None if raw.lower() == "disabled" else int(raw)
+
+    try:
+        create, active = dur("retain-since-create-time"), dur("retain-since-last-active-time")
+        mn, mx = count("min-non-active-revisions"), count("max-non-active-revisions")
+    except ValueError:
+        return None
+    if mn is None:
+        mn = 0
+    if mn < 0 or (mx is not None and mn > mx):
+        return None
+    return create, active, mn, mx
+
+
+def _ts(value: str | None) -> float | None:
+    if not value:
+        return None
+    try:
+        return datetime.strptime(value, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=UTC).timestamp()
+    except ValueError:
+        return None
+
+
+def collect_revisions(serving: ServingContext, cfg: dict) -> None:
+    """Revision GC for one Configuration, as knative/serving knative-v1.23.0 pkg/reconciler/gc/v2/gc.go
+    Collect: never the latest ready revision, a `serving.knative.dev/no-gc: "true"` one, or one whose
+    routingState is not `reserve` (so nothing a route names, at any percent, nor a `pending` one);
+    of the others (oldest last-active first; last-active = routingStateModified, else creation), the
+    stale ones (past retain-since-create-time AND retain-since-last-active-time) are deleted while
+    more than min-non-active-revisions remain, then the oldest non-stale ones beyond
+    max-non-active-revisions. Timed re-checks stand in for the controller's resync."""
+    store = serving.store
+    ns, name = cfg["metadata"]["namespace"], cfg["metadata"]["name"]
+    since_create, since_active, mn, mx = gc_settings(serving)
+    if mx is None and since_create is None and since_active is None:
+        return
+    revs = list(store.iter_refs(REVISION, ns, f"{CONFIG_LABEL}={name}"))
+    if len(revs) <= mn:
+        return
+    latest = (cfg.get("status") or {}).get("latestReadyRevisionName")
+
+    def non_active(rev: dict) -> bool:
+        m = rev["metadata"]
+        if m["name"] == latest or m.get("deletionTimestamp"):
+            return False
+        if str((m.get("annotations") or {}).get(NO_GC, "")).lower() == "true":
+            return False
+        return (m.get("labels") or {}).get(ROUTING_STATE) == "reserve"
+
+    def last_active(rev: dict) -> float:
+        m = rev["metadata"]
+        return _ts((m.get("annotations") or {}).get(ROUTING_STATE_MODIFIED)) or \
+            _ts(m.get("creationTimestamp")) or 0.0
+
+    def stale_at(rev: dict) -> float | None:
+        if since_create is None and since_active is None:
+            return None
+        at = 0.0
+        if since_create is not None:
+            at = max(at, (_ts(rev["metadata"].get("creationTimestamp")) or 0.0) + since_create)
+        if since_active is not None:
+            at = max(at, last_active(rev) + since_active)
+        return at
+
+    def order(rev: dict) -> tuple:
+        # RFC 3339 timestamps have second precision: ties go to the older name (the lower generation)
+        m = rev["metadata"]
+        return last_active(rev), _ts(m.get("creationTimestamp")) or 0.0, m["name"]
+
+    revs = [r for r in revs if non_active(r)]
+    if len(revs) <= mn:
+        return
+    revs.sort(key=order)
+    now = time.time()
+    keep: list[dict] = []
+    doomed: list[str] = []
+    max_idx = len(revs) - mn
+    stopped = False
+    for rev in revs:
+        if len(doomed) >= max_idx:   # gc.go: `case i >= maxIdx: return nil` (min must remain)
+            stopped = True
+            break
+        at = stale_at(rev)
+        if at is not None and at <= now:
+            doomed.append(rev["metadata"]["name"])
+        else:
+            keep.append(rev)
+            if at is not None:
+                _schedule_gc(serving, ns, name, at - now)
+    if not stopped and mx is not None and len(keep) > mx:
+        keep.sort(key=order, reverse=True)
+        doomed += [r["metadata"]["name"] for r in keep[mx:]]
+    for rn in doomed:
+        try:
+            store.delete(REVISION, ns, rn)
+        except Exception:  # noqa: BLE001 - gone meanwhile; Knative logs and goes on
+            pass
+
+
+def _schedule_gc(serving: ServingContext, ns: str, name: str, delay: float) -> None:
+    """Re-check this Configuration when its next revision turns stale (one timer per Configuration)."""
+    due = _gc_timers.setdefault(serving, {})
+    at = time.monotonic() + max(0.0, delay) + 0.05
+    if (ns, name) in due and time.monotonic() < due[(ns, name)] <= at:
+        return
+    due[(ns, name)] = at
+    serving.enqueue_later(at - time.monotonic(), ("config", ns, name))

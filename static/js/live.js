@@ -13,6 +13,9 @@
   const socketPath = indicator.dataset.liveSocket || `/ws/tenants/${encodeURIComponent(slug)}/`;
   const root = document.getElementById("live-trigger"); // only on a trigger page
   const opsDiag = document.getElementById("diag-live"); // only on the operators' diagnostics page
+  const deliveryList = document.getElementById("delivery-results"); // only on a trigger's deliveries page
+  const listTriggerId = deliveryList ? Number(deliveryList.dataset.triggerId) : null;
+  const overview = document.getElementById("tenant-triggers"); // only on the tenant overview
   const triggerId = root ? Number(root.dataset.triggerId) : null;
   const MIN_DELAY = 500, MAX_DELAY = 15000, RECENT = 10, ACCESS_REVOKED = 4403;
   const STATUS_LABELS = { pending: "Pending", applying: "Applying", waiting: "Waiting for Knative", ready: "Ready",
@@ -144,7 +147,14 @@
     if (!["pending", "applying", "waiting"].includes(d.status)) refresh(["deployment-history"]);
   }
 
+  // The deliveries page and the overview's rows re-read their fragment (filters, pages, counts and
+  // percentiles are the server's), throttled like every refresh below.
+  const overviewIds = () => overview ? [...document.querySelectorAll("#tenant-triggers tr[id^='overview-']")].map((r) => r.id) : [];
   function applyDelivery(d) {
+    if (deliveryList && d.trigger_id === listTriggerId) refresh(["delivery-results"]);
+    if (overview && document.getElementById(`overview-${d.trigger_id}`)) {
+      refresh([`overview-${d.trigger_id}`, "overview-totals", "recent-failures"]);
+    }
     if (d.trigger_id !== triggerId) return;
     const table = document.getElementById("recent-deliveries");
     if (table) {
@@ -172,14 +182,16 @@
 
   // ------------------------------------------------------------------ fragments re-read from the server
   // After a reconnect (events may have been missed) and for parts the events do not carry (scale timeline,
-  // deployment history, Ambassador route, the charts of triggers/pages/charts.py), the page is fetched once
-  // and those blocks replaced: requests within 150 ms share one fetch, and a page fetches at most once a
-  // second (a burst of deliveries redraws the charts, it does not flood the server).
+  // deployment history, Ambassador route, the charts of triggers/pages/charts.py, the deliveries page's table,
+  // the overview's rows), the page is fetched once (its own URL: the deliveries page keeps its filters) and
+  // those blocks replaced: requests within 150 ms share one fetch, and a page fetches at most once a second
+  // (a burst of deliveries redraws the charts, it does not flood the server). Badges and pod counts inside a
+  // block stay as the socket last set them, and keyboard focus inside a block returns to the same link.
   const pending = new Set();
   let refreshTimer = null, lastFetch = 0;
   const MIN_GAP = 1000;
   function refresh(ids) {
-    if (!root && !opsDiag) return;
+    if (!root && !opsDiag && !deliveryList && !overview) return;
     ids.forEach((id) => pending.add(id));
     if (refreshTimer) return;
     refreshTimer = setTimeout(doRefresh, Math.max(150, lastFetch + MIN_GAP - Date.now()));
@@ -200,8 +212,23 @@
     const doc = new DOMParser().parseFromString(html, "text/html");
     for (const id of ids) {
       const fresh = doc.getElementById(id), old = document.getElementById(id);
-      if (fresh && old) old.replaceWith(document.importNode(fresh, true));
+      if (fresh && old) replaceBlock(old, document.importNode(fresh, true));
     }
+  }
+  function replaceBlock(old, node) {
+    for (const attr of ["data-trigger-badge", "data-trigger-pods"]) {
+      node.querySelectorAll(`[${attr}]`).forEach((n) => {
+        const kept = old.querySelector(`[${attr}="${CSS.escape(n.getAttribute(attr))}"]`);
+        if (kept) n.replaceWith(kept);
+      });
+    }
+    const focused = old.contains(document.activeElement) ? document.activeElement : null;
+    old.replaceWith(node);
+    if (!focused) return;
+    const selector = focused.id ? `#${CSS.escape(focused.id)}`
+      : focused.getAttribute("href") ? `[href="${CSS.escape(focused.getAttribute("href"))}"]` : null;
+    const again = selector && node.querySelector(selector);
+    if (again) again.focus({ preventScroll: true });
   }
 
   // ------------------------------------------------------------------ the socket
@@ -212,6 +239,10 @@
     if (type === "snapshot") {
       (payload.triggers || []).forEach(applyTrigger);
       if (opsDiag && live.connects > 1) refresh(["diag-live"]);
+      else if ((deliveryList || overview) && live.connects > 1) {
+        refresh([...(deliveryList ? ["delivery-results"] : []),
+          ...(overview ? [...overviewIds(), "overview-totals", "recent-failures"] : [])]);
+      }
       else if (live.connects > 1) {
         refresh(["pods-body", "deployment-progress", "deployment-history", "charts", "recent-deliveries",
           "scale-timeline", "trigger-diag", "pod-savings"]);

@@ -41,6 +41,7 @@ run: install
 	DEBUG=1 PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/honcho start -f Procfile $(PROCESSES)
 
 test: install-dev
+	@bash .ci/system-deps
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
 bench: install-dev

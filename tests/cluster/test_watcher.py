@@ -1,6 +1,7 @@
 """The cluster watcher against kubesim: observed state, scale events, resume, relist, outages, writes."""
 
 import os
+import queue
 import signal
 import subprocess
 import sys
@@ -32,6 +33,20 @@ def watcher(cluster):
 def until(watcher, predicate, timeout=15.0, message="condition"):
     def check():
         watcher.step(timeout=0.05)
+        return predicate()
+
+    return wait_for(check, timeout=timeout, interval=0, message=message)
+
+
+def until_each(watcher, predicate, timeout=15.0, message="condition"):
+    """Like `until`, but applies one change at a time and checks after each: a state that one change makes and
+    the next ends is seen even when both are queued together (a test thread slowed under load)."""
+    def check():
+        try:
+            item = watcher.queue.get(timeout=0.05)
+        except queue.Empty:
+            return predicate()
+        watcher._apply(*item)
         return predicate()
 
     return wait_for(check, timeout=timeout, interval=0, message=message)
@@ -243,13 +258,14 @@ def test_a_terminating_pod_is_not_ready_and_its_going_is_a_scale_to_zero(tenant_
         w = Watcher(cluster, watch_timeout=30, max_backoff=0.5)
         w.start()
         try:
-            # the pod's ready moment lasts a stable window only: wait for its record, which lasts (the watch
-            # delivers every event, but a poll of ready_pods between two steps can miss the short state)
-            until(w, lambda: ScaleEvent.objects.filter(trigger=trigger, from_pods=0, to_pods=1).exists(),
-                  message="first pod ready (its scale event)")
-            until(w, lambda: fresh(trigger).ready_pods == 0, message="scaled to zero")
-            (pod,) = fresh(trigger).pods  # still there: terminating
-            assert (pod["ready"], pod["reason"]) == (False, "Terminating")
+            # the pod's ready moment lasts a stable window only, its Terminating state a grace period: wait for
+            # them change by change, since under load the pod's whole life (ready, scaled, terminating, gone) can
+            # be queued together, and one step would apply it all before a wait could look
+            until_each(w, lambda: ScaleEvent.objects.filter(trigger=trigger, from_pods=0, to_pods=1).exists(),
+                       message="first pod ready (its scale event)")
+            (pod,) = until_each(w, lambda: [p for p in fresh(trigger).pods if p["reason"] == "Terminating"],
+                                message="the pod shown Terminating")
+            assert pod["ready"] is False and fresh(trigger).ready_pods == 0
             assert ScaleEvent.objects.filter(trigger=trigger, from_pods=1, to_pods=0, cause="scaled to zero").exists()
             until(w, lambda: fresh(trigger).pods == [], message="terminated pod gone")
         finally:

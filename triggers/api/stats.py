@@ -49,11 +49,9 @@ class ScaleEventViewSet(TenantScoped, mixins.ListModelMixin, viewsets.GenericVie
         return trigger.scale_events.order_by("-at", "-pk")
 
 
-@extend_schema(parameters=[tenant_param, trigger_param])
-class TriggerStatsView(TenantScoped, generics.GenericAPIView):
-    """One trigger's statistics over the window."""
+class _TenantTriggers(TenantScoped, generics.GenericAPIView):
+    """A statistics view over the tenant's triggers: one object, no filters, no pages."""
 
-    serializer_class = TriggerStatsSerializer
     permission_classes = [permissions.IsAuthenticated, TenantRole]
     filter_backends = []
     pagination_class = None
@@ -61,7 +59,14 @@ class TriggerStatsView(TenantScoped, generics.GenericAPIView):
     def get_queryset(self):
         if getattr(self, "swagger_fake_view", False) or self.tenant is None:
             return Trigger.objects.none()
-        return Trigger.objects.filter(tenant=self.tenant)
+        return Trigger.objects.filter(tenant=self.tenant).order_by("name")
+
+
+@extend_schema(parameters=[tenant_param, trigger_param])
+class TriggerStatsView(_TenantTriggers):
+    """One trigger's statistics over the window."""
+
+    serializer_class = TriggerStatsSerializer
 
     @extend_schema(parameters=[window_param], responses=TriggerStatsSerializer)
     def get(self, request, *args, **kwargs):
@@ -72,18 +77,10 @@ class TriggerStatsView(TenantScoped, generics.GenericAPIView):
 
 
 @extend_schema(parameters=[tenant_param])
-class TenantStatsView(TenantScoped, generics.GenericAPIView):
+class TenantStatsView(_TenantTriggers):
     """The tenant's statistics: totals and one row per trigger."""
 
     serializer_class = TenantStatsSerializer
-    permission_classes = [permissions.IsAuthenticated, TenantRole]
-    filter_backends = []
-    pagination_class = None
-
-    def get_queryset(self):
-        if getattr(self, "swagger_fake_view", False) or self.tenant is None:
-            return Trigger.objects.none()
-        return Trigger.objects.filter(tenant=self.tenant).order_by("name")
 
     @extend_schema(parameters=[window_param], responses=TenantStatsSerializer)
     def get(self, request, *args, **kwargs):

@@ -94,8 +94,9 @@ class InvitationInline(admin.TabularInline):
         return False  # owners invite from the product, which mails the link
 
 
-def _each(modeladmin, request, objs, action, done: str) -> None:
-    """Run a service per object; report each refusal with its message and the successes as a count."""
+def run_each(modeladmin, request, objs, action, done: str) -> None:
+    """An admin action's loop: run a service per object; report each refusal (ValidationError) with its message
+    and the successes as a count. Shared by the triggers admin."""
     succeeded = 0
     for obj in objs:
         try:
@@ -143,7 +144,7 @@ class TenantAdmin(admin.ModelAdmin):
 
     @admin.action(description="Retry provisioning of selected failed tenants", permissions=["change"])
     def retry_provisioning(self, request, queryset):
-        _each(self, request, queryset, lambda t: services.tenant_provision_retry(tenant=t),
+        run_each(self, request, queryset, lambda t: services.tenant_provision_retry(tenant=t),
               "Provisioning {count} tenant(s) again.")
 
     def save_formset(self, request, form, formset, change) -> None:
@@ -228,7 +229,7 @@ class InvitationAdmin(admin.ModelAdmin):
 
     @admin.action(description="Revoke selected pending invitations", permissions=["change"])
     def revoke_selected(self, request, queryset):
-        _each(self, request, queryset.select_related("tenant"), lambda i: services.invitation_revoke(invitation=i),
+        run_each(self, request, queryset.select_related("tenant"), lambda i: services.invitation_revoke(invitation=i),
               "Revoked {count} invitation(s).")
 
 

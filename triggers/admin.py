@@ -13,6 +13,7 @@ from django.contrib import admin, messages
 from django.core.exceptions import ValidationError
 from django.utils.html import format_html_join
 
+from tenants.admin import run_each
 from tenants.models import Tenant
 
 from . import services
@@ -42,17 +43,7 @@ class DeploymentInline(admin.TabularInline):
 
 
 def _each(modeladmin, request, queryset, action, done: str) -> None:
-    """Run a service per trigger; report each failure with its message and the successes as a count."""
-    succeeded = 0
-    for trigger in queryset.select_related("tenant"):
-        try:
-            action(trigger)
-        except ValidationError as e:
-            modeladmin.message_user(request, f"[{trigger}] {' '.join(e.messages)}", messages.ERROR)
-        else:
-            succeeded += 1
-    if succeeded:
-        modeladmin.message_user(request, done.format(count=succeeded), messages.SUCCESS)
+    run_each(modeladmin, request, queryset.select_related("tenant"), action, done)
 
 
 class TriggerAdminForm(forms.ModelForm):

@@ -1,7 +1,8 @@
 // Live tenant pages: one websocket per page (ws/tenants/<slug>/; the operators' diag page: ws/ops/), no polling
 // while connected.
 // The server sends a snapshot on connect, then one message per change (triggers/live/broadcast.py):
-// trigger.status, trigger.pods, deployment, delivery, diag. Lost connection → reconnect with
+// trigger.status, trigger.pods, deployment, delivery, diag; operators' pages (ws/ops/: the all-tenants
+// overview, diag) get `deliveries` (the triggers that had some) instead of each delivery. Lost connection → reconnect with
 // exponential backoff (0.5 s doubling to 15 s, with jitter); the next snapshot refreshes everything.
 // Closed with code 4403 (access.revoked: removed, signed out…) → say why and stop reconnecting.
 (() => {
@@ -15,7 +16,8 @@
   const opsDiag = document.getElementById("diag-live"); // only on the operators' diagnostics page
   const deliveryList = document.getElementById("delivery-results"); // only on a trigger's deliveries page
   const listTriggerId = deliveryList ? Number(deliveryList.dataset.triggerId) : null;
-  const overview = document.getElementById("tenant-triggers"); // only on the tenant overview
+  const opsOverview = document.getElementById("ops-overview"); // only on the operators' all-tenants overview
+  const overview = opsOverview || document.getElementById("tenant-triggers"); // a tenant's or all tenants' overview
   const triggerId = root ? Number(root.dataset.triggerId) : null;
   const MIN_DELAY = 500, MAX_DELAY = 15000, RECENT = 10, ACCESS_REVOKED = 4403;
   const STATUS_LABELS = { pending: "Pending", applying: "Applying", waiting: "Waiting for Knative", ready: "Ready",
@@ -42,6 +44,7 @@
 
   // ------------------------------------------------------------------ badges and pod counts
   function applyTrigger(p) {
+    if (opsOverview && !document.getElementById(`overview-${p.id}`)) refresh(["ops-overview"]); // a new trigger
     document.querySelectorAll(`[data-trigger-badge="${p.id}"]`).forEach((badge) => {
       badge.className = `badge live-badge live-${p.badge}`;
       badge.dataset.badge = p.badge;
@@ -123,6 +126,7 @@
   }
 
   function applyDeployment(d) {
+    if (overview && ["failed", "error"].includes(d.status)) refresh(["recent-failures"]);
     const card = document.getElementById("deployment-progress");
     if (!card || d.trigger_id !== triggerId) return;
     const known = Number(card.dataset.deploymentId || 0);
@@ -150,11 +154,13 @@
   // The deliveries page and the overview's rows re-read their fragment (filters, pages, counts and
   // percentiles are the server's), throttled like every refresh below.
   const overviewIds = () => overview ? [...document.querySelectorAll("#tenant-triggers tr[id^='overview-']")].map((r) => r.id) : [];
+  function overviewDelivery(id) {
+    if (document.getElementById(`overview-${id}`)) refresh([`overview-${id}`, "overview-totals", "recent-failures"]);
+    else if (opsOverview) refresh(["ops-overview"]);
+  }
   function applyDelivery(d) {
     if (deliveryList && d.trigger_id === listTriggerId) refresh(["delivery-results"]);
-    if (overview && document.getElementById(`overview-${d.trigger_id}`)) {
-      refresh([`overview-${d.trigger_id}`, "overview-totals", "recent-failures"]);
-    }
+    if (overview) overviewDelivery(d.trigger_id);
     if (d.trigger_id !== triggerId) return;
     const table = document.getElementById("recent-deliveries");
     if (table) {
@@ -197,7 +203,7 @@
     refreshTimer = setTimeout(doRefresh, Math.max(150, lastFetch + MIN_GAP - Date.now()));
   }
   async function doRefresh() {
-    const ids = [...pending];
+    const ids = pending.has("ops-overview") ? ["ops-overview"] : [...pending]; // the whole overview holds the rest
     pending.clear();
     lastFetch = Date.now();
     let html;
@@ -239,6 +245,7 @@
     if (type === "snapshot") {
       (payload.triggers || []).forEach(applyTrigger);
       if (opsDiag && live.connects > 1) refresh(["diag-live"]);
+      else if (opsOverview && live.connects > 1) refresh(["ops-overview"]);
       else if ((deliveryList || overview) && live.connects > 1) {
         refresh([...(deliveryList ? ["delivery-results"] : []),
           ...(overview ? [...overviewIds(), "overview-totals", "recent-failures"] : [])]);
@@ -253,6 +260,7 @@
       if (payload.id === triggerId) renderPods(payload.pods || []);
     } else if (type === "deployment") applyDeployment(payload);
     else if (type === "delivery") applyDelivery(payload);
+    else if (type === "deliveries") { if (overview) (payload.trigger_ids || []).forEach(overviewDelivery); }
     else if (type === "diag") refresh([opsDiag ? "diag-live" : "trigger-diag"]);
   }
 

@@ -3,6 +3,7 @@
 Issue 14, items 1 and 3: the deliveries page did not load the live script, and the overview's new cells
 (deliveries, error rate, latency, cold starts, last delivery, sparkline) changed only on a reload. On a delivery
 event both pages re-read their fragment from their own URL (so with the deliveries page's filters), throttled.
+The operators' all-tenants overview does the same from ws/ops/, and shows a trigger created meanwhile.
 """
 
 from __future__ import annotations
@@ -12,7 +13,9 @@ import requests
 from playwright.sync_api import expect
 
 from tests.e2e.test_browser_live import sign_in
-from triggers.models import Delivery
+from tests.e2e.test_browser_live_cards import in_thread
+from triggers.live import broadcast
+from triggers.models import Delivery, Trigger
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
 
@@ -81,4 +84,28 @@ def test_a_delivery_updates_the_overview_row_without_reload(page, relay, live_tr
     expect(row.locator(f'[data-trigger-badge="{trigger.pk}"]')).to_have_count(1)
     send(relay, trigger, b'{"n": 2}')
     expect(count).to_have_text("2", timeout=15_000)
+    assert page.evaluate("window.__notReloaded") is True
+
+
+def test_the_operators_overview_follows_every_tenant_without_reload(page, relay, live_trigger, staff, tenant_b):
+    trigger = live_trigger()
+    sign_in(page, relay, "operator")
+    open_live(page, f"{relay}/ops/overview/")
+    row = page.locator(f"#overview-{trigger.pk}")
+    count = row.locator("td").nth(3)  # Tenant, State, Pods, Deliveries
+    expect(row.locator("td").first).to_have_text("acme")
+    expect(count).to_have_text("0")
+
+    send(relay, trigger, b'{"n": 1}')
+    expect(count).to_have_text("1", timeout=15_000)
+    expect(page.locator("#total-deliveries")).to_have_text("1")
+
+    # another tenant's trigger, created and then seen by the watcher: its row appears, with its live badge
+    other = Trigger.objects.create(tenant=tenant_b, name="billing", image="kubesim/echo")
+    in_thread(broadcast.trigger_status, other)
+    expect(page.locator(f"#overview-{other.pk}")).to_contain_text("globex", timeout=15_000)
+    other.ready_pods = 3
+    in_thread(broadcast.trigger_pods, other)
+    expect(page.locator(f'#overview-{other.pk} [data-trigger-pods="{other.pk}"]')).to_have_text("3")
+    expect(count).to_have_text("1")  # the row re-read with the rest kept its figures
     assert page.evaluate("window.__notReloaded") is True

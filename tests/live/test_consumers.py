@@ -92,3 +92,53 @@ async def test_events_are_sent_only_after_commit(alice, tenant_a):
     assert (await viewer.receive_json_from(timeout=2))["type"] == "trigger.status"
     await viewer.disconnect()
     await asyncio.sleep(0)
+
+
+async def test_operators_get_every_tenants_status_and_one_deliveries_event_per_batch(staff, alice, tenant_a, tenant_b):
+    """The all-tenants overview (issue 14 item 3) follows trigger.status, trigger.pods and deployments of every
+    tenant, and learns which triggers had deliveries from one coalesced event, not one per webhook."""
+    from triggers.models import Delivery
+
+    hello = await sync_to_async(Trigger.objects.create)(tenant=tenant_a, name="hello", image="kubesim/echo")
+    other = await sync_to_async(Trigger.objects.create)(tenant=tenant_b, name="other", image="kubesim/echo")
+    ops, connected = await connect("/ws/ops/", staff)
+    assert connected
+    await ops.receive_json_from(timeout=5)  # snapshot
+    member, _ = await connect("/ws/tenants/acme/", alice)
+    await member.receive_json_from(timeout=5)
+
+    await sync_to_async(broadcast.trigger_status)(other)
+    event = await ops.receive_json_from(timeout=2)
+    assert (event["type"], event["payload"]["name"]) == ("trigger.status", "other")
+    assert await member.receive_nothing(timeout=0.3)  # globex's trigger is not acme's business
+
+    deliveries = [Delivery(trigger=t, method="POST", path="/") for t in (hello, hello, other)]
+    for d in deliveries:
+        d.tenant_id = d.trigger.tenant_id  # as the ingress's writer rows carry it
+    for group, message in broadcast.delivery_messages(deliveries):  # what the ingress's writer sends per batch
+        await _layer().group_send(group, message)
+    assert await ops.receive_json_from(timeout=2) == {
+        "type": "deliveries", "payload": {"trigger_ids": sorted([hello.pk, other.pk])}}
+    assert await ops.receive_nothing(timeout=0.3)  # one event for the batch of three
+    assert [(await member.receive_json_from(timeout=2))["type"] for _ in range(2)] == ["delivery", "delivery"]
+    for communicator in (ops, member):
+        await communicator.disconnect()
+
+
+def _layer():
+    from channels.layers import get_channel_layer
+
+    return get_channel_layer()
+
+
+async def test_the_retry_workers_deliveries_reach_operators_coalesced(staff, tenant_a):
+    from triggers.models import Delivery
+
+    hello = await sync_to_async(Trigger.objects.create)(tenant=tenant_a, name="hello", image="kubesim/echo")
+    ops, _ = await connect("/ws/ops/", staff)
+    await ops.receive_json_from(timeout=5)
+    for _ in range(5):  # what delivery_deliver does after each attempt
+        await sync_to_async(broadcast.delivery)(Delivery(trigger=hello, method="POST", path="/"), tenant_a.pk)
+    assert await ops.receive_json_from(timeout=3) == {"type": "deliveries", "payload": {"trigger_ids": [hello.pk]}}
+    assert await ops.receive_nothing(timeout=broadcast.OPERATORS_DELIVERY_INTERVAL + 0.3)
+    await ops.disconnect()

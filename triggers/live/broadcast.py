@@ -3,6 +3,13 @@
 Events go to the Channels group of the trigger's tenant after the transaction commits, one message per
 change. Event types: trigger.status, trigger.pods, deployment, delivery, diag.
 
+Operators (the all-tenants overview and the diag page, ws/ops/) get trigger.status, trigger.pods and
+deployment too, and for deliveries one coalesced `deliveries` event naming the triggers that had some (the
+ingress sends one per batch; the retry worker at most one per OPERATORS_DELIVERY_INTERVAL per process): a
+page across all tenants re-reads its rows, it does not need each webhook. Every message uses the types
+both consumers handle (relay.event, relay.events, access.revoked): a group message type a member's consumer
+lacks a handler for would close that socket.
+
 Each socket also joins its user's group: when access may have ended (a member removed, a tenant being
 deleted, a user deactivated or signed out) an `access.revoked` message makes its sockets re-check access and
 close with ACCESS_REVOKED_CODE, saying why, if it is gone.
@@ -12,6 +19,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import threading
 
 from asgiref.sync import async_to_sync
 from channels.layers import get_channel_layer
@@ -21,6 +29,7 @@ from triggers.live.badge import KnownLast, badge
 
 log = logging.getLogger(__name__)
 OPERATORS = "operators"
+OPERATORS_DELIVERY_INTERVAL = 0.5  # seconds: how often a process tells operators which triggers had deliveries
 ACCESS_REVOKED_CODE = 4403  # websocket close code: access is gone, the page must not reconnect
 
 
@@ -97,8 +106,45 @@ def delivery_messages(deliveries) -> list[tuple[str, dict]]:
     by_tenant: dict[int, list] = {}
     for delivery in deliveries:
         by_tenant.setdefault(delivery.tenant_id, []).append(("delivery", delivery_payload(delivery)))
-    return [(tenant_group(tenant_id), {"type": "relay.events", "events": events})
-            for tenant_id, events in by_tenant.items()]
+    messages = [(tenant_group(tenant_id), {"type": "relay.events", "events": events})
+                for tenant_id, events in by_tenant.items()]
+    if messages:
+        messages.append(operators_deliveries({d.trigger_id for d in deliveries}))
+    return messages
+
+
+def operators_deliveries(trigger_ids) -> tuple[str, dict]:
+    """The operators' message for deliveries of these triggers (ids sorted, so a message is reproducible)."""
+    return OPERATORS, {"type": "relay.event", "event": "deliveries",
+                       "payload": {"trigger_ids": sorted(trigger_ids)}}
+
+
+class _OperatorsTicker:
+    """Gathers the triggers that had deliveries in this process and tells operators at most once per
+    interval (from a timer thread, so the last deliveries of a burst are told too, without a caller)."""
+
+    def __init__(self, interval: float) -> None:
+        self.interval = interval
+        self._lock = threading.Lock()
+        self._ids: set[int] = set()
+        self._timer: threading.Timer | None = None
+
+    def add(self, trigger_id: int) -> None:
+        with self._lock:
+            self._ids.add(trigger_id)
+            if self._timer is None:
+                self._timer = threading.Timer(self.interval, self.flush)
+                self._timer.daemon = True
+                self._timer.start()
+
+    def flush(self) -> None:
+        with self._lock:
+            ids, self._ids, self._timer = self._ids, set(), None
+        if ids:
+            _group_send(*operators_deliveries(ids))
+
+
+operators_ticker = _OperatorsTicker(OPERATORS_DELIVERY_INTERVAL)
 
 
 def send(group: str, event: str, payload: dict) -> None:
@@ -107,14 +153,14 @@ def send(group: str, event: str, payload: dict) -> None:
 
 
 def _send_on_commit(group: str, message: dict) -> None:
-    def deliver() -> None:
-        try:
-            async_to_sync(get_channel_layer().group_send)(group, message)
-        except Exception:  # the layer (Redis) is down: the page reconnects and gets a snapshot
-            log.warning("broadcast of %s to %s failed", message.get("event", message["type"]), group,
-                        exc_info=True)
+    transaction.on_commit(lambda: _group_send(group, message))
 
-    transaction.on_commit(deliver)
+
+def _group_send(group: str, message: dict) -> None:
+    try:
+        async_to_sync(get_channel_layer().group_send)(group, message)
+    except Exception:  # the layer (Redis) is down: the page reconnects and gets a snapshot
+        log.warning("broadcast of %s to %s failed", message.get("event", message["type"]), group, exc_info=True)
 
 
 def access_revoked(*, user_id: int | None = None, tenant_id: int | None = None,
@@ -127,19 +173,26 @@ def access_revoked(*, user_id: int | None = None, tenant_id: int | None = None,
 
 
 def trigger_status(trigger) -> None:
-    send(tenant_group(trigger.tenant_id), "trigger.status", trigger_payload(trigger))
+    _to_tenant_and_operators(trigger.tenant_id, "trigger.status", trigger_payload(trigger))
 
 
 def trigger_pods(trigger) -> None:
-    send(tenant_group(trigger.tenant_id), "trigger.pods", pods_payload(trigger))
+    _to_tenant_and_operators(trigger.tenant_id, "trigger.pods", pods_payload(trigger))
 
 
 def deployment(deployment, tenant_id: int) -> None:
-    send(tenant_group(tenant_id), "deployment", deployment_payload(deployment))
+    _to_tenant_and_operators(tenant_id, "deployment", deployment_payload(deployment))
+
+
+def _to_tenant_and_operators(tenant_id: int, event: str, payload: dict) -> None:
+    send(tenant_group(tenant_id), event, payload)
+    send(OPERATORS, event, payload)
 
 
 def delivery(delivery, tenant_id: int) -> None:
     send(tenant_group(tenant_id), "delivery", delivery_payload(delivery))
+    trigger_id = delivery.trigger_id
+    transaction.on_commit(lambda: operators_ticker.add(trigger_id))
 
 
 def diag(tenant_id: int | None, payload: dict) -> None:

@@ -367,6 +367,37 @@ class ScaleEvent(models.Model):
         return f"{self.trigger} {self.from_pods}→{self.to_pods} {self.cause}"
 
 
+class LogLine(models.Model):
+    """One line a handler's container printed, as `pods/{name}/log?timestamps=true` gave it, kept after the pod
+    is gone (collected by triggers/cluster/logs.py, pruned by triggers/logs/retention.py)."""
+
+    MAX_CHARS = 8192  # longer lines are cut here; `cut` counts what was dropped
+
+    id = models.BigAutoField(primary_key=True)
+    trigger = models.ForeignKey(Trigger, on_delete=models.CASCADE, related_name="log_lines", db_index=False)
+    time = models.DateTimeField()  # the kubelet's timestamp of the line (the stream's time, not ours)
+    pod = models.CharField(max_length=253)
+    revision = models.CharField(max_length=253, blank=True, default="")
+    container = models.CharField(max_length=63, default="user-container")
+    stream = models.CharField(max_length=6, blank=True, default="")  # stdout / stderr when split, else ""
+    text = models.TextField()
+    cut = models.PositiveIntegerField(default=0)  # characters cut from a longer line
+    # The first delivery id the line names (handlers log X-Relay-Delivery-Id): a delivery's own lines.
+    delivery_id = models.UUIDField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["time", "id"]
+        indexes = [
+            models.Index(fields=["trigger", "time", "id"], name="logline_trigger_time"),
+            models.Index(fields=["delivery_id"], name="logline_delivery",
+                         condition=models.Q(delivery_id__isnull=False)),
+            models.Index(fields=["time"], name="logline_time"),  # retention: the oldest first
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.pod} {self.time:%H:%M:%S} {self.text[:60]}"
+
+
 class ClusterCheck(models.Model):
     """One run of `manage.py check_cluster`: each check's name, ✓/✗, what was seen and the fix."""
 

@@ -107,6 +107,9 @@ def build_parser() -> argparse.ArgumentParser:
     a("--denied", type=_denial, action="append", default=[], metavar="VERB:RESOURCE[.GROUP][:NAMESPACE]",
       help="an RBAC denial (repeatable): such calls answer 403 and access reviews allowed=false")
     a("--domain", default=d.domain, help="domain of non-cluster-local Knative services")
+    a("--pod-logs-split-streams", action=argparse.BooleanOptionalAction, default=d.pod_logs_split_streams,
+      help="feature gate PodLogsQuerySplitStreams: pods/log honours stream=All|Stdout|Stderr "
+           "(--no-pod-logs-split-streams: the parameter is ignored)")
     a("--log-level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"],
       help="logging level")
     return p
@@ -126,7 +129,8 @@ def config_from_args(ns: argparse.Namespace) -> SimConfig:
         bookmark_interval=ns.bookmark_interval, domain=ns.domain, kube_version=ns.kube_version,
         ambassador_id=ns.ambassador_id, knative_support=ns.knative_support, denied=list(ns.denied),
         knative_version=ns.knative_version, knative_crds=ns.knative_crds,
-        compact_interval=ns.compact_interval, termination_grace=ns.termination_grace)
+        compact_interval=ns.compact_interval, termination_grace=ns.termination_grace,
+        pod_logs_split_streams=ns.pod_logs_split_streams)
 
 
 async def run(config: SimConfig) -> None:

@@ -304,7 +304,8 @@ class ApiServer:
             err = rule.error()
             if err is not None:
                 raise err
-        opts = podlogs.parse_options(request.query, name)
+        opts = podlogs.parse_options(request.query, name,
+                                     split_streams=self.sim.config.pod_logs_split_streams)
         pod = self.store.get("pods", ns, name)
         serving = self.sim.serving
         logs = serving.pod_logs.get(pod["metadata"].get("uid", "")) if serving is not None else None

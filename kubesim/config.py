@@ -78,6 +78,13 @@ class SimConfig:
     # Interval of watch BOOKMARK events when the client asked for them (seconds).
     bookmark_interval: float = 30.0
 
+    # Feature gate PodLogsQuerySplitStreams: whether `pods/log` honours `stream=All|Stdout|Stderr`
+    # (round2-facts.md §1.1). Upstream it is Alpha and off by default from 1.32 through 1.34 (kube
+    # pkg/features/versioned_kube_features.go, code index: {1.32, Default: false, Alpha}); kubesim turns it on so
+    # clients can read a handler's stderr alone. Off: the parameter is ignored (both streams are returned),
+    # as the apiserver's LogLocation does not forward it to the kubelet then (kubesim.podlogs.parse_options).
+    pod_logs_split_streams: bool = True
+
     # Domain for non-cluster-local services (config-domain default).
     domain: str = "example.com"
 

@@ -2,8 +2,9 @@
 
 Nothing runs a real image; a pod of kubesim is a small Python object. The image's last path
 component (the "name") and its tag choose a behaviour, so tests and `make run` can provoke every
-Knative state (missing image, pull back-off, crash loop, slow start, error codes) just by picking
-an image. Unknown images behave like the echo server, whatever the registry. See the README table.
+Knative state (missing image, pull back-off, crash loop, slow start, error codes) or a log-heavy pod
+(`chatty:<lines per second>`) just by picking an image. Unknown images behave like the echo server,
+whatever the registry. See the README table.
 """
 
 from __future__ import annotations
@@ -19,6 +20,9 @@ DEFAULT_SLOW_START = 5.0
 DEFAULT_SLOW_RESPONSE = 1.0
 ECHO_BODY_LIMIT = 4096  # echo the body text itself only when it is small UTF-8
 DEFAULT_BIG_SIZE = 1024 * 1024
+DEFAULT_CHATTY_RATE = 10.0       # chatty: log lines per second when the tag gives none
+MAX_CHATTY_RATE = 10000.0        # cap, so one pod cannot monopolise the event loop
+_CHATTER_TICK = 0.02             # the chatty writer wakes at most every 20 ms and writes the lines due
 _SIZE_UNITS = {"": 1, "K": 1000, "Ki": 1024, "M": 1000 ** 2, "Mi": 1024 ** 2, "G": 1000 ** 3, "Gi": 1024 ** 3}
 
 
@@ -81,6 +85,12 @@ def _int(tag: str, default: int) -> int:
     return int(tag) if tag.isdigit() else default
 
 
+def _rate(tag: str, default: float) -> float:
+    """`chatty:20`, `chatty:0.5`: lines per second (capped at MAX_CHATTY_RATE)."""
+    m = re.fullmatch(r"\d+(?:\.\d+)?", tag)
+    return min(float(tag), MAX_CHATTY_RATE) if m else default
+
+
 def _size(tag: str, default: int) -> int:
     """`200Mi`, `64Ki`, `1G`, `5000` (bytes), as Kubernetes quantities are written."""
     m = re.fullmatch(r"(\d+)(Ki|Mi|Gi|K|M|G)?", tag)
@@ -109,7 +119,7 @@ class Generated:
 class Behaviour:
     """What a container built from an image does; decided once per revision."""
 
-    kind: str = "echo"                 # echo | hello | status | slow | flaky | big
+    kind: str = "echo"                 # echo | hello | status | slow | flaky | big | chatty
     digest_error: str | None = None    # digest resolution fails with this error (ContainerMissing)
     pull_error: str | None = None      # kubelet cannot pull (ErrImagePull / ImagePullBackOff)
     crash: bool = False                # container exits with code 1 after starting (ExitCode1)
@@ -121,6 +131,7 @@ class Behaviour:
     delay: float = 0.0                 # per-request delay before answering
     fail_times: int = 0                # flaky: first N requests per pod answer 500
     size: int = 0                      # big: bytes of the response body
+    log_rate: float = 0.0              # chatty: `tick <n>` lines per second written to stdout while running
     env: dict[str, str] = field(default_factory=dict)
 
     @property
@@ -158,6 +169,9 @@ def behaviour_for(image: str, env: dict[str, str] | None = None) -> Behaviour:
         b.kind, b.fail_times = "flaky", _int(tag, 1)
     elif name == "big":
         b.kind, b.size = "big", _size(tag, DEFAULT_BIG_SIZE)
+    elif name == "chatty":
+        # answers as echo; while the container runs it also prints `tick <n>` lines at this rate
+        b.kind, b.log_rate = "chatty", _rate(tag, DEFAULT_CHATTY_RATE)
     elif "helloworld" in name:
         b.kind = "hello"
     return b
@@ -219,6 +233,31 @@ def crash_line(behaviour: Behaviour) -> str:
     if behaviour.crash_message:
         return behaviour.crash_message
     return "kubesim: simulated out of memory: allocating until the OOM killer ends the process"
+
+
+def tick_line(n: int) -> str:
+    """The chatty handler's n-th periodic line (n from 1; distinct within one run of the container)."""
+    return f"tick {n}"
+
+
+async def chatter(log: Any, rate: float) -> None:
+    """The chatty handler's writer: `tick <n>` lines to `log` (a podlogs.LogInstance: `write`, `running`)
+    at `rate` lines per second, paced from its start (lines due after a stall are written at once, at
+    most a second's worth). It ends when the container stops (`log.running` false: crash, pod deleted,
+    simulator stopped) or when cancelled."""
+    if rate <= 0:
+        return
+    loop = asyncio.get_running_loop()
+    period = 1.0 / rate
+    start, written = loop.time(), 0
+    while log.running:
+        due = int((loop.time() - start) * rate)
+        if due > written:
+            first = max(written + 1, due - max(int(rate), 1) + 1)
+            log.write("\n".join(tick_line(n) for n in range(first, due + 1)))
+            written = due
+        next_at = start + (written + 1) * period
+        await asyncio.sleep(max(next_at - loop.time(), _CHATTER_TICK))
 
 
 def request_line(req: Request, status: int) -> str:

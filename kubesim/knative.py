@@ -105,7 +105,7 @@ class Serving:
             h.cancel()
         self._timers.clear()
         self._terminating.clear()
-        tasks = list(self._tasks) + [p.task for p in self.pods.values() if p.task]
+        tasks = list(self._tasks) + [t for p in self.pods.values() for t in (p.task, p.chatter) if t]
         for t in tasks:
             t.cancel()
         for t in tasks:

@@ -19,9 +19,9 @@ import time
 from collections import deque
 from typing import TYPE_CHECKING, Any
 
-from .handlers import Behaviour, Container, crash_line, image_digest, startup_line
+from .handlers import Behaviour, Container, chatter, crash_line, image_digest, startup_line
 from .knative_conditions import now_rfc3339
-from .podlogs import PodLogs
+from .podlogs import STDERR, PodLogs
 
 if TYPE_CHECKING:
     from .context import ServingContext
@@ -48,7 +48,7 @@ def safe_hash(data: str, n: int = 10) -> str:
 class PodRuntime:
     __slots__ = ("namespace", "name", "uid", "rev", "container", "ready", "task", "restarts",
                  "terminated", "waiting_reason", "waiting_message", "ip", "started_at", "events",
-                 "deleted", "logs")
+                 "deleted", "logs", "chatter")
 
     def __init__(self, namespace: str, name: str, uid: str, rev: RevisionRuntime):
         self.namespace, self.name, self.uid, self.rev = namespace, name, uid, rev
@@ -65,6 +65,7 @@ class PodRuntime:
         self.events: dict[tuple[str, str], str] = {}
         self.deleted = False
         self.logs = PodLogs()    # replaced by the Serving's registry entry in create_pod
+        self.chatter: asyncio.Task | None = None   # the chatty image's log writer (handlers.chatter)
 
 
 class RevisionRuntime:
@@ -389,13 +390,20 @@ async def run_pod(serving: ServingContext, pod: PodRuntime) -> None:
         run_log = pod.logs.start("user-container", user_container_id(pod))
         pod.container.log = run_log.write
         run_log.write(startup_line(b, image, pod.name))
+        stop_chatter(pod)
+        if b.log_rate > 0:
+            # the chatty image prints `tick <n>` lines for as long as this run lasts (handlers.chatter)
+            pod.chatter = asyncio.get_running_loop().create_task(chatter(run_log, b.log_rate))
         write_pod_status(serving, pod, "Running", {"running": {"startedAt": pod.started_at}},
                          False, True)
         await asyncio.sleep(cfg.start_delay + b.start_delay)
         if not b.crash:
             break
-        run_log.write(crash_line(b))    # the last words, readable with previous=true after the restart
+        # the last words, on stderr (as a Go runtime or a panicking process prints them), readable with
+        # previous=true after the restart
+        run_log.write(crash_line(b), STDERR)
         run_log.exit()
+        stop_chatter(pod)
         finished = now_rfc3339()
         term = {"exitCode": b.crash_exit_code, "reason": b.crash_reason,
                 **({"message": b.crash_message} if b.crash_message else {}),
@@ -432,6 +440,14 @@ def start_pod(serving: ServingContext, pod: PodRuntime) -> None:
     pod.task = asyncio.get_running_loop().create_task(runner())
 
 
+def stop_chatter(pod: PodRuntime) -> None:
+    """The container stopped: its log writer (chatty image) stops too."""
+    if pod.chatter is not None:
+        if not pod.chatter.done():
+            pod.chatter.cancel()
+        pod.chatter = None
+
+
 def mark_pod_terminating(serving: ServingContext, ns: str, name: str) -> None:
     """A terminating pod's status: not ready (Ready and ContainersReady False, no container ready)."""
     now = now_rfc3339()
@@ -458,6 +474,7 @@ def stop_pod(serving: ServingContext, pod: PodRuntime, delete: bool = True) -> N
         return
     pod.deleted = True
     pod.logs.exit_all()    # its containers stop: follow streams drain and end
+    stop_chatter(pod)
     pod.rev.pod_gone(pod)
     pod.rev.pods.pop(pod.name, None)
     serving.pods.pop((pod.namespace, pod.name), None)

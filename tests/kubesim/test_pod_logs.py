@@ -230,6 +230,148 @@ def test_pod_not_scheduled_is_204_and_missing_status_400(core, ns, k8s):
     assert (code, st["message"]) == (400, 'container "app" in pod "placed" is not available')
 
 
+# ------------------------------------------------------------------------------------- stream
+
+def _crashed_once(core, ns: str, pod: str) -> None:
+    def crashed():
+        st = core.read_namespaced_pod(pod, ns).status
+        cs = {c.name: c for c in st.container_statuses or []}.get(UC)
+        return cs and cs.last_state.terminated and cs.restart_count >= 1
+    wait_for(crashed, timeout=10)
+
+
+def test_stream_stdout_and_stderr_split_the_log_and_the_last_words_are_on_stderr(sim, core, custom, ns):
+    # stream=All|Stdout|Stderr (feature gate PodLogsQuerySplitStreams, facts §1.1); a crash's last words go
+    # to stderr, everything else to stdout
+    pod = deploy(custom, core, ns, name="boom", image="registry.example/crash", ready=False)
+    _crashed_once(core, ns, pod)
+    started = f"kubesim handler echo started: image=registry.example/crash pod={pod} listening on :8080"
+    last_words = "kubesim: simulated crash, exit status 1"
+    assert logs(core, ns, pod, previous=True, stream="Stdout").splitlines() == [started]
+    assert logs(core, ns, pod, previous=True, stream="Stderr").splitlines() == [last_words]
+    assert logs(core, ns, pod, previous=True, stream="All").splitlines() == [started, last_words]
+    assert logs(core, ns, pod, previous=True).splitlines() == [started, last_words]   # All is the default
+    stamped = logs(core, ns, pod, previous=True, stream="Stderr", timestamps=True)
+    assert TS.match(stamped) and stamped.endswith(" " + last_words + "\n")
+
+
+def test_stream_of_a_running_handler_request_lines_are_stdout(sim, core, custom, ns):
+    pod = deploy(custom, core, ns)
+    hit(sim, ns, delivery="s-1")
+    everything = logs(core, ns, pod)
+    assert logs(core, ns, pod, stream="Stdout") == everything
+    assert logs(core, ns, pod, stream="Stderr") == ""
+    # limitBytes counts only the selected stream's bytes
+    assert logs(core, ns, pod, stream="Stdout", limit_bytes=7) == everything[:7]
+    # tailLines is fine with stream All
+    assert logs(core, ns, pod, stream="All", tail_lines=1) == "POST / 200 X-Relay-Delivery-Id=s-1\n"
+
+
+def test_follow_stderr_of_a_crashing_container_gets_only_the_last_words(make_sim):
+    st = make_sim(start_delay=1.0, progress_deadline=30, activation_timeout=30)
+    api = api_client(st)
+    core, custom = client.CoreV1Api(api), client.CustomObjectsApi(api)
+    ns = f"t-{uuid.uuid4().hex[:8]}"
+    core.create_namespace({"metadata": {"name": ns}})
+    pod = deploy(custom, core, ns, image="registry.example/crash", ready=False)
+
+    def running():
+        cs = {c.name: c for c in core.read_namespaced_pod(pod, ns).status.container_statuses or []}.get(UC)
+        return cs and cs.state.running and cs.restart_count == 0
+    wait_for(running, timeout=5)
+    out: list[str] = []
+    done = threading.Event()
+    _follow(core, ns, pod, out, done, stream="Stderr")
+    assert done.wait(5)
+    assert "".join(out) == "kubesim: simulated crash, exit status 1\n"
+    api.close()
+
+
+@pytest.mark.parametrize("stream", ["Stdout", "Stderr"])
+def test_tail_lines_with_a_specific_stream_is_422(core, ns, stream):
+    code, st = log_error(core, ns, "any-pod", container=UC, stream=stream, tail_lines=5)
+    assert (code, st["reason"]) == (422, "Invalid")
+    assert st["message"] == 'PodLogOptions "any-pod" is invalid: ' \
+                            "Forbidden: `tailLines` and specific `stream` are mutually exclusive for now"
+    assert st["details"]["kind"] == "PodLogOptions"
+    assert st["details"]["causes"] == [{"reason": "FieldValueForbidden", "field": "",
+                                        "message": "Forbidden: `tailLines` and specific `stream` are "
+                                                   "mutually exclusive for now"}]
+
+
+def test_unknown_stream_is_422(core, ns, k8s):
+    code, st = log_error(core, ns, "any-pod", container=UC, stream="stdout")   # values are case-sensitive
+    assert (code, st["reason"]) == (422, "Invalid")
+    assert st["message"] == 'PodLogOptions "any-pod" is invalid: stream: Unsupported value: "stdout": ' \
+                            'supported values: "All", "Stderr", "Stdout"'
+    assert st["details"]["causes"][0]["reason"] == "FieldValueNotSupported"
+    assert st["details"]["causes"][0]["field"] == "stream"
+    status, body, _ = get_log(k8s, ns, "any-pod", f"container={UC}&stream=")
+    assert (status, body["reason"]) == (422, "Invalid") and 'Unsupported value: ""' in body["message"]
+
+
+def test_stream_is_ignored_with_the_feature_gate_off(sim, core, custom, ns):
+    pod = deploy(custom, core, ns, name="boom", image="registry.example/crash", ready=False)
+    _crashed_once(core, ns, pod)
+    sim.call(lambda: setattr(sim.sim.config, "pod_logs_split_streams", False))
+    try:
+        both = logs(core, ns, pod, previous=True)
+        assert len(both.splitlines()) == 2
+        assert logs(core, ns, pod, previous=True, stream="Stdout") == both
+        assert logs(core, ns, pod, previous=True, stream="nonsense") == both       # not validated either
+        assert logs(core, ns, pod, previous=True, stream="Stderr", tail_lines=1) == both.splitlines(True)[-1]
+    finally:
+        sim.call(lambda: setattr(sim.sim.config, "pod_logs_split_streams", True))
+
+
+# ------------------------------------------------------------------------------------- chatty
+
+def test_chatty_image_logs_n_distinct_lines_per_second_and_still_echoes(sim, core, custom, ns):
+    rate = 20
+    pod = deploy(custom, core, ns, name="chatty", image=f"kubesim/chatty:{rate}")
+
+    def ticks() -> list[str]:
+        return [line for line in logs(core, ns, pod, stream="Stdout").splitlines() if line.startswith("tick ")]
+    before = ticks()
+    t0 = time.monotonic()
+    time.sleep(1.5)
+    after = ticks()
+    elapsed = time.monotonic() - t0
+    new = after[len(before):]
+    assert len(new) >= rate * 1.5 / 2, f"{len(new)} tick lines in {elapsed:.2f}s"
+    assert len(new) <= rate * (elapsed + 1.5), f"{len(new)} tick lines in {elapsed:.2f}s"
+    assert len(set(after)) == len(after)                               # each line distinct
+    numbers = [int(line.split()[1]) for line in after]
+    assert numbers == sorted(numbers) and numbers[0] >= 1
+    assert logs(core, ns, pod).splitlines()[0] == \
+        f"kubesim handler chatty started: image=kubesim/chatty:{rate} pod={pod} listening on :8080"
+    assert hit(sim, ns, name="chatty", delivery="c-1") == 200
+    assert "POST / 200 X-Relay-Delivery-Id=c-1" in logs(core, ns, pod)
+    assert logs(core, ns, pod, stream="Stderr") == ""
+
+
+def test_chatty_writer_stops_when_the_container_stops(make_sim):
+    st = make_sim(**FAST)
+    api = api_client(st)
+    core, custom = client.CoreV1Api(api), client.CustomObjectsApi(api)
+    ns = f"t-{uuid.uuid4().hex[:8]}"
+    core.create_namespace({"metadata": {"name": ns}})
+    pod = deploy(custom, core, ns, name="chatty", image="kubesim/chatty:200")
+    serving = st.sim.serving
+    runtime = st.call(lambda: serving.pods[(ns, pod)])
+    task = st.call(lambda: [runtime.chatter])[0]     # (in a list: SimulatorThread.call awaits awaitables)
+    assert task is not None and st.call(lambda: not task.done())
+    out: list[str] = []
+    done = threading.Event()
+    _follow(core, ns, pod, out, done, tail_lines=0)
+    wait_for(lambda: "tick " in "".join(out), timeout=5)
+    core.delete_namespaced_pod(pod, ns)
+    assert done.wait(5), "the follow stream did not end when the container stopped"
+    wait_for(lambda: st.call(lambda: task.done()), timeout=2)
+    assert st.call(lambda: runtime.chatter is None)
+    api.close()
+
+
 # ------------------------------------------------------------------------------------- follow
 
 def _follow(core, ns: str, pod: str, out: list[str], done: threading.Event, **kw) -> threading.Thread:

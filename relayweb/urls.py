@@ -7,6 +7,7 @@ from relayweb import health
 from tenants import api as tenants_api
 from tenants.signin import throttled_signin
 from triggers.api import deliveries as delivery_api
+from triggers.api import logs as logs_api
 from triggers.api import stats as stats_api
 from triggers.api import views as triggers_api
 
@@ -41,6 +42,8 @@ router.register(
 stats_urls = [
     re_path(rf"^tenants/(?P<tenant_slug>[-a-zA-Z0-9_]+)/triggers/(?P<trigger_name>{triggers_api.NAME_REGEX})/stats/$",
             stats_api.TriggerStatsView.as_view(), name="trigger-stats"),
+    re_path(rf"^tenants/(?P<tenant_slug>[-a-zA-Z0-9_]+)/triggers/(?P<trigger_name>{triggers_api.NAME_REGEX})/logs/$",
+            logs_api.TriggerLogsView.as_view(), name="trigger-logs"),
     re_path(r"^tenants/(?P<tenant_slug>[-a-zA-Z0-9_]+)/stats/$", stats_api.TenantStatsView.as_view(),
             name="tenant-stats"),
 ]

@@ -6,7 +6,7 @@ PORT   ?= 8000
 export RELAY_PORT := $(PORT)
 
 # Embedded defaults, each replaced by the real thing when its variable is set.
-PROCESSES := web worker beat watcher $(if $(REDIS_URL),,redis) $(if $(RELAY_KUBECONFIG)$(KUBECONFIG),,kubesim)
+PROCESSES := web worker beat watcher logs $(if $(REDIS_URL),,redis) $(if $(RELAY_KUBECONFIG)$(KUBECONFIG),,kubesim)
 # These defaults are for `make run` alone: `make test` must not inherit them (each test sets its own).
 ifeq ($(RELAY_KUBECONFIG)$(KUBECONFIG),)
 run: export RELAY_KUBECONFIG := $(CURDIR)/var/kubeconfig

@@ -354,3 +354,12 @@ RELAY_LEADER_LEASE_NAMESPACE = os.getenv("RELAY_LEADER_LEASE_NAMESPACE", "")
 RELAY_LEADER_LEASE_DURATION = float(os.getenv("RELAY_LEADER_LEASE_DURATION", "15"))
 RELAY_LEADER_RENEW_DEADLINE = float(os.getenv("RELAY_LEADER_RENEW_DEADLINE", "10"))
 RELAY_LEADER_RETRY_PERIOD = float(os.getenv("RELAY_LEADER_RETRY_PERIOD", "2"))
+# Handler logs (manage.py collect_logs, triggers/cluster/logs.py): every managed pod's user-container log is
+# followed and kept in the database; one collector leads (its own Lease) so no line is stored twice.
+RELAY_LOG_LEASE_NAME = os.getenv("RELAY_LOG_LEASE_NAME", "relayweb-log-collector")
+RELAY_LOG_MAX_STREAMS = envint("RELAY_LOG_MAX_STREAMS", "500")  # pods followed at once; more wait for a slot
+RELAY_LOG_QUEUE_LINES = envint("RELAY_LOG_QUEUE_LINES", "20000")  # lines read but not yet stored (memory bound)
+RELAY_LOG_RETENTION_DAYS = envint("RELAY_LOG_RETENTION_DAYS", "7")
+RELAY_LOG_MAX_LINES_PER_TRIGGER = envint("RELAY_LOG_MAX_LINES_PER_TRIGGER", "200000")
+# Ask the kubelet for stdout and stderr apart (two streams per pod; needs the PodLogsQuerySplitStreams gate).
+RELAY_LOG_SPLIT_STREAMS = envbool("RELAY_LOG_SPLIT_STREAMS", "0")

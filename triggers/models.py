@@ -374,7 +374,11 @@ class LogLine(models.Model):
     MAX_CHARS = 8192  # longer lines are cut here; `cut` counts what was dropped
 
     id = models.BigAutoField(primary_key=True)
-    trigger = models.ForeignKey(Trigger, on_delete=models.CASCADE, related_name="log_lines", db_index=False)
+    # No database constraint: the collector inserts while a trigger may be deleted, and a deferred foreign key
+    # would then fail the *deletion* at commit. Django's CASCADE still deletes a trigger's lines (one DELETE);
+    # a line inserted in that instant is an orphan no page can reach, removed by retention.
+    trigger = models.ForeignKey(Trigger, on_delete=models.CASCADE, related_name="log_lines", db_index=False,
+                                db_constraint=False)
     time = models.DateTimeField()  # the kubelet's timestamp of the line (the stream's time, not ours)
     pod = models.CharField(max_length=253)
     revision = models.CharField(max_length=253, blank=True, default="")

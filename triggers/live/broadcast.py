@@ -195,5 +195,23 @@ def delivery(delivery, tenant_id: int) -> None:
     transaction.on_commit(lambda: operators_ticker.add(trigger_id))
 
 
+def logs_group(trigger_id: int) -> str:
+    """The group of a trigger's open log panels: a socket joins it on `logs.follow` (consumers.py), so the
+    lines go only to pages showing that trigger's logs, not to every page of the tenant."""
+    return f"logs-{trigger_id}"
+
+
+def log_line_payload(line) -> dict:
+    return {"id": line.pk, "time": line.time.isoformat(), "pod": line.pod, "revision": line.revision,
+            "stream": line.stream, "text": line.text, "cut": line.cut}
+
+
+def log_lines(trigger_id: int, lines, *, dropped: int = 0) -> None:
+    """New lines of a trigger's handler, now (the collector writes in autocommit); `dropped` lines of the same
+    batch are not sent (a panel says so and offers a reload)."""
+    _group_send(logs_group(trigger_id), {"type": "relay.event", "event": "logs", "payload": {
+        "trigger_id": trigger_id, "lines": [log_line_payload(line) for line in lines], "dropped": dropped}})
+
+
 def diag(tenant_id: int | None, payload: dict) -> None:
     send(OPERATORS if tenant_id is None else tenant_group(tenant_id), "diag", payload)

@@ -108,8 +108,36 @@ class TenantConsumer(AsyncJsonWebsocketConsumer):
         for group in self.groups_joined:
             await self.channel_layer.group_discard(group, self.channel_name)
 
+    MAX_LOG_FOLLOWS = 4  # log panels one socket may follow at once
+
     async def receive_json(self, content, **kwargs) -> None:
-        pass  # the socket is server → browser only
+        """The browser's one request: `{"type": "logs.follow" | "logs.unfollow", "trigger": <id>}`, a log panel
+        opening (or pausing). Only a trigger of this socket's tenant can be followed; anything else is ignored."""
+        if not isinstance(content, dict) or self.tenant is None:
+            return
+        kind, trigger_id = content.get("type"), content.get("trigger")
+        if kind not in ("logs.follow", "logs.unfollow") or type(trigger_id) is not int:
+            return
+        group = broadcast.logs_group(trigger_id)
+        if kind == "logs.unfollow":
+            if group in self.groups_joined:
+                self.groups_joined.remove(group)
+                await self.channel_layer.group_discard(group, self.channel_name)
+            return
+        following = [g for g in self.groups_joined if g.startswith("logs-")]
+        if group in following or len(following) >= self.MAX_LOG_FOLLOWS:
+            return
+        if await database_sync_to_async(Trigger.objects.filter(pk=trigger_id, tenant=self.tenant).exists)():
+            await self._join(group)
+            await self.send_json({"type": "logs.following", "payload": {"trigger_id": trigger_id}})
+
+    async def receive(self, text_data=None, bytes_data=None, **kwargs) -> None:
+        if text_data is None or len(text_data) > 1024:
+            return  # binary frames and anything longer than a request are not ours
+        try:
+            await super().receive(text_data=text_data, **kwargs)
+        except ValueError:  # not JSON
+            return
 
     async def relay_event(self, message) -> None:
         await self.send_json({"type": message["event"], "payload": message["payload"]})

@@ -23,7 +23,7 @@ class Migration(migrations.Migration):
                 ('text', models.TextField()),
                 ('cut', models.PositiveIntegerField(default=0)),
                 ('delivery_id', models.UUIDField(blank=True, null=True)),
-                ('trigger', models.ForeignKey(db_index=False, on_delete=django.db.models.deletion.CASCADE, related_name='log_lines', to='triggers.trigger')),
+                ('trigger', models.ForeignKey(db_constraint=False, db_index=False, on_delete=django.db.models.deletion.CASCADE, related_name='log_lines', to='triggers.trigger')),
             ],
             options={
                 'ordering': ['time', 'id'],

@@ -338,6 +338,7 @@ CELERY_BEAT_SCHEDULE.update({
     "deliveries-sweep": {"task": "triggers.tasks.deliveries_sweep", "schedule": 15.0},
     "deliveries-prune": {"task": "triggers.tasks.deliveries_prune", "schedule": 3600.0},
     "audit-prune": {"task": "triggers.tasks.audit_prune", "schedule": 3600.0},
+    "logs-prune": {"task": "triggers.tasks.logs_prune", "schedule": 3600.0},
 })
 
 # Live status: the watcher process polls Ambassador's admin port for its diag JSON.

@@ -401,6 +401,38 @@ class LogLine(models.Model):
     def __str__(self) -> str:
         return f"{self.pod} {self.time:%H:%M:%S} {self.text[:60]}"
 
+    PRUNE_BATCH = 10_000  # lines per DELETE: each one a short transaction, read through an index
+
+    @classmethod
+    def prune_older(cls, cutoff, *, batch: int = PRUNE_BATCH) -> int:
+        """Delete every line older than `cutoff`, oldest first, `batch` at a time (the ids found through the
+        time index, then deleted by primary key): no long lock, no table scan. Returns how many."""
+        deleted = 0
+        while True:
+            ids = cls.objects.filter(time__lt=cutoff).order_by("time").values("id")[:batch]
+            n = cls.objects.filter(id__in=models.Subquery(ids)).delete()[0]
+            deleted += n
+            if n < batch:
+                return deleted
+
+    @classmethod
+    def trim(cls, trigger_id: int, keep: int, *, batch: int = PRUNE_BATCH) -> int:
+        """Keep a trigger's newest `keep` lines: the boundary is found by walking `keep` entries of the (trigger,
+        time, id) index from the newest, the older lines deleted in batches. Returns how many were deleted."""
+        newest_first = cls.objects.filter(trigger_id=trigger_id).order_by("-time", "-id")
+        boundary = newest_first.values_list("time", "id")[keep:keep + 1].first()
+        if boundary is None:
+            return 0
+        time, pk = boundary
+        older = cls.objects.filter(models.Q(time__lt=time) | models.Q(time=time, id__lte=pk), trigger_id=trigger_id)
+        deleted = 0
+        while True:
+            ids = older.order_by("time", "id").values("id")[:batch]
+            n = cls.objects.filter(id__in=models.Subquery(ids)).delete()[0]
+            deleted += n
+            if n < batch:
+                return deleted
+
 
 class ClusterCheck(models.Model):
     """One run of `manage.py check_cluster`: each check's name, ✓/✗, what was seen and the fix."""

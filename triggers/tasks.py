@@ -24,6 +24,7 @@ from triggers.cluster.kube import KubeError
 from triggers.deliveries import retries as deliveries
 from triggers.edge import sample_sender
 from triggers.enqueue import lease_key, lease_redis, lease_seconds
+from triggers.logs import retention as logs_retention
 
 log = logging.getLogger(__name__)
 
@@ -170,6 +171,11 @@ def deliveries_sweep() -> int:
 @shared_task(acks_late=True, ignore_result=True)
 def deliveries_prune() -> int:
     return deliveries.deliveries_prune()
+
+
+@shared_task(acks_late=True, ignore_result=True)
+def logs_prune() -> int:
+    return logs_retention.logs_prune()
 
 
 @shared_task(acks_late=True, ignore_result=True)

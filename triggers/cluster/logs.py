@@ -60,6 +60,7 @@ READ_TIMEOUT = 30.0  # seconds without a byte before a follow is re-opened
 SINCE_MARGIN = 5  # seconds asked for before the last stored line (clock skew between us and the node)
 READ_CAP = 64 * 1024  # the longest partial line buffered; beyond it the line is cut
 BATCH = 2000  # lines written per insert
+TRIM_SLACK = 1.1  # a trigger's lines are trimmed back to the maximum once they pass it by 10 %
 LIVE_LINES = 200  # lines per trigger per batch sent to open log panels (the rest: reload to see)
 _UUID = re.compile(rb"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
 
@@ -139,6 +140,8 @@ class LogCollector:
         self.lock = threading.Lock()
         self.stored = 0  # lines written (tests and the benchmark read it)
         self.opens = 0  # log streams opened (a quiet one is re-opened every read_timeout)
+        self.max_lines = settings.RELAY_LOG_MAX_LINES_PER_TRIGGER
+        self.counts: dict[int, int] = {}  # trigger id → its stored lines (at most about max_lines × TRIM_SLACK)
         self.cut_lines = 0
         # (the API's `stream` value, what a line's `stream` says): both apart, or one stream of both
         split = settings.RELAY_LOG_SPLIT_STREAMS
@@ -441,7 +444,22 @@ class LogCollector:
             for line in batch:
                 by_trigger.setdefault(line.trigger_id, []).append(line)
             for trigger_id, lines in by_trigger.items():
+                self._keep_at_most(trigger_id, len(lines))
                 broadcast.log_lines(trigger_id, lines[-LIVE_LINES:], dropped=max(0, len(lines) - LIVE_LINES))
+
+    def _keep_at_most(self, trigger_id: int, added: int) -> None:
+        """RELAY_LOG_MAX_LINES_PER_TRIGGER, as lines come: once a trigger has TRIM_SLACK times as many, its
+        oldest go (the cost of a trim grows with what it deletes, not with what is kept)."""
+        count = self.counts.get(trigger_id)
+        if count is None:  # first batch of this trigger in this process: count what is stored (bounded)
+            limit = int(self.max_lines * TRIM_SLACK) + 1
+            count = LogLine.objects.filter(trigger_id=trigger_id).values("id")[:limit].count()
+        else:
+            count += added
+        if count > self.max_lines * TRIM_SLACK:
+            LogLine.trim(trigger_id, self.max_lines)
+            count = self.max_lines
+        self.counts[trigger_id] = count
 
 
 def _live(batch: list[LogLine]) -> list[LogLine]:

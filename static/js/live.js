@@ -22,7 +22,10 @@
   const MIN_DELAY = 500, MAX_DELAY = 15000, RECENT = 10, ACCESS_REVOKED = 4403;
   const STATUS_LABELS = { pending: "Pending", applying: "Applying", waiting: "Waiting for Knative", ready: "Ready",
     failed: "Failed", error: "Error", superseded: "Superseded" };
-  const live = window.relayLive = { state: "connecting", connects: 0, events: [] };
+  // Other scripts of the page (static/js/logs.js) listen for "relay:message" events on document (every message,
+  // the snapshot first after each (re)connect) and send requests with relayLive.send({...}).
+  const live = window.relayLive = { state: "connecting", connects: 0, events: [],
+    send: (request) => { if (socket && socket.readyState === WebSocket.OPEN) socket.send(JSON.stringify(request)); } };
   let socket = null, retryTimer = null, backoff = MIN_DELAY;
   const readyPods = new Map();
 
@@ -279,6 +282,7 @@
       }
       if (message.type === "access.revoked") { live.revoked = message.reason || "Access was revoked."; return; }
       handle(message);
+      document.dispatchEvent(new CustomEvent("relay:message", { detail: message }));
     };
     ws.onclose = (event) => {
       if (socket !== ws) return;

@@ -142,3 +142,47 @@ async def test_the_retry_workers_deliveries_reach_operators_coalesced(staff, ten
     assert await ops.receive_json_from(timeout=3) == {"type": "deliveries", "payload": {"trigger_ids": [hello.pk]}}
     assert await ops.receive_nothing(timeout=broadcast.OPERATORS_DELIVERY_INTERVAL + 0.3)
     await ops.disconnect()
+
+
+async def test_a_log_panel_follows_its_own_tenants_trigger_only(alice, charlie, tenant_a, tenant_b):
+    """Issue 15 item 4: a socket joins a trigger's log lines on request (logs.follow), only for a trigger of its
+    own tenant, at most MAX_LOG_FOLLOWS at once; logs.unfollow (Pause) stops them; junk is ignored."""
+    from datetime import UTC, datetime
+
+    from triggers.live.consumers import TenantConsumer
+    from triggers.models import LogLine
+
+    mine = await sync_to_async(Trigger.objects.create)(tenant=tenant_a, name="hello", image="kubesim/echo")
+    theirs = await sync_to_async(Trigger.objects.create)(tenant=tenant_b, name="other", image="kubesim/echo")
+    viewer, _ = await connect("/ws/tenants/acme/", alice)
+    await viewer.receive_json_from(timeout=5)
+    line = LogLine(pk=7, trigger=mine, time=datetime(2026, 12, 7, tzinfo=UTC), pod="p", text="hello")
+
+    for junk in ("not json", '{"type": "logs.follow", "trigger": "1"}', "[1, 2]", "x" * 5000,
+                 f'{{"type": "logs.follow", "trigger": {theirs.pk}}}'):
+        await viewer.send_to(text_data=junk)
+    await sync_to_async(broadcast.log_lines)(theirs.pk, [line])
+    assert await viewer.receive_nothing(timeout=0.3)  # another tenant's trigger cannot be followed
+
+    await viewer.send_json_to({"type": "logs.follow", "trigger": mine.pk})
+    assert await viewer.receive_json_from(timeout=2) == {"type": "logs.following", "payload": {"trigger_id": mine.pk}}
+    await sync_to_async(broadcast.log_lines)(mine.pk, [line], dropped=3)
+    event = await viewer.receive_json_from(timeout=2)
+    assert event["type"] == "logs" and event["payload"]["dropped"] == 3
+    assert event["payload"]["lines"] == [{"id": 7, "time": "2026-12-07T00:00:00+00:00", "pod": "p", "revision": "",
+                                          "stream": "", "text": "hello", "cut": 0}]
+
+    await viewer.send_json_to({"type": "logs.unfollow", "trigger": mine.pk})
+    await asyncio.sleep(0.2)
+    await sync_to_async(broadcast.log_lines)(mine.pk, [line])
+    assert await viewer.receive_nothing(timeout=0.3)
+
+    more = [await sync_to_async(Trigger.objects.create)(tenant=tenant_a, name=f"t{i}", image="kubesim/echo")
+            for i in range(TenantConsumer.MAX_LOG_FOLLOWS + 1)]
+    for trigger in more:
+        await viewer.send_json_to({"type": "logs.follow", "trigger": trigger.pk})
+    confirmed = [(await viewer.receive_json_from(timeout=2))["payload"]["trigger_id"]
+                 for _ in range(TenantConsumer.MAX_LOG_FOLLOWS)]
+    assert confirmed == [t.pk for t in more[:TenantConsumer.MAX_LOG_FOLLOWS]]
+    assert await viewer.receive_nothing(timeout=0.3)  # the fifth is refused
+    await viewer.disconnect()

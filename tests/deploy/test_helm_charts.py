@@ -199,12 +199,14 @@ def test_ambassador_autoscaler_is_optional():
 def test_relayweb_runs_the_procfiles_processes_from_one_image():
     procfile = dict(line.split(": ", 1) for line in (REPO / "Procfile").read_text().splitlines() if line)
     workloads = deployments(render("relayweb", RELAYWEB_REQUIRED))
-    assert set(workloads) == {"web", "worker", "beat", "watcher"}
+    assert set(workloads) == {"web", "worker", "beat", "watcher", "logs"}
     commands = {name: container(w)["command"] for name, w in workloads.items()}
     for process in ("web", "worker", "beat"):
         assert commands[process][:3] == shlex.split(procfile[process])[:3], process
     assert commands["web"][:2] == ["uvicorn", "relayweb.asgi:application"]
     assert commands["watcher"] == ["python", "manage.py", "watch_cluster"]
+    assert commands["logs"] == shlex.split(procfile["logs"]) == ["python", "manage.py", "collect_logs"]
+    assert workloads["logs"]["spec"]["replicas"] == 2  # one collects (its Lease), one stands by
     assert {container(w)["image"] for w in workloads.values()} == {"ghcr.io/relayweb/relayweb:0.1.0"}
     beat = workloads["beat"]
     assert beat["spec"]["replicas"] == 1 and beat["spec"]["strategy"] == {"type": "Recreate"}
@@ -322,8 +324,8 @@ def test_web_has_an_autoscaler_and_a_disruption_budget():
 def test_only_processes_that_talk_to_the_cluster_get_a_token():
     workloads = deployments(render("relayweb", RELAYWEB_REQUIRED))
     tokens = {name: w["spec"]["template"]["spec"]["automountServiceAccountToken"] for name, w in workloads.items()}
-    assert tokens == {"web": True, "worker": True, "watcher": True, "beat": False}
-    for name in ("web", "worker", "watcher"):
+    assert tokens == {"web": True, "worker": True, "watcher": True, "logs": True, "beat": False}
+    for name in ("web", "worker", "watcher", "logs"):
         assert workloads[name]["spec"]["template"]["spec"]["serviceAccountName"] == "relayweb"
 
 

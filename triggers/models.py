@@ -81,6 +81,13 @@ class Trigger(models.Model):
     previous_token = models.CharField(max_length=64, blank=True, default="", db_index=True, editable=False)
     previous_token_expires_at = models.DateTimeField(null=True, blank=True, editable=False)
     spec_version = models.PositiveIntegerField(default=0, editable=False)
+    # Traffic (issue 16): [] = Knative's default, 100 % to the latest ready revision; else the targets as the
+    # API takes them, [{"revision": "<name>-00001" | None, "latest": bool, "percent": int, "tag": str}], rendered
+    # to the ksvc's spec.traffic (triggers/cluster/kube.py) and applied by the deploy task.
+    traffic = models.JSONField(default=list, blank=True)
+    # Knative's view of it (ksvc status.traffic, as the status code observed it): [{revisionName, percent, tag,
+    # latestRevision, url}].
+    traffic_status = models.JSONField(default=list, blank=True, editable=False)
     # Set by "redeploy": stamped on the pod template so Knative makes a new revision (moved tags).
     redeploy_stamp = models.CharField(max_length=40, blank=True, default="", editable=False)
     created_at = models.DateTimeField(default=timezone.now, editable=False)
@@ -432,6 +439,61 @@ class LogLine(models.Model):
             deleted += n
             if n < batch:
                 return deleted
+
+
+class CandidateReplay(models.Model):
+    """Recorded deliveries sent again to a trigger's `candidate` tag (issue 16): never to the sender, never counted
+    as deliveries; each result sits beside the delivery's original outcome."""
+
+    class State(models.TextChoices):
+        PENDING = "pending", "Pending"
+        RUNNING = "running", "Running"
+        DONE = "done", "Done"
+        FAILED = "failed", "Failed"
+
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    trigger = models.ForeignKey(Trigger, on_delete=models.CASCADE, related_name="candidate_replays")
+    revision = models.CharField(max_length=100, blank=True, default="")  # the candidate when it was asked for
+    state = models.CharField(max_length=8, choices=State.choices, default=State.PENDING)
+    error = models.TextField(blank=True, default="")
+    created_at = models.DateTimeField(default=timezone.now)
+    finished_at = models.DateTimeField(null=True, blank=True)
+    created_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL,
+                                   related_name="+")
+
+    class Meta:
+        ordering = ["-created_at"]
+        indexes = [models.Index(fields=["trigger", "-created_at"])]
+
+    def __str__(self) -> str:
+        return f"{self.trigger} → {self.revision or 'candidate'} ({self.state})"
+
+
+class CandidateResult(models.Model):
+    """One delivery of a candidate replay: the original outcome (copied, the delivery may be pruned) and the
+    candidate's."""
+
+    replay = models.ForeignKey(CandidateReplay, on_delete=models.CASCADE, related_name="results")
+    delivery = models.ForeignKey(Delivery, null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
+    position = models.PositiveIntegerField()  # the order asked for
+    method = models.CharField(max_length=16, blank=True, default="")
+    path = models.TextField(blank=True, default="")
+    original_status = models.PositiveIntegerField(null=True, blank=True)
+    original_latency_ms = models.FloatField(null=True, blank=True)
+    original_body = models.BinaryField(default=bytes)
+    candidate_status = models.PositiveIntegerField(null=True, blank=True)
+    candidate_latency_ms = models.FloatField(null=True, blank=True)
+    candidate_body = models.BinaryField(default=bytes)
+    candidate_headers = models.JSONField(default=list, blank=True)
+    error = models.TextField(blank=True, default="")  # why the candidate gave no answer
+    sent_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["position"]
+        constraints = [models.UniqueConstraint(fields=["replay", "position"], name="one_result_per_position")]
+
+    def __str__(self) -> str:
+        return f"{self.replay_id} #{self.position}: {self.original_status} → {self.candidate_status}"
 
 
 class ClusterCheck(models.Model):

@@ -90,11 +90,19 @@ OBSERVED_FIELDS = (
     "ready_status", "ready_reason", "ready_message", "url", "address_url", "latest_created_revision",
     "latest_ready_revision", "observed_generation", "generation",
 )
+TRAFFIC_KEYS = ("revisionName", "percent", "tag", "latestRevision", "url")  # of a status.traffic entry
+
+
+def traffic_status(status: dict) -> list[dict]:
+    """The Route's traffic as Knative reports it (ksvc status.traffic, knative/serving knative-v1.23.0
+    pkg/apis/serving/v1/route_types.go TrafficTarget): who gets what share, under which tag and URL."""
+    return [{key: target[key] for key in TRAFFIC_KEYS if key in target} for target in status.get("traffic") or []]
 
 
 def observed_values(ksvc: dict | None) -> dict:
     if ksvc is None:
-        return dict.fromkeys(OBSERVED_FIELDS, "") | {"observed_generation": None, "generation": None}
+        return dict.fromkeys(OBSERVED_FIELDS, "") | {"observed_generation": None, "generation": None,
+                                                     "traffic_status": []}
     status = ksvc.get("status") or {}
     ready = condition(ksvc, "Ready")
     return {
@@ -107,6 +115,7 @@ def observed_values(ksvc: dict | None) -> dict:
         "latest_ready_revision": status.get("latestReadyRevisionName", ""),
         "observed_generation": status.get("observedGeneration"),
         "generation": (ksvc.get("metadata") or {}).get("generation"),
+        "traffic_status": traffic_status(status),
     }
 
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import json
 import logging
 import signal
 import sys
@@ -41,6 +42,35 @@ def _denial(text: str) -> tuple[str, str, str, str | None]:
     if not verb or not plural:
         raise argparse.ArgumentTypeError(f"expected VERB:RESOURCE[.GROUP][:NAMESPACE], got {text!r}")
     return group, plural, verb, namespace or None
+
+
+GC_KEYS = ("retain-since-create-time", "retain-since-last-active-time", "min-non-active-revisions",
+           "max-non-active-revisions")
+
+
+def _config_gc(text: str) -> dict[str, str]:
+    """config-gc settings as JSON ('{"min-non-active-revisions": "0"}') or KEY=VALUE pairs separated by
+    commas or spaces ('retain-since-create-time=1s,min-non-active-revisions=0')."""
+    text = text.strip()
+    if text.startswith("{"):
+        try:
+            data = json.loads(text)
+        except ValueError as e:
+            raise argparse.ArgumentTypeError(f"not JSON: {e}") from None
+        if not isinstance(data, dict):
+            raise argparse.ArgumentTypeError("expected a JSON object")
+    else:
+        data = {}
+        for pair in text.replace(",", " ").split():
+            key, sep, value = pair.partition("=")
+            if not sep:
+                raise argparse.ArgumentTypeError(f"expected KEY=VALUE, got {pair!r}")
+            data[key.strip()] = value.strip()
+    unknown = sorted(set(data) - set(GC_KEYS))
+    if unknown:
+        raise argparse.ArgumentTypeError(f"unknown config-gc key(s) {', '.join(unknown)}; "
+                                         f"known: {', '.join(GC_KEYS)}")
+    return {key: str(value) for key, value in data.items()}
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -110,6 +140,12 @@ def build_parser() -> argparse.ArgumentParser:
     a("--pod-logs-split-streams", action=argparse.BooleanOptionalAction, default=d.pod_logs_split_streams,
       help="feature gate PodLogsQuerySplitStreams: pods/log honours stream=All|Stdout|Stderr "
            "(--no-pod-logs-split-streams: the parameter is ignored)")
+    a("--config-gc", type=_config_gc, default=None, metavar="JSON|KEY=VALUE,...",
+      help="Knative's config-gc for the revision GC, e.g. 'retain-since-create-time=1s,"
+           "retain-since-last-active-time=1s,min-non-active-revisions=0' or the same as JSON; keys: "
+           + ", ".join(GC_KEYS) + " ('disabled' turns a limit off). Knative's defaults otherwise "
+           "(48h, 15h, 20, 1000); a config-gc ConfigMap in knative-serving overrides it key by key "
+           "(SimConfig.extra['config-gc'])")
     a("--log-level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"],
       help="logging level")
     return p
@@ -130,7 +166,8 @@ def config_from_args(ns: argparse.Namespace) -> SimConfig:
         ambassador_id=ns.ambassador_id, knative_support=ns.knative_support, denied=list(ns.denied),
         knative_version=ns.knative_version, knative_crds=ns.knative_crds,
         compact_interval=ns.compact_interval, termination_grace=ns.termination_grace,
-        pod_logs_split_streams=ns.pod_logs_split_streams)
+        pod_logs_split_streams=ns.pod_logs_split_streams,
+        extra={"config-gc": ns.config_gc} if ns.config_gc else {})
 
 
 async def run(config: SimConfig) -> None:

@@ -9,6 +9,7 @@ Configuration's state first, then the Route's, so Ready usually carries the Rout
 from __future__ import annotations
 
 import hashlib
+import json
 import time
 import weakref
 from datetime import UTC, datetime
@@ -32,6 +33,7 @@ SERVICE_LABEL = "serving.knative.dev/service"
 CONFIG_LABEL = "serving.knative.dev/configuration"
 ROUTE_LABEL = "serving.knative.dev/route"
 INGRESS_CLASS_KEY = "networking.knative.dev/ingress.class"
+TAG_TO_HOST_KEY = "networking.internal.knative.dev/tag-to-host"
 AMBASSADOR_CLASS = "ambassador.ingress.networking.knative.dev"
 LB_DOMAIN = "ambassador.ambassador.svc.cluster.local"
 ROUTING_STATE = "serving.knative.dev/routingState"
@@ -410,6 +412,17 @@ def _ensure_kingress(serving: ServingContext, route: dict, targets: list[dict], 
     ann = {INGRESS_CLASS_KEY: AMBASSADOR_CLASS,
            **{k: v for k, v in (route["metadata"].get("annotations") or {}).items()
               if k != "kubectl.kubernetes.io/last-applied-configuration"}}
+    # Each tag's primary host per visibility, cluster-local first then the public one, as compact JSON with
+    # sorted keys (Go's json.Marshal of a map), only when a tag exists (knative/serving knative-v1.23.0
+    # pkg/reconciler/route/resources/ingress.go MakeIngressWithRollout and makeIngressSpec: tagToHost[name] =
+    # append(…, domains.Primary); TagToHostAnnotationKey = networking.internal.knative.dev/tag-to-host).
+    tag_to_host = {
+        tname: [f"{tag_host(name, tname)}.{ns}.svc.cluster.local"]
+        + ([] if cl else [f"{tag_host(name, tname)}.{ns}.{serving.config.domain}"])
+        for tname in sorted(by_name) if tname
+    }
+    if tag_to_host:
+        ann[TAG_TO_HOST_KEY] = json.dumps(tag_to_host, separators=(",", ":"), sort_keys=True)
     ki = store.peek(KINGRESS, ns, name)
     if ki is None:
         return store.create(KINGRESS, {"metadata": {

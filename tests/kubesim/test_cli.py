@@ -12,6 +12,7 @@ import time
 import urllib.request
 from pathlib import Path
 
+import pytest
 import yaml
 
 from kubesim.config import SimConfig
@@ -83,3 +84,18 @@ def test_procfile_passes_a_token_that_starts_with_a_dash():
     argv = shlex.split(line.split(":", 1)[1].replace("$(cat var/kubesim.token)", token))
     assert argv[:3] == ["python", "-m", "kubesim"]
     assert build_parser().parse_args(argv[3:]).token == token
+
+
+def test_config_gc_flag_takes_json_or_key_value_pairs():
+    from kubesim.__main__ import build_parser, config_from_args
+
+    parser = build_parser()
+    args = ["--config-gc", "retain-since-create-time=1s, min-non-active-revisions=0"]
+    pairs = config_from_args(parser.parse_args(args))
+    assert pairs.extra == {"config-gc": {"retain-since-create-time": "1s", "min-non-active-revisions": "0"}}
+    as_json = config_from_args(parser.parse_args(["--config-gc", '{"max-non-active-revisions": 2}']))
+    assert as_json.extra == {"config-gc": {"max-non-active-revisions": "2"}}
+    assert config_from_args(parser.parse_args([])).extra == {}
+    for bad in ("nope", "retain=1s", "[1]"):
+        with pytest.raises(SystemExit):
+            parser.parse_args(["--config-gc", bad])

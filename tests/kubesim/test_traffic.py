@@ -347,3 +347,20 @@ def test_config_gc_configmap_overrides_and_no_gc_annotation(make_sim):
     # max 0: every non-active revision goes at once, except the one annotated no-gc
     wait_for(lambda: _rev_names(custom, ns) == {"ng-00001", "ng-00003"}, 6)
     k8s.close()
+
+
+# ------------------------------------------------------------------------- KIngress tag-to-host
+
+
+def test_kingress_carries_knatives_tag_to_host_annotation(sim, custom, ns):
+    """knative/serving knative-v1.23.0 pkg/reconciler/route/resources/ingress.go: the KIngress names each tag's
+    primary host per visibility in networking.internal.knative.dev/tag-to-host (compact JSON); no tag, no
+    annotation."""
+    _deploy(custom, ns, "th", 1, traffic=[{"latestRevision": True, "percent": 100},
+                                          {"revisionName": "th-00001", "percent": 0, "tag": "old"}])
+    ki = custom.get_namespaced_custom_object("networking.internal.knative.dev", "v1alpha1", ns, "ingresses", "th")
+    assert ki["metadata"]["annotations"]["networking.internal.knative.dev/tag-to-host"] == \
+        f'{{"old":["old-th.{ns}.svc.cluster.local","old-th.{ns}.example.com"]}}'
+    _set_traffic(custom, ns, "th", [{"latestRevision": True, "percent": 100}])
+    ki = custom.get_namespaced_custom_object("networking.internal.knative.dev", "v1alpha1", ns, "ingresses", "th")
+    assert "networking.internal.knative.dev/tag-to-host" not in ki["metadata"]["annotations"]

@@ -6,6 +6,7 @@ from rest_framework.routers import DefaultRouter
 from relayweb import health
 from tenants import api as tenants_api
 from tenants.signin import throttled_signin
+from triggers.api import candidates as candidate_api
 from triggers.api import deliveries as delivery_api
 from triggers.api import logs as logs_api
 from triggers.api import stats as stats_api
@@ -32,6 +33,11 @@ router.register(
     rf"tenants/(?P<tenant_slug>[-a-zA-Z0-9_]+)/triggers/(?P<trigger_name>{triggers_api.NAME_REGEX})/deliveries",
     delivery_api.DeliveryViewSet,
     basename="delivery",
+)
+router.register(
+    rf"tenants/(?P<tenant_slug>[-a-zA-Z0-9_]+)/triggers/(?P<trigger_name>{triggers_api.NAME_REGEX})/candidate-replays",
+    candidate_api.CandidateReplayViewSet,
+    basename="candidate-replay",
 )
 router.register(
     rf"tenants/(?P<tenant_slug>[-a-zA-Z0-9_]+)/triggers/(?P<trigger_name>{triggers_api.NAME_REGEX})/scale-events",

@@ -21,6 +21,7 @@ from celery import shared_task
 
 from triggers.cluster import deploys, provisioning
 from triggers.cluster.kube import KubeError
+from triggers.deliveries import candidates
 from triggers.deliveries import retries as deliveries
 from triggers.edge import sample_sender
 from triggers.enqueue import lease_key, lease_redis, lease_seconds
@@ -155,6 +156,13 @@ def delivery_deliver(delivery_id: str) -> str:
 def deliveries_dispatch(delivery_ids: list[str]) -> int:
     """A batch of async deliveries the ingress has just stored: one delivery_deliver task each."""
     return deliveries.deliveries_dispatch(delivery_ids)
+
+
+@shared_task(acks_late=True, ignore_result=True)
+def candidate_replay_run(replay_id: str) -> str:
+    """Send a candidate replay's deliveries to the trigger's `candidate` tag (triggers/deliveries/candidates.py);
+    a run after a lost one sends only what has no answer yet."""
+    return candidates.candidate_replay_run(replay_id)
 
 
 @shared_task(ignore_result=True)

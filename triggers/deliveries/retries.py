@@ -112,7 +112,7 @@ def _forward(delivery: Delivery, secrets: dict[int, str]) -> tuple[int | None, b
             response = _pool.request(delivery.method, url, body=bytes(delivery.body), headers=headers,
                                      timeout=urllib3.Timeout(total=timeout), redirect=False, preload_content=False,
                                      decode_content=False)
-            body = _read_capped(response, settings.RELAY_RESPONSE_BODY_CAP)
+            body = read_capped(response, settings.RELAY_RESPONSE_BODY_CAP)
             if not wakeup.is_envoy_404(response.status, response.headers.items(), body):
                 break
             if time.monotonic() > unrouted:  # Envoy has no route yet: no upstream saw it; retried later
@@ -136,7 +136,7 @@ def _wake(trigger: Trigger) -> tuple[int, str] | None:
             response = _pool.request("GET", f"{settings.RELAY_GATEWAY_URL}/", headers=headers, redirect=False,
                                      timeout=urllib3.Timeout(total=min(wakeup.attempt_timeout(), left)),
                                      preload_content=False)
-            body = _read_capped(response, 1024)
+            body = read_capped(response, 1024)
         except urllib3.exceptions.TimeoutError:
             continue
         except urllib3.exceptions.HTTPError as e:
@@ -150,7 +150,7 @@ def _wake(trigger: Trigger) -> tuple[int, str] | None:
                  "time (RELAY_ACTIVATION_TIMEOUT).")
 
 
-def _read_capped(response: urllib3.BaseHTTPResponse, cap: int) -> bytes:
+def read_capped(response: urllib3.BaseHTTPResponse, cap: int) -> bytes:
     """The first `cap` bytes of the body; the rest is read and dropped, so memory does not grow with the
     response and the connection can be reused. A body that breaks off raises (the attempt failed)."""
     kept = bytearray()

@@ -28,6 +28,7 @@ PAGES = {
     "trigger form (new)": "/t/acme/triggers/-/new/",
     "deliveries": "/t/acme/triggers/hello/deliveries/",
     "delivery": "/t/acme/triggers/hello/deliveries/{delivery}/",
+    "trigger logs (a filter error)": "/t/acme/triggers/hello/logs/?since=2030-01-02T00:00&until=2030-01-01T00:00",
     "diag": "/ops/diag/",
     "tokens": "/account/tokens/",
     "sign-in": "/login/",

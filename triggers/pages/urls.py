@@ -8,6 +8,7 @@ The create page lives at `triggers/-/new/`: "-" cannot start a trigger name, so 
 from django.urls import path
 
 from . import deliveries as delivery_views
+from . import logs as log_views
 from . import samples as sample_views
 from . import views
 
@@ -25,6 +26,8 @@ urlpatterns = [
     path(one + "resume/", views.trigger_resume, name="ui-trigger-resume"),
     path(one + "delete/", views.trigger_delete, name="ui-trigger-delete"),
     path(one + "test-webhook/", sample_views.trigger_test_webhook_view, name="ui-trigger-test-webhook"),
+    path(one + "logs/", log_views.trigger_logs, name="ui-trigger-logs"),
+    path(one + "logs/download/", log_views.trigger_logs_download, name="ui-trigger-logs-download"),
     path(one + "rotate-token/", delivery_views.trigger_rotate_token, name="ui-trigger-rotate-token"),
     path(one + "deliveries/", delivery_views.delivery_list, name="ui-delivery-list"),
     path(one + "deliveries/replay-failed/", delivery_views.delivery_replay_failed, name="ui-delivery-replay-failed"),

@@ -20,6 +20,7 @@ from triggers.models import Delivery, Deployment, Trigger
 from . import charts
 from .deliveries import webhook_info
 from .forms import TriggerForm, secret_rows
+from .logs import logs_context
 
 RECENT_DELIVERIES = 10
 CHART_ROWS = 5000
@@ -181,7 +182,7 @@ def trigger_detail(request, tenant, name):
         "tenant": tenant, "trigger": trigger, "deployments": deployments, "secrets": secret_rows(trigger),
         "webhook": webhook_info(trigger),
         "can_change": allows(request.role, Action.CHANGE) and not trigger.deleting,
-        **live_context(trigger),
+        **live_context(trigger), **logs_context(trigger),
     })
 
 

@@ -11,7 +11,7 @@ from django.test import Client
 from django.urls import URLPattern, URLResolver, get_resolver
 
 from tenants.models import ApiToken, Invitation, Membership, Tenant
-from triggers.models import Delivery, Deployment, Trigger
+from triggers.models import CandidateReplay, Delivery, Deployment, Trigger
 
 pytestmark = pytest.mark.django_db
 
@@ -43,6 +43,10 @@ TENANT_PAGES = {
     "ui-delivery-detail": ("get", "/t/acme/triggers/hello/deliveries/{delivery}/"),
     "ui-delivery-replay": ("post", "/t/acme/triggers/hello/deliveries/{delivery}/replay/"),
     "ui-delivery-replay-failed": ("post", "/t/acme/triggers/hello/deliveries/replay-failed/"),
+    "ui-candidate-replays": ("get", "/t/acme/triggers/hello/candidate-replays/"),
+    "ui-candidate-replay-start": ("post", "/t/acme/triggers/hello/candidate-replays/start/"),
+    "ui-candidate-replay": ("get", "/t/acme/triggers/hello/candidate-replays/{candidate_replay}/"),
+    "ui-candidate-replay-promote": ("post", "/t/acme/triggers/hello/candidate-replays/{candidate_replay}/promote/"),
 }
 USER_PAGES = {
     "tenant-list": ("get", "/"),
@@ -90,6 +94,11 @@ TENANT_API = {
     "delivery-detail": ("get", "/api/v1/tenants/acme/triggers/hello/deliveries/{delivery}/"),
     "delivery-replay": ("post", "/api/v1/tenants/acme/triggers/hello/deliveries/{delivery}/replay/"),
     "delivery-replay-failed": ("post", "/api/v1/tenants/acme/triggers/hello/deliveries/replay-failed/"),
+    "candidate-replay-list": ("get", "/api/v1/tenants/acme/triggers/hello/candidate-replays/"),
+    "candidate-replay-list:post": ("post", "/api/v1/tenants/acme/triggers/hello/candidate-replays/"),
+    "candidate-replay-detail": ("get", "/api/v1/tenants/acme/triggers/hello/candidate-replays/{candidate_replay}/"),
+    "candidate-replay-promote": ("post",
+                                 "/api/v1/tenants/acme/triggers/hello/candidate-replays/{candidate_replay}/promote/"),
 }
 USER_API = {
     "api-root": ("get", "/api/v1/"),
@@ -134,6 +143,7 @@ def ids(alice, tenant_a):
         "trigger": trigger.pk,
         "deployment": deployment.pk,
         "delivery": delivery.pk,
+        "candidate_replay": CandidateReplay.objects.create(trigger=trigger, state="done").pk,
         "token": trigger.token,
         "bob_membership": Membership.objects.get(tenant=tenant_a, user__username="bob").pk,
         "alice_token": token.pk,

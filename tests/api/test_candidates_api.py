@@ -1,5 +1,5 @@
 """Candidate replays API (issue 16, item 5): start (ids or the last N with the delivery list's filters), list,
-detail with the comparison; roles, tenant isolation, limits, bad input naming the field, the schema and
+detail with the comparison, promote; roles, tenant isolation, limits, bad input naming the field, the schema and
 the audit log. Rows are created directly and the candidate tag is set as the status code would observe it;
 nothing is run (the start's task is queued on commit, which these non-transactional tests never reach). The
 runs themselves are in tests/deliveries/test_candidate_replays.py, against kubesim."""
@@ -15,7 +15,7 @@ from django.conf import settings
 from django.utils import timezone
 
 from tenants.models import AuditEntry, Membership, Role
-from triggers.models import CandidateReplay, CandidateResult, Delivery, Trigger
+from triggers.models import CandidateReplay, CandidateResult, Delivery, Deployment, Trigger
 
 pytestmark = pytest.mark.django_db
 URL = "/api/v1/tenants/acme/triggers/hello/candidate-replays/"
@@ -166,6 +166,7 @@ def test_viewers_read_but_cannot_start_or_promote(api, bob, alice, hello):
     replay = CandidateReplay.objects.create(trigger=hello, revision="hello-00002", state="done")
     delivery(hello)
     assert api(bob).post(URL, {"last": 1}, format="json").status_code == 403
+    assert api(bob).post(f"{URL}{replay.pk}/promote/").status_code == 403
     assert api(bob).get(URL).status_code == 200
     assert api(bob).get(f"{URL}{replay.pk}/").status_code == 200
 
@@ -176,6 +177,7 @@ def test_other_tenants_and_anonymous_are_refused(api, charlie, tenant_b, hello):
         assert api(charlie).get(url).status_code == 404
         assert api(None).get(url).status_code in (401, 403)
     assert api(charlie).post(URL, {"last": 1}, format="json").status_code == 404
+    assert api(charlie).post(f"{URL}{replay.pk}/promote/").status_code == 404
     # and another trigger's replay is not found under this one
     other = Trigger.objects.create(tenant=hello.tenant, name="other", image="kubesim/echo")
     theirs = CandidateReplay.objects.create(trigger=other)
@@ -220,11 +222,48 @@ def test_unknown_ids_are_404(api, alice, hello):
     assert api(alice).get("/api/v1/tenants/acme/triggers/nope/candidate-replays/").status_code == 404
 
 
+def test_promote_gives_the_candidate_all_the_traffic(api, editor, hello):
+    replay = CandidateReplay.objects.create(trigger=hello, revision="hello-00002", state="done")
+    response = api(editor).post(f"{URL}{replay.pk}/promote/")
+    assert response.status_code == 202, response.json()
+    deployment = Deployment.objects.get(pk=response.json()["id"])
+    assert deployment.trigger == hello
+    hello.refresh_from_db()
+    assert [(t.get("latest"), t.get("percent"), t.get("tag") or "") for t in hello.traffic] in (
+        [], [(True, 100, "")])  # follow the latest revision again, without the tag
+    assert AuditEntry.objects.filter(action="trigger.promote", actor_label="edna").exists()
+
+
+def test_promote_pins_a_candidate_that_is_not_the_latest_revision(api, alice, hello):
+    traffic = [dict(TRAFFIC[0]), {**TRAFFIC[1], "latestRevision": False}]
+    Trigger.objects.filter(pk=hello.pk).update(traffic_status=traffic, latest_created_revision="hello-00003")
+    replay = CandidateReplay.objects.create(trigger=hello, revision="hello-00002", state="done")
+    response = api(alice).post(f"{URL}{replay.pk}/promote/")
+    # pinning reads the cluster's revisions; without a cluster that is a 503, never a 500
+    assert response.status_code in (202, 503), response.content
+    if response.status_code == 202:
+        hello.refresh_from_db()
+        assert [(t["revision"], t["percent"]) for t in hello.traffic] == [("hello-00002", 100)]
+
+
+@pytest.mark.parametrize("state,traffic,message", [
+    ("running", TRAFFIC, "promote after a replay that is done"),
+    ("done", TRAFFIC[:1], "`candidate`"),
+    ("done", [TRAFFIC[0], {**TRAFFIC[1], "revisionName": "hello-00003"}], "has moved"),
+])
+def test_promote_is_refused_when_it_would_not_promote_what_was_replayed(api, alice, hello, state, traffic, message):
+    Trigger.objects.filter(pk=hello.pk).update(traffic_status=traffic)
+    replay = CandidateReplay.objects.create(trigger=hello, revision="hello-00002", state=state)
+    response = api(alice).post(f"{URL}{replay.pk}/promote/")
+    assert response.status_code == 400 and message in response.json()["detail"], response.json()
+    assert not Deployment.objects.exists()
+
+
 def test_the_schema_documents_the_endpoints(api, alice):
     schema = api(alice).get("/api/schema/?format=json").json()
     paths = schema["paths"]
     base = "/api/v1/tenants/{tenant_slug}/triggers/{trigger_name}/candidate-replays/"
     assert {"get", "post"} <= set(paths[base])
-    assert "get" in paths[base + "{id}/"]
+    assert "get" in paths[base + "{id}/"] and "post" in paths[base + "{id}/promote/"]
     assert {"CandidateReplayStart", "CandidateReplayStartRequest"} & set(schema["components"]["schemas"])
     assert "same_body" in schema["components"]["schemas"]["CandidateResult"]["properties"]

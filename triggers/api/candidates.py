@@ -1,24 +1,28 @@
 """API: candidate replays, /api/v1/tenants/<slug>/triggers/<name>/candidate-replays/ (issue 16). Recorded
-deliveries sent again to the revision tagged `candidate`, each answer beside the original one.
-Viewers read; editors and owners start replays.
+deliveries sent again to the revision tagged `candidate`, each answer beside the original one; then promote
+the candidate to 100 % of the traffic. Viewers read; editors and owners start replays and promote.
 Bodies come back as text when they are UTF-8, else base64 (`*_encoding`)."""
 
 from __future__ import annotations
 
+from django.db import transaction
 from django.db.models import Count, F, Q
 from django.shortcuts import get_object_or_404
 from drf_spectacular.utils import extend_schema, extend_schema_field, inline_serializer
 from rest_framework import mixins, permissions, serializers, status, viewsets
+from rest_framework.decorators import action
 from rest_framework.exceptions import ValidationError
 from rest_framework.response import Response
 
 from tenants.api import TenantRole, TenantScoped, tenant_param
 from tenants.permissions import Action
+from triggers import services
 from triggers.deliveries import candidates
 from triggers.deliveries.filters import DeliveryFilter
 from triggers.models import CandidateReplay, CandidateResult, Trigger
 
 from .deliveries import UUID_REGEX, body_as_text
+from .serializers import DeploymentSerializer
 from .views import trigger_param
 
 
@@ -163,3 +167,21 @@ class CandidateReplayViewSet(TenantScoped, mixins.ListModelMixin, mixins.Retriev
             return Response({"detail": e.message}, status=e.status, headers={"Retry-After": str(e.wait)})
         replay = self.get_queryset().get(pk=replay.pk)
         return Response(CandidateReplayDetailSerializer(replay).data, status=status.HTTP_202_ACCEPTED)
+
+    @extend_schema(request=None, responses={202: DeploymentSerializer, 400: _Detail, 503: _Detail})
+    @action(detail=True, methods=["post"])
+    def promote(self, request, *args, **kwargs):
+        """Give the replay's candidate 100 % of the traffic (the latest revision again when it is the latest,
+        else that revision pinned); its `candidate` tag goes. 202 with the Deployment that applies it."""
+        replay = self.get_object()
+        targets = candidates.promotion_targets(replay)
+        if replay.state != CandidateReplay.State.DONE:
+            raise ValidationError({"detail": f"This replay is {replay.state}: promote after a replay that is done."})
+        try:
+            with transaction.atomic():
+                deployment = services.trigger_set_traffic(trigger=replay.trigger, targets=targets, user=request.user)
+                candidates.candidate_promoted(replay=replay, deployment=deployment)
+        except services.ClusterUnavailable as e:
+            return Response({"detail": e.message}, status=status.HTTP_503_SERVICE_UNAVAILABLE)
+        return Response(DeploymentSerializer(deployment).data, status=status.HTTP_202_ACCEPTED)
+

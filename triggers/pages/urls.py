@@ -7,6 +7,7 @@ The create page lives at `triggers/-/new/`: "-" cannot start a trigger name, so 
 
 from django.urls import path
 
+from . import candidates as candidate_views
 from . import deliveries as delivery_views
 from . import logs as log_views
 from . import samples as sample_views
@@ -33,4 +34,10 @@ urlpatterns = [
     path(one + "deliveries/replay-failed/", delivery_views.delivery_replay_failed, name="ui-delivery-replay-failed"),
     path(one + "deliveries/<uuid:delivery_id>/", delivery_views.delivery_detail, name="ui-delivery-detail"),
     path(one + "deliveries/<uuid:delivery_id>/replay/", delivery_views.delivery_replay, name="ui-delivery-replay"),
+    path(one + "candidate-replays/", candidate_views.candidate_replay_list, name="ui-candidate-replays"),
+    path(one + "candidate-replays/start/", candidate_views.candidate_replay_start, name="ui-candidate-replay-start"),
+    path(one + "candidate-replays/<uuid:replay_id>/", candidate_views.candidate_replay_detail,
+         name="ui-candidate-replay"),
+    path(one + "candidate-replays/<uuid:replay_id>/promote/", candidate_views.candidate_replay_promote,
+         name="ui-candidate-replay-promote"),
 ]

@@ -26,6 +26,19 @@ def pytest_configure(config):
 
 
 @pytest.fixture(autouse=True)
+def _fresh_channel_layer():
+    """Each test gets channel-layer instances of its own. channels_redis keeps the receive state of the process's
+    sockets (a lock, a count of receivers, the loop they run in) in the instance; a socket of one test still
+    receiving when its event loop ends left them to the next test's loop ("Lock … is bound to a different event
+    loop", 4 of 108 shuffled runs). A process of ours runs one event loop, so only tests meet this."""
+    from channels.layers import channel_layers
+
+    channel_layers.backends.clear()
+    yield
+    channel_layers.backends.clear()
+
+
+@pytest.fixture(autouse=True)
 def _signin_throttle_cleared():
     """Every test starts with no failed sign-ins counted (the counters live in Redis, shared by all tests)."""
     import redis

@@ -186,3 +186,35 @@ async def test_a_log_panel_follows_its_own_tenants_trigger_only(alice, charlie, 
     assert confirmed == [t.pk for t in more[:TenantConsumer.MAX_LOG_FOLLOWS]]
     assert await viewer.receive_nothing(timeout=0.3)  # the fifth is refused
     await viewer.disconnect()
+
+
+async def test_the_collectors_sender_delivers_a_batch_without_waiting_and_drops_beyond_its_bound(alice, tenant_a):
+    """The log collector sends each batch's messages from one long-lived loop (broadcast.BackgroundSender): the
+    caller never waits, the messages arrive, and batches beyond the bound are dropped and counted."""
+    from datetime import UTC, datetime
+
+    from triggers.models import LogLine
+
+    mine = await sync_to_async(Trigger.objects.create)(tenant=tenant_a, name="hello", image="kubesim/echo")
+    viewer, _ = await connect("/ws/tenants/acme/", alice)
+    await viewer.receive_json_from(timeout=5)
+    await viewer.send_json_to({"type": "logs.follow", "trigger": mine.pk})
+    await viewer.receive_json_from(timeout=2)  # logs.following
+    sender = broadcast.BackgroundSender(max_pending=1)
+    try:
+        line = LogLine(pk=1, trigger=mine, time=datetime(2026, 12, 7, tzinfo=UTC), pod="p", text="one")
+        assert sender.submit([broadcast.log_lines_message(mine.pk, [line])])
+        event = await viewer.receive_json_from(timeout=3)
+        assert event["payload"]["lines"][0]["text"] == "one"
+        for _ in range(300):  # the sender's own loop counts it once its sends returned
+            if not sender.pending:
+                break
+            await asyncio.sleep(0.01)
+        sender.pending = sender.max_pending  # as if a batch were still on its way
+        assert sender.submit([broadcast.log_lines_message(mine.pk, [line])]) is False
+        assert (sender.sent, sender.dropped) == (1, 1)
+        assert await viewer.receive_nothing(timeout=0.3)
+        sender.pending = 0
+    finally:
+        await sync_to_async(sender.stop)()
+    await viewer.disconnect()

@@ -147,6 +147,7 @@ class LogCollector:
         split = settings.RELAY_LOG_SPLIT_STREAMS
         self.streams = (("Stdout", "stdout"), ("Stderr", "stderr")) if split else ((None, ""),)
         self._held: list[LogLine] = []  # a line step() waited for, stored first
+        self.sender = broadcast.BackgroundSender()
 
     # ------------------------------------------------------------ the pod watch (thread)
 
@@ -168,6 +169,7 @@ class LogCollector:
         for thread in list(self.threads):
             thread.join(max(0.0, deadline - time.monotonic()))
         self.flush()
+        self.sender.stop()
 
     def _watch_pods(self) -> None:
         core, backoff, version = self.cluster.core, 0.5, None
@@ -443,9 +445,12 @@ class LogCollector:
             by_trigger: dict[int, list[LogLine]] = {}
             for line in batch:
                 by_trigger.setdefault(line.trigger_id, []).append(line)
+            messages = []
             for trigger_id, lines in by_trigger.items():
                 self._keep_at_most(trigger_id, len(lines))
-                broadcast.log_lines(trigger_id, lines[-LIVE_LINES:], dropped=max(0, len(lines) - LIVE_LINES))
+                messages.append(broadcast.log_lines_message(trigger_id, lines[-LIVE_LINES:],
+                                                            dropped=max(0, len(lines) - LIVE_LINES)))
+            self.sender.submit(messages)  # to open log panels, from the sender's own loop: never waited for
 
     def _keep_at_most(self, trigger_id: int, added: int) -> None:
         """RELAY_LOG_MAX_LINES_PER_TRIGGER, as lines come: once a trigger has TRIM_SLACK times as many, its

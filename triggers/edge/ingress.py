@@ -32,6 +32,7 @@ from triggers.security import crypto, sealed, signatures
 from . import wakeup
 from .delivery_writer import DeliveryRecord, DeliveryWriter, DuplicateDelivery, RowNotStored, TriggerGone
 from .headers import HOP_BY_HOP, forwarded_headers, relayed_headers, sender_headers
+from .invalidation import Listener
 from .upstream import HandlerHeadersTooLarge, Response, Upstream, UpstreamUnreachable
 from .wakeup import FORWARD_MARGIN
 
@@ -102,6 +103,16 @@ class RouteCache:
     def __init__(self, ttl: float):
         self.ttl, self.entries = ttl, {}
         self.loading: dict[str, asyncio.Future] = {}
+        self.forgotten = 0  # invalidations so far: a load that saw one meanwhile is not kept
+
+    def forget(self, token: str) -> None:
+        """The trigger behind `token` changed (triggers/edge/invalidation.py): read it again next time."""
+        self.forgotten += 1
+        self.entries.pop(token, None)
+
+    def forget_all(self) -> None:
+        self.forgotten += 1
+        self.entries.clear()
 
     async def get(self, token: str) -> Route | None:
         hit = self.entries.get(token)
@@ -112,6 +123,7 @@ class RouteCache:
         if pending is not None:
             return await asyncio.shield(pending)
         future = self.loading[token] = asyncio.get_running_loop().create_future()
+        forgotten = self.forgotten
         try:
             route = await sync_to_async(_load_route_in_thread, thread_sensitive=False)(token)
         except BaseException as e:
@@ -122,7 +134,8 @@ class RouteCache:
             self.loading.pop(token, None)
         if len(self.entries) > 10000:
             self.entries.clear()
-        self.entries[token] = (time.monotonic() + self.ttl, route)
+        if forgotten == self.forgotten:  # else a change was published while it loaded: it may predate it
+            self.entries[token] = (time.monotonic() + self.ttl, route)
         future.set_result(route)
         return route
 
@@ -223,6 +236,7 @@ def _mark_abandoned(pk) -> bool:
 class Ingress:
     def __init__(self):
         self.routes = RouteCache(settings.RELAY_INGRESS_CACHE_TTL)
+        self.invalidations = Listener(self.routes)
         self.writer = DeliveryWriter()
         self._upstream: Upstream | None = None
         self.awake: dict[int, float] = {}  # trigger id -> until when a pod is known to be serving (a wake-up)
@@ -237,11 +251,13 @@ class Ingress:
         return self._upstream
 
     async def close(self) -> None:
+        await self.invalidations.stop()
         await self.writer.close()
         if self._upstream is not None:
             self._upstream.close()
 
     async def __call__(self, scope, receive, send) -> None:
+        self.invalidations.ensure_started()
         if (refused := request_limit(scope)) is not None:
             await respond(send, *refused, JSON)
             return

@@ -17,6 +17,7 @@ from relayweb import hosts
 from tenants.audit import audit_record
 from tenants.models import Tenant
 from triggers.cluster import deploys, kube
+from triggers.cluster import traffic as traffic_rules
 from triggers.deliveries import retries as deliveries
 from triggers.security import crypto, signatures
 
@@ -275,8 +276,15 @@ def trigger_set_secrets(*, trigger: Trigger, values: dict[str, str | None]) -> T
     return trigger
 
 
-def trigger_deploy(*, trigger: Trigger, user, redeploy: bool = False) -> Deployment:
-    """Record a Deployment of the current spec and apply it in the background (on commit)."""
+class ClusterUnavailable(Exception):
+    """The cluster could not be read (unreachable, not configured): the API answers 503, the pages say so."""
+
+    def __init__(self, message: str):
+        super().__init__(message)
+        self.message = message
+
+
+def _check_deployable(trigger: Trigger) -> None:
     tenant = trigger.tenant
     if trigger.deleting:
         raise ValidationError("This trigger is being deleted.")
@@ -288,6 +296,30 @@ def trigger_deploy(*, trigger: Trigger, user, redeploy: bool = False) -> Deploym
     rank = tenant.triggers.live().filter(created_at__lt=trigger.created_at).count()
     if rank >= limit:
         raise ValidationError(f"Tenant {tenant.slug} is over its limit of {limit} triggers; this one cannot deploy.")
+
+
+def trigger_deploy(*, trigger: Trigger, user, redeploy: bool = False, candidate: bool = False) -> Deployment:
+    """Record a Deployment of the current spec and apply it in the background (on commit).
+
+    `candidate`: traffic stays where it is served now (pinned to the current latest ready revision, or the
+    split already set) and the new latest revision gets 0 % under the tag `candidate`, reachable at its tag
+    URL; a traffic change (trigger_set_traffic) promotes it."""
+    _check_deployable(trigger)
+    traffic = None
+    if candidate:
+        if not trigger.latest_ready_revision:
+            raise ValidationError({"candidate": f"{trigger.name} has no ready revision yet to keep traffic on; "
+                                                "deploy it normally first."})
+        traffic = traffic_rules.candidate_targets(trigger.traffic, trigger.latest_ready_revision)
+    action = "trigger.redeploy" if redeploy else "trigger.deploy"
+    return _record_deployment(trigger, user, action, redeploy=redeploy, traffic=traffic,
+                              changes={"candidate": True} if candidate else {})
+
+
+def _record_deployment(trigger: Trigger, user, action: str, *, redeploy: bool = False, traffic: list | None = None,
+                       changes: dict | None = None) -> Deployment:
+    """Supersede the active deployments, record a new one (with `traffic` saved first, when given) and
+    enqueue its apply on commit; one audit entry."""
     with transaction.atomic():
         # The trigger row first, then its deployments: the order the worker's deployment_apply takes them
         # in (triggers/cluster/deploys.py), so a deploy during an apply waits instead of deadlocking.
@@ -297,14 +329,65 @@ def trigger_deploy(*, trigger: Trigger, user, redeploy: bool = False) -> Deploym
         if redeploy:
             trigger.redeploy_stamp = timezone.now().strftime("%Y%m%dT%H%M%S.%fZ")
             Trigger.objects.filter(pk=trigger.pk).update(redeploy_stamp=trigger.redeploy_stamp)
+        if traffic is not None:
+            trigger.traffic = traffic
+            Trigger.objects.filter(pk=trigger.pk).update(traffic=traffic)
         _supersede_active(trigger, "A newer deployment was requested.")
         deployment = Deployment.objects.create(
             trigger=trigger, spec_version=trigger.spec_version, redeploy=redeploy, created_by=user
         )
         transaction.on_commit(lambda: enqueue("deployment_apply", deployment.pk))
-        audit_record(tenant=tenant, action="trigger.redeploy" if redeploy else "trigger.deploy", target=trigger,
-                     changes={"deployment": deployment.pk, "spec_version": deployment.spec_version})
+        audit_record(tenant=trigger.tenant, action=action, target=trigger,
+                     changes={"deployment": deployment.pk, "spec_version": deployment.spec_version,
+                              **(changes or {})})
     return deployment
+
+
+def _cluster_revisions(trigger: Trigger) -> list[dict]:
+    try:
+        return kube.cluster().list_revisions(trigger.namespace, trigger.name)
+    except kube.KubeError as e:
+        raise ClusterUnavailable(f"Cannot read the revisions of {trigger.name} from the cluster: {e.message}") from None
+
+
+def trigger_revisions(trigger: Trigger) -> list[dict]:
+    """The trigger's revisions that Knative still keeps (its config-gc decides which), newest first: name,
+    created, spec version and image it came from, Ready status/reason/message, and its traffic percent,
+    tags and tag URLs as last observed. Raises ClusterUnavailable when the cluster cannot be read."""
+    return traffic_rules.revision_rows(
+        _cluster_revisions(trigger), trigger.traffic_status, latest_created=trigger.latest_created_revision,
+        latest_ready=trigger.latest_ready_revision, spec_version_key=kube.SPEC_VERSION)
+
+
+def trigger_set_traffic(*, trigger: Trigger, targets: list[dict], user) -> Deployment:
+    """Split traffic between the trigger's revisions (Knative's rules, round2-facts.md §2.2) and apply it
+    through the deploy task. [] or [{"latest": true, "percent": 100}] follows the latest revision again.
+    Errors name the field (`traffic[1].percent`); ClusterUnavailable when the revisions cannot be read."""
+    _check_deployable(trigger)
+    traffic = traffic_rules.validate_shape(targets)
+    if any(t["revision"] for t in traffic):
+        known = {r["metadata"]["name"] for r in _cluster_revisions(trigger)}
+        traffic_rules.check_revisions(traffic, known, trigger.name)
+    return _record_deployment(trigger, user, "trigger.traffic", traffic=traffic, changes={"traffic": traffic})
+
+
+def trigger_rollback(*, trigger: Trigger, revision: str, user) -> Deployment:
+    """Send 100 % of traffic to `revision`, which must be Ready. Later deploys still make new revisions, but
+    they get no traffic until trigger_set_traffic restores follow-latest."""
+    _check_deployable(trigger)
+    if not isinstance(revision, str) or not revision:
+        raise ValidationError({"revision": "Name the revision to roll back to, e.g. hello-00001."})
+    rows = {row["name"]: row for row in trigger_revisions(trigger)}
+    row = rows.get(revision)
+    if row is None:
+        raise ValidationError({"revision": f'Revision "{revision}" is not a revision of {trigger.name} in the '
+                                           f"cluster (it has: {', '.join(sorted(rows)) or 'none'})."})
+    if row["ready"] != "True":
+        why = f": {row['reason']}: {row['message']}" if row["reason"] else ""
+        raise ValidationError({"revision": f'Revision "{revision}" is not Ready ({row["ready"]}{why}); only a '
+                                           "ready revision can take the traffic."})
+    traffic = [{"revision": revision, "latest": False, "percent": 100, "tag": ""}]
+    return _record_deployment(trigger, user, "trigger.rollback", traffic=traffic, changes={"revision": revision})
 
 
 def _supersede_active(trigger: Trigger, message: str) -> None:

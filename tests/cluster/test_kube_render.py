@@ -54,6 +54,7 @@ def test_ksvc_matches_the_expected_document(trigger, settings):
                         "autoscaling.knative.dev/target": "10",
                         "relayweb.io/secret-version": "2",
                         "serving.knative.dev/progress-deadline": "540s",
+                        "relayweb.io/spec-version": "0",  # revisions carry it: the history names their spec
                     },
                 },
                 "spec": {
@@ -215,3 +216,41 @@ def test_knatives_progress_deadline_is_below_the_deploy_timeout(trigger, setting
     settings.RELAY_DEPLOY_TIMEOUT = deploy_timeout
     annotations = kube.render_ksvc(trigger)["spec"]["template"]["metadata"]["annotations"]
     assert annotations[kube.PROGRESS_DEADLINE] == deadline
+
+
+def test_no_traffic_renders_nothing_and_the_patch_writes_knatives_default(trigger):
+    for follow_latest in ([], [{"revision": None, "latest": True, "percent": 100, "tag": ""}]):
+        trigger.traffic = follow_latest
+        assert "traffic" not in kube.render_ksvc(trigger)["spec"]
+        assert kube.ksvc_merge_patch(kube.render_ksvc(trigger))["spec"]["traffic"] == [
+            {"latestRevision": True, "percent": 100}]
+
+
+def test_traffic_renders_knative_traffic_targets_and_changes_the_fingerprint(trigger):
+    base = kube.render_ksvc(trigger)
+    trigger.traffic = [{"revision": "hello-00001", "latest": False, "percent": 50, "tag": ""},
+                       {"revision": None, "latest": True, "percent": 50, "tag": ""},
+                       {"revision": "hello-00003", "latest": False, "percent": 0, "tag": "candidate"}]
+    ksvc = kube.render_ksvc(trigger)
+    assert ksvc["spec"]["traffic"] == [
+        {"revisionName": "hello-00001", "latestRevision": False, "percent": 50},
+        {"latestRevision": True, "percent": 50},
+        {"revisionName": "hello-00003", "latestRevision": False, "percent": 0, "tag": "candidate"},
+    ]
+    assert ksvc["spec"]["template"] == base["spec"]["template"]  # traffic alone makes no new revision
+    assert kube.fingerprint(ksvc) != kube.fingerprint(base)
+    assert kube.ksvc_merge_patch(ksvc)["spec"]["traffic"] == ksvc["spec"]["traffic"]
+    live = json.loads(json.dumps(ksvc))  # Knative's defaulting drops nothing we compare
+    live["spec"]["traffic"][1]["percent"] = 50
+    assert kube.fingerprint(live) == ksvc["metadata"]["annotations"][kube.SPEC_HASH]
+    live["spec"]["traffic"][0]["percent"] = 100  # kubectl edit of the split is drift
+    assert kube.fingerprint(live) != ksvc["metadata"]["annotations"][kube.SPEC_HASH]
+    crd = yaml.safe_load((shared_fixtures() / "knative/knative-serving-knative-v1.23.0-service-crd.yaml").read_text())
+    schema = next(v for v in crd["spec"]["versions"] if v["name"] == "v1")["schema"]["openAPIV3Schema"]
+    jsonschema.validate(ksvc, schema)
+
+
+def test_revisions_carry_the_spec_version_they_came_from(trigger):
+    trigger.spec_version = 7
+    annotations = kube.render_ksvc(trigger)["spec"]["template"]["metadata"]["annotations"]
+    assert annotations[kube.SPEC_VERSION] == "7"

@@ -18,6 +18,7 @@ from triggers.models import Deployment, Trigger
 
 from .samples import TestWebhookMixin
 from .serializers import DeploymentSerializer, TriggerSerializer
+from .traffic import DeployRequestSerializer, TrafficMixin
 
 NAME_REGEX = "[a-z][-a-z0-9]*"
 
@@ -35,7 +36,7 @@ class TriggerFilter(django_filters.FilterSet):
 
 @with_tenant_param("list", "create", "retrieve", "update", "partial_update", "destroy",
                    "deploy", "redeploy", "suspend", "resume", "rotate_token")
-class TriggerViewSet(TenantScoped, TestWebhookMixin, viewsets.ModelViewSet):
+class TriggerViewSet(TenantScoped, TestWebhookMixin, TrafficMixin, viewsets.ModelViewSet):
     serializer_class = TriggerSerializer
     permission_classes = [permissions.IsAuthenticated, TenantRole]
     write_action = Action.CHANGE
@@ -60,15 +61,19 @@ class TriggerViewSet(TenantScoped, TestWebhookMixin, viewsets.ModelViewSet):
         self.perform_destroy(trigger)
         return Response(self.get_serializer(trigger).data, status=status.HTTP_202_ACCEPTED)
 
-    def _deploy(self, redeploy: bool) -> Response:
-        deployment = services.trigger_deploy(trigger=self.get_object(), user=self.request.user, redeploy=redeploy)
+    def _deploy(self, redeploy: bool, candidate: bool = False) -> Response:
+        deployment = services.trigger_deploy(trigger=self.get_object(), user=self.request.user, redeploy=redeploy,
+                                             candidate=candidate)
         return Response(DeploymentSerializer(deployment).data, status=status.HTTP_202_ACCEPTED)
 
-    @extend_schema(request=None, responses={202: DeploymentSerializer})
+    @extend_schema(request=DeployRequestSerializer, responses={202: DeploymentSerializer})
     @action(detail=True, methods=["post"])
     def deploy(self, request, *args, **kwargs):
-        """Apply the current spec; 202 with the Deployment, which moves to ready or failed."""
-        return self._deploy(redeploy=False)
+        """Apply the current spec; 202 with the Deployment, which moves to ready or failed. With
+        `{"candidate": true}` the new revision gets 0 % of traffic and the tag `candidate`."""
+        body = DeployRequestSerializer(data=request.data)
+        body.is_valid(raise_exception=True)
+        return self._deploy(redeploy=False, candidate=body.validated_data["candidate"])
 
     @extend_schema(request=None, responses={202: DeploymentSerializer})
     @action(detail=True, methods=["post"])

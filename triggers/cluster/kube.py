@@ -32,6 +32,9 @@ TRIGGER_LABEL = "relayweb.io/trigger"
 SPEC_HASH = "relayweb.io/spec-hash"
 REDEPLOY = "relayweb.io/redeploy"
 SECRET_VERSION = "relayweb.io/secret-version"
+# The trigger's spec version a revision was made from: Knative copies the template's annotations onto each
+# Revision, so the revision history can say which spec (and image) each one came from.
+SPEC_VERSION = "relayweb.io/spec-version"
 AMBASSADOR_ID = "getambassador.io/ambassador-id"
 MIN_SCALE = "autoscaling.knative.dev/min-scale"
 MAX_SCALE = "autoscaling.knative.dev/max-scale"
@@ -43,8 +46,12 @@ TARGET = "autoscaling.knative.dev/target"
 # Knative's own reason.
 PROGRESS_DEADLINE = "serving.knative.dev/progress-deadline"
 # Template annotations we own: a merge patch sends null for the ones a spec no longer sets.
-OWNED_TEMPLATE_ANNOTATIONS = (MIN_SCALE, MAX_SCALE, TARGET, REDEPLOY, SECRET_VERSION, PROGRESS_DEADLINE)
+OWNED_TEMPLATE_ANNOTATIONS = (MIN_SCALE, MAX_SCALE, TARGET, REDEPLOY, SECRET_VERSION, PROGRESS_DEADLINE, SPEC_VERSION)
 KSVC = {"group": "serving.knative.dev", "version": "v1", "plural": "services"}
+REVISIONS = {"group": "serving.knative.dev", "version": "v1", "plural": "revisions"}
+SERVICE_LABEL = "serving.knative.dev/service"
+# Knative's default traffic for a Service (knative/serving knative-v1.23.0 pkg/apis/serving/v1/route_defaults.go:41-46)
+DEFAULT_TRAFFIC = [{"latestRevision": True, "percent": 100}]
 NETWORK_POLICY_NAME = "relayweb-default-deny"
 LIMIT_RANGE_NAME = "relayweb-defaults"
 
@@ -59,7 +66,7 @@ def _labels(trigger) -> dict[str, str]:
 def render_ksvc(trigger) -> dict:
     """The cluster-local Knative Service of a trigger (ARCHITECTURE.md, "Rendered ksvc")."""
     template_annotations = {MIN_SCALE: str(trigger.min_scale), MAX_SCALE: str(trigger.max_scale),
-                            PROGRESS_DEADLINE: f"{progress_deadline()}s"}
+                            PROGRESS_DEADLINE: f"{progress_deadline()}s", SPEC_VERSION: str(trigger.spec_version)}
     if trigger.target_concurrency:
         template_annotations[TARGET] = str(trigger.target_concurrency)
     if trigger.redeploy_stamp:
@@ -110,8 +117,33 @@ def render_ksvc(trigger) -> dict:
             }
         },
     }
+    traffic = render_traffic(trigger.traffic)
+    if traffic:
+        ksvc["spec"]["traffic"] = traffic
     annotations[SPEC_HASH] = fingerprint(ksvc)
     return ksvc
+
+
+def render_traffic(targets: list[dict]) -> list[dict]:
+    """Trigger.traffic as Knative TrafficTargets (round2-facts.md §2.1: revisionName or latestRevision,
+    percent, tag); [] (Knative's default: 100 % to the latest ready revision) for [] or that default."""
+    rendered = []
+    for target in targets or []:
+        entry = ({"latestRevision": True} if target.get("latest")
+                 else {"revisionName": target["revision"], "latestRevision": False})
+        entry["percent"] = int(target.get("percent") or 0)
+        if target.get("tag"):
+            entry["tag"] = target["tag"]
+        rendered.append(entry)
+    return [] if _normal_traffic(rendered) == _normal_traffic(DEFAULT_TRAFFIC) else rendered
+
+
+def _normal_traffic(traffic: list[dict] | None) -> list[dict]:
+    """spec.traffic with Knative's defaults filled in (route_defaults.go: latestRevision = no revisionName,
+    percent 0), so a rendered and a defaulted live list compare equal."""
+    return [{"revisionName": t.get("revisionName") or "",
+             "latestRevision": t.get("latestRevision", not t.get("revisionName")),
+             "percent": t.get("percent") or 0, "tag": t.get("tag") or ""} for t in traffic or []]
 
 
 def progress_deadline() -> int:
@@ -147,6 +179,9 @@ def fingerprint(ksvc: dict) -> str:
         "containerConcurrency": tspec.get("containerConcurrency"),
         "timeoutSeconds": tspec.get("timeoutSeconds"),
     }
+    traffic = _normal_traffic((ksvc.get("spec") or {}).get("traffic"))
+    if traffic and traffic != _normal_traffic(DEFAULT_TRAFFIC):  # absent by default: older hashes still match
+        owned["traffic"] = traffic
     return hashlib.sha256(json.dumps(owned, sort_keys=True).encode()).hexdigest()
 
 
@@ -160,6 +195,9 @@ def ksvc_merge_patch(ksvc: dict) -> dict:
     # The containers list is replaced whole (RFC 7386), so fields we no longer set simply vanish;
     # keep Knative's default container name so the replacement is not itself a change.
     patch["spec"]["template"]["spec"]["containers"][0]["name"] = "user-container"
+    # spec.traffic is a list, replaced whole: no traffic rendered means Knative's default, written out so a
+    # pinned split goes back to following the latest revision.
+    patch["spec"].setdefault("traffic", [dict(t) for t in DEFAULT_TRAFFIC])
     return patch
 
 
@@ -367,6 +405,13 @@ class Cluster:
                 if e.status == 404:
                     return None
                 raise
+
+    def list_revisions(self, namespace: str, service: str) -> list[dict]:
+        """A Knative Service's revisions (label serving.knative.dev/service), those Knative's GC kept."""
+        with translated_errors():
+            return self.custom.list_namespaced_custom_object(
+                namespace=namespace, label_selector=f"{SERVICE_LABEL}={service}", _request_timeout=self.timeout,
+                **REVISIONS)["items"]
 
     def list_revision_pods(self, namespace: str, revision: str) -> list[dict]:
         """A revision's pods (Knative labels them with it), as plain JSON."""

@@ -10,6 +10,7 @@ from django.urls import path
 from . import candidates as candidate_views
 from . import deliveries as delivery_views
 from . import logs as log_views
+from . import revisions as revision_views
 from . import samples as sample_views
 from . import views
 
@@ -29,6 +30,8 @@ urlpatterns = [
     path(one + "test-webhook/", sample_views.trigger_test_webhook_view, name="ui-trigger-test-webhook"),
     path(one + "logs/", log_views.trigger_logs, name="ui-trigger-logs"),
     path(one + "logs/download/", log_views.trigger_logs_download, name="ui-trigger-logs-download"),
+    path(one + "rollback/", revision_views.trigger_rollback, name="ui-trigger-rollback"),
+    path(one + "traffic/", revision_views.trigger_traffic, name="ui-trigger-traffic"),
     path(one + "rotate-token/", delivery_views.trigger_rotate_token, name="ui-trigger-rotate-token"),
     path(one + "deliveries/", delivery_views.delivery_list, name="ui-delivery-list"),
     path(one + "deliveries/replay-failed/", delivery_views.delivery_replay_failed, name="ui-delivery-replay-failed"),

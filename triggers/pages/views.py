@@ -21,6 +21,7 @@ from . import charts
 from .deliveries import webhook_info
 from .forms import TriggerForm, secret_rows
 from .logs import logs_context
+from .revisions import revisions_context
 
 RECENT_DELIVERIES = 10
 CHART_ROWS = 5000
@@ -182,7 +183,7 @@ def trigger_detail(request, tenant, name):
         "tenant": tenant, "trigger": trigger, "deployments": deployments, "secrets": secret_rows(trigger),
         "webhook": webhook_info(trigger),
         "can_change": allows(request.role, Action.CHANGE) and not trigger.deleting,
-        **live_context(trigger), **logs_context(trigger),
+        **live_context(trigger), **logs_context(trigger), **revisions_context(request, trigger),
     })
 
 

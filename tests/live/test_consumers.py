@@ -218,3 +218,16 @@ async def test_the_collectors_sender_delivers_a_batch_without_waiting_and_drops_
     finally:
         await sync_to_async(sender.stop)()
     await viewer.disconnect()
+
+
+async def test_more_messages_than_the_layer_has_connections_are_all_sent(alice, tenant_a):
+    """channels_redis holds 100 connections per event loop: 200 group_sends at once failed half
+    (MaxConnectionsError, found by the log benchmark); send_many keeps at most SEND_CONCURRENCY in flight."""
+    viewer, _ = await connect("/ws/tenants/acme/", alice)
+    await viewer.receive_json_from(timeout=5)
+    messages = [(f"logs-{i}", {"type": "relay.event", "event": "logs", "payload": {}}) for i in range(250)]
+    messages.append((broadcast.tenant_group(tenant_a.pk), {"type": "relay.event", "event": "delivery",
+                                                           "payload": {"n": 1}}))
+    assert await broadcast.send_many(messages) == 0
+    assert (await viewer.receive_json_from(timeout=2)) == {"type": "delivery", "payload": {"n": 1}}
+    await viewer.disconnect()

@@ -22,7 +22,6 @@ import re
 from datetime import datetime
 
 from asgiref.sync import sync_to_async
-from channels.layers import get_channel_layer
 from django.db import (
     IntegrityError,
     InterfaceError,
@@ -418,8 +417,4 @@ def _aware(value: datetime) -> datetime:
 
 
 async def _send_all(messages: list[tuple[str, dict]]) -> None:
-    layer = get_channel_layer()
-    results = await asyncio.gather(*(layer.group_send(group, message) for group, message in messages),
-                                   return_exceptions=True)
-    if any(isinstance(r, Exception) for r in results):
-        log.warning("delivery writer: %d live events could not be sent", sum(isinstance(r, Exception) for r in results))
+    await broadcast.send_many(messages)  # bounded: a batch may name more tenants than the layer has connections

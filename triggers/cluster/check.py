@@ -59,6 +59,8 @@ def permissions() -> list[tuple[str, str, str, str]]:
     ] + [
         ("", resource, verb, every) for resource in ("pods", "events") for verb in ("get", "list", "watch")
     ] + [
+        ("", "pods/log", "get", every),  # the log collector (triggers/cluster/logs.py)
+    ] + [
         ("networking.k8s.io", "networkpolicies", verb, every) for verb in ("create", "patch")
     ] + [
         ("serving.knative.dev", "services", verb, every)

@@ -578,10 +578,14 @@ class Cluster:
         return dict(cm.data or {})
 
     def can_i(self, verb: str, resource: str, group: str = "", namespace: str = "") -> bool:
-        """A SelfSubjectAccessReview: may this client's identity do `verb` on `resource`?"""
+        """A SelfSubjectAccessReview: may this client's identity do `verb` on `resource` ("pods/log": a subresource,
+        sent as resource "pods" and subresource "log", as ResourceAttributes separates them)?"""
+        resource, _, subresource = resource.partition("/")
+        attributes = {"group": group, "resource": resource, "verb": verb, "namespace": namespace}
+        if subresource:
+            attributes["subresource"] = subresource
         review = {"apiVersion": "authorization.k8s.io/v1", "kind": "SelfSubjectAccessReview",
-                  "spec": {"resourceAttributes": {"group": group, "resource": resource, "verb": verb,
-                                                  "namespace": namespace}}}
+                  "spec": {"resourceAttributes": attributes}}
         with translated_errors():
             answer = self.authorization.create_self_subject_access_review(review, _request_timeout=self.timeout)
         return bool(answer.status and answer.status.allowed)

@@ -17,8 +17,8 @@ window of WINDOW seconds:
   checked for gaps and repeats of their tick numbers;
 - the collector's peak RSS (VmHWM) vs its RSS once started, before any pod existed;
 - where the collector's storing thread spends a batch (in this process, after the window): one batch of 2,000
-  lines over the 200 triggers stored with LogCollector._insert vs told to log panels with broadcast.log_lines
-  once per trigger, as LogCollector.flush does.
+  lines over the 200 triggers stored with LogCollector._insert vs handed to log panels (one message per trigger,
+  one BackgroundSender.submit), as LogCollector.flush does, and the sender's own time to send them.
 
 Part B — retention at volume. LogLine rows spread evenly over 10 days and 50 triggers (one trigger holding a
 quarter of them), inserted in time order by SQL (PostgreSQL: 2,000,000 with generate_series; SQLite: 300,000 with

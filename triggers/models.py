@@ -196,9 +196,14 @@ class Deployment(models.Model):
     ACTIVE = (Status.PENDING, Status.APPLYING, Status.WAITING)
     TERMINAL = (Status.READY, Status.FAILED, Status.ERROR, Status.SUPERSEDED)
 
+    class Kind(models.TextChoices):
+        DEPLOY = "deploy", "Deploy"      # the spec: a new revision when the template changed
+        TRAFFIC = "traffic", "Traffic"   # only the traffic (a split, a rollback): judged by the Route alone
+
     trigger = models.ForeignKey(Trigger, on_delete=models.CASCADE, related_name="deployments")
     spec_version = models.PositiveIntegerField()
     redeploy = models.BooleanField(default=False)
+    kind = models.CharField(max_length=8, choices=Kind.choices, default=Kind.DEPLOY)
     status = models.CharField(max_length=12, choices=Status.choices, default=Status.PENDING)
     reason = models.CharField(max_length=100, blank=True, default="")
     message = models.TextField(blank=True, default="")

@@ -317,7 +317,7 @@ def trigger_deploy(*, trigger: Trigger, user, redeploy: bool = False, candidate:
 
 
 def _record_deployment(trigger: Trigger, user, action: str, *, redeploy: bool = False, traffic: list | None = None,
-                       changes: dict | None = None) -> Deployment:
+                       changes: dict | None = None, kind: str = Deployment.Kind.DEPLOY) -> Deployment:
     """Supersede the active deployments, record a new one (with `traffic` saved first, when given) and
     enqueue its apply on commit; one audit entry."""
     with transaction.atomic():
@@ -334,7 +334,7 @@ def _record_deployment(trigger: Trigger, user, action: str, *, redeploy: bool = 
             Trigger.objects.filter(pk=trigger.pk).update(traffic=traffic)
         _supersede_active(trigger, "A newer deployment was requested.")
         deployment = Deployment.objects.create(
-            trigger=trigger, spec_version=trigger.spec_version, redeploy=redeploy, created_by=user
+            trigger=trigger, spec_version=trigger.spec_version, redeploy=redeploy, created_by=user, kind=kind
         )
         transaction.on_commit(lambda: enqueue("deployment_apply", deployment.pk))
         audit_record(tenant=trigger.tenant, action=action, target=trigger,
@@ -368,7 +368,8 @@ def trigger_set_traffic(*, trigger: Trigger, targets: list[dict], user) -> Deplo
     if any(t["revision"] for t in traffic):
         known = {r["metadata"]["name"] for r in _cluster_revisions(trigger)}
         traffic_rules.check_revisions(traffic, known, trigger.name)
-    return _record_deployment(trigger, user, "trigger.traffic", traffic=traffic, changes={"traffic": traffic})
+    return _record_deployment(trigger, user, "trigger.traffic", traffic=traffic, changes={"traffic": traffic},
+                              kind=Deployment.Kind.TRAFFIC)
 
 
 def trigger_rollback(*, trigger: Trigger, revision: str, user) -> Deployment:
@@ -387,7 +388,8 @@ def trigger_rollback(*, trigger: Trigger, revision: str, user) -> Deployment:
         raise ValidationError({"revision": f'Revision "{revision}" is not Ready ({row["ready"]}{why}); only a '
                                            "ready revision can take the traffic."})
     traffic = [{"revision": revision, "latest": False, "percent": 100, "tag": ""}]
-    return _record_deployment(trigger, user, "trigger.rollback", traffic=traffic, changes={"revision": revision})
+    return _record_deployment(trigger, user, "trigger.rollback", traffic=traffic, changes={"revision": revision},
+                              kind=Deployment.Kind.TRAFFIC)
 
 
 def _supersede_active(trigger: Trigger, message: str) -> None:

@@ -133,3 +133,8 @@ def test_unknown_revisions_and_not_ready_ones_are_refused(api, alice):
     assert "hello-00001" in response.json()["traffic[0].revision"][0]
     response = api(alice).post(URL + "rollback/", {"revision": "other-00001"}, format="json")
     assert response.status_code == 400 and "revision" in response.json()
+    # a rollback away from the failed latest revision succeeds: judged by the Route (RoutesReady), since the
+    # Service's Ready stays False while its latest revision is failed
+    deployment = applied(api(alice).post(URL + "rollback/", {"revision": "hello-00001"}, format="json"))
+    assert deployment.kind == "traffic"
+    assert Trigger.objects.get(name="hello").ready_status == "False"  # Knative's own verdict, still shown

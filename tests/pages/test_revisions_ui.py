@@ -10,6 +10,7 @@ from html import unescape
 import pytest
 from django.test import Client
 
+from tenants.models import Membership
 from triggers.cluster import kube
 from triggers.models import Deployment, Trigger
 
@@ -116,3 +117,21 @@ def test_an_unreachable_cluster_leaves_the_page_working(alice, tenant_a, setting
         assert "traffic-form" not in panel
     finally:
         kube.reset_cluster()
+
+
+def test_a_failed_deploy_offers_a_rollback_to_the_revision_that_serves(alice, bob, tenant_a, hello):
+    """Issue 16 item 3: one click from a failed deployment. The newest failed deploy row offers "Roll back to
+    <latest ready revision>" to editors; viewers see no form."""
+    Membership.objects.get_or_create(tenant=tenant_a, user=bob, defaults={"role": "viewer"})
+    ready = hello.latest_ready_revision
+    Deployment.objects.create(trigger=hello, spec_version=2, status="failed", reason="ExitCode1",
+                              revision="hello-00002")
+    html = signed_in(alice).get(DETAIL).content.decode()
+    history = html[html.index('id="deployment-history"'):]
+    assert f'value="{ready}"' in history and f"Roll back to {ready}" in history
+    assert f"Roll back to {ready}" not in signed_in(bob).get(DETAIL).content.decode()
+    response = signed_in(alice).post("/t/acme/triggers/hello/rollback/", {"revision": ready})
+    assert response.status_code == 302
+    latest = Deployment.objects.filter(trigger=hello).first()
+    assert (latest.kind, Trigger.objects.get(pk=hello.pk).traffic) == (
+        "traffic", [{"revision": ready, "latest": False, "percent": 100, "tag": ""}])

@@ -63,8 +63,11 @@ class Outcome:
     message: str = ""
 
 
-def outcome(ksvc: dict | None, generation: int | None) -> Outcome:
-    """What Knative says about the apply that produced `generation`."""
+def outcome(ksvc: dict | None, generation: int | None, *, routes_only: bool = False) -> Outcome:
+    """What Knative says about the apply that produced `generation`. A change of traffic alone (`routes_only`: a
+    split, a rollback) is judged by RoutesReady: the Service's Ready is ConfigurationsReady and RoutesReady
+    (knative/serving knative-v1.23.0 pkg/apis/serving/v1/service_lifecycle.go), and a rollback away from a
+    failed latest revision leaves ConfigurationsReady False while the Route serves the chosen revision."""
     if ksvc is None:
         return Outcome("waiting", "NotFound", "The Knative Service does not exist.")
     current = (ksvc.get("metadata") or {}).get("generation")
@@ -76,6 +79,10 @@ def outcome(ksvc: dict | None, generation: int | None) -> Outcome:
         return Outcome("waiting", "", "Knative has not seen this change yet.")  # an older event, still in flight
     if observed != current:
         return Outcome("waiting", ready.get("reason", ""), ready.get("message", ""))
+    if routes_only:
+        routes = condition(ksvc, "RoutesReady")
+        state = {"True": "ready", "False": "failed"}.get(routes.get("status"), "waiting")
+        return Outcome(state, routes.get("reason", ""), routes.get("message", ""))
     if ready.get("status") == "True":
         return Outcome("ready")
     if ready.get("status") == "False":
@@ -144,7 +151,7 @@ def observe_ksvc(
 
 
 def settle(deployment: Deployment, ksvc: dict | None, *, revision_reason=None) -> bool:
-    result = outcome(ksvc, deployment.generation)
+    result = outcome(ksvc, deployment.generation, routes_only=deployment.kind == Deployment.Kind.TRAFFIC)
     if result.state == "waiting":
         return False
     status = (ksvc or {}).get("status") or {}

@@ -135,3 +135,20 @@ def test_a_failed_deploy_offers_a_rollback_to_the_revision_that_serves(alice, bo
     latest = Deployment.objects.filter(trigger=hello).first()
     assert (latest.kind, Trigger.objects.get(pk=hello.pk).traffic) == (
         "traffic", [{"revision": ready, "latest": False, "percent": 100, "tag": ""}])
+
+
+def test_the_split_form_keeps_and_sets_tags_even_at_zero_percent(alice, hello):
+    """A candidate's tag at 0 % was dropped by the form; now each target has a tag input, and a tagged one at
+    0 % is kept (its tag URL stays)."""
+    ready = hello.latest_ready_revision
+    response = signed_in(alice).post("/t/acme/triggers/hello/traffic/", {
+        f"percent:{ready}": "100", f"tag:{ready}": "", "percent:latest": "0", "tag:latest": "candidate"})
+    assert response.status_code == 302
+    assert Trigger.objects.get(pk=hello.pk).traffic == [
+        {"revision": ready, "latest": False, "percent": 100, "tag": ""},
+        {"revision": None, "latest": True, "percent": 0, "tag": "candidate"}]
+    panel = revisions_panel(signed_in(alice).get(DETAIL))
+    assert 'name="tag:latest"' in panel and 'value="candidate"' in panel
+    bad = signed_in(alice).post("/t/acme/triggers/hello/traffic/", {
+        f"percent:{ready}": "100", "percent:latest": "0", "tag:latest": "Not A Tag"}, follow=True)
+    assert "traffic[1].tag" in text(bad)

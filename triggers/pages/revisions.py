@@ -31,13 +31,17 @@ def revisions_context(request, trigger: Trigger) -> dict:
     if state and state.get("trigger") != trigger.pk:
         state = None
     asked = {t["revision"] or LATEST: t["percent"] for t in trigger.traffic}
+    asked_tags = {t["revision"] or LATEST: t.get("tag") or "" for t in trigger.traffic}
     submitted = (state or {}).get("values") or {}
+    submitted_tags = (state or {}).get("tags") or {}
     errors = (state or {}).get("errors") or {}
     index = (state or {}).get("index") or {}
     inputs = [{"key": LATEST, "label": "latest (follows new revisions)",
                "value": submitted.get(LATEST, asked.get(LATEST, 100 if not trigger.traffic else 0))}]
     inputs += [{"key": row["name"], "label": row["name"],
                 "value": submitted.get(row["name"], asked.get(row["name"], 0))} for row in rows]
+    for item in inputs:
+        item["tag"] = submitted_tags.get(item["key"], asked_tags.get(item["key"], ""))
     for item in inputs:
         item["errors"] = [f"{field}: {message}" for field, messages_ in errors.items()
                           for message in messages_ if index.get(field) == item["key"]]
@@ -66,23 +70,29 @@ def _percent(value: str):
 @require_POST
 @tenant_view(Action.CHANGE)
 def trigger_traffic(request, tenant, name):
-    """The split form: one number per revision and one for latest; zero-percent entries are left out."""
+    """The split form: one number and one tag per revision and for latest; entries with 0 % and no tag are left
+    out (a tagged one at 0 % keeps its tag URL, as a candidate's)."""
     trigger = _trigger(tenant, name)
     values = {key[len("percent:"):]: raw for key, raw in request.POST.items() if key.startswith("percent:")}
+    tags = {key[len("tag:"):]: raw.strip() for key, raw in request.POST.items() if key.startswith("tag:")}
     targets, index = [], {}
     for key, raw in values.items():
-        percent = _percent(raw)
-        if percent == 0:
+        percent, tag = _percent(raw), tags.get(key, "")
+        if percent == 0 and not tag:
             continue
-        index[f"traffic[{len(targets)}].percent"] = key
-        index[f"traffic[{len(targets)}].revision"] = key
-        targets.append({"latest": True, "percent": percent} if key == LATEST else {"revision": key, "percent": percent})
+        for field in ("percent", "revision", "tag"):
+            index[f"traffic[{len(targets)}].{field}"] = key
+        target = {"latest": True, "percent": percent} if key == LATEST else {"revision": key, "percent": percent}
+        if tag:
+            target["tag"] = tag
+        targets.append(target)
     try:
         services.trigger_set_traffic(trigger=trigger, targets=targets, user=request.user)
     except (ValidationError, services.ClusterUnavailable) as e:
         errors = e.message_dict if isinstance(e, ValidationError) and hasattr(e, "error_dict") else (
             {"traffic": e.messages} if isinstance(e, ValidationError) else {"traffic": [e.message]})
-        request.session[SESSION_KEY] = {"trigger": trigger.pk, "values": values, "errors": errors, "index": index}
+        request.session[SESSION_KEY] = {"trigger": trigger.pk, "values": values, "tags": tags, "errors": errors,
+                                        "index": index}
         messages.error(request, "Traffic not changed: see the errors under Revisions.")
     else:
         messages.success(request, f"Applying the traffic split of {trigger.name}.")

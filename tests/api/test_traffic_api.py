@@ -178,3 +178,19 @@ def test_the_schema_documents_revisions_traffic_rollback_and_candidate(api, alic
     assert "put" in paths[one + "traffic/"] and "post" in paths[one + "rollback/"]
     deploy = paths[one + "deploy/"]["post"]["requestBody"]["content"]["application/json"]["schema"]["$ref"]
     assert "candidate" in schema["components"]["schemas"][deploy.rsplit("/", 1)[1]]["properties"]
+
+
+def test_deploy_needs_no_body_an_empty_form_is_none_and_a_filled_form_is_refused(alice, tenant_a):
+    """Deploy took no body before `candidate`: a bare POST, or an empty form (Django's test client, a plain HTML
+    form), still deploys; a form with fields gets 415 (the API speaks JSON)."""
+    from django.test import Client
+
+    from triggers.models import Trigger
+
+    Trigger.objects.create(tenant=tenant_a, name="hello", image="kubesim/echo")
+    client = Client()
+    client.force_login(alice)
+    url = "/api/v1/tenants/acme/triggers/hello/deploy/"
+    assert client.post(url).status_code == 202
+    assert client.post(url, "", content_type="application/x-www-form-urlencoded").status_code == 202
+    assert client.post(url, {"candidate": "true"}).status_code == 415

@@ -18,7 +18,7 @@ from triggers.models import Deployment, Trigger
 
 from .samples import TestWebhookMixin
 from .serializers import DeploymentSerializer, TriggerSerializer
-from .traffic import DeployRequestSerializer, TrafficMixin
+from .traffic import DeployRequestSerializer, TrafficMixin, optional_body
 
 NAME_REGEX = "[a-z][-a-z0-9]*"
 
@@ -71,7 +71,7 @@ class TriggerViewSet(TenantScoped, TestWebhookMixin, TrafficMixin, viewsets.Mode
     def deploy(self, request, *args, **kwargs):
         """Apply the current spec; 202 with the Deployment, which moves to ready or failed. With
         `{"candidate": true}` the new revision gets 0 % of traffic and the tag `candidate`."""
-        body = DeployRequestSerializer(data=request.data)
+        body = DeployRequestSerializer(data=optional_body(request))
         body.is_valid(raise_exception=True)
         return self._deploy(redeploy=False, candidate=body.validated_data["candidate"])
 

@@ -136,7 +136,7 @@
     if (d.id < known) return; // an older deployment settling late
     const status = document.getElementById("deployment-status");
     if (d.id !== known || !status || !status.dataset.status) {
-      refresh(["deployment-progress", "deployment-history"]);
+      refresh(["deployment-progress", "deployment-history", "revisions"]);
       return;
     }
     status.className = `badge status-${d.status}`;
@@ -151,7 +151,8 @@
       if (d.message) detail.append(d.message);
       if (d.revision) detail.append(" ", el("small", { class: "muted" }, `revision ${d.revision}`));
     }
-    if (!["pending", "applying", "waiting"].includes(d.status)) refresh(["deployment-history"]);
+    // settled: the history, and the Revisions panel (a new revision, or the Route's new traffic split)
+    if (!["pending", "applying", "waiting"].includes(d.status)) refresh(["deployment-history", "revisions"]);
   }
 
   // The deliveries page and the overview's rows re-read their fragment (filters, pages, counts and
@@ -255,7 +256,7 @@
       }
       else if (live.connects > 1) {
         refresh(["pods-body", "deployment-progress", "deployment-history", "charts", "recent-deliveries",
-          "scale-timeline", "trigger-diag", "pod-savings"]);
+          "scale-timeline", "trigger-diag", "pod-savings", "revisions"]);
       }
     } else if (type === "trigger.status") applyTrigger(payload);
     else if (type === "trigger.pods") {

@@ -153,3 +153,28 @@ def test_the_operators_diag_page_follows_each_poll(page, relay, staff, store):  
     in_thread(broadcast.diag, None, state)
     expect(page.locator("#diag-status")).to_contain_text("Unreachable")
     assert page.evaluate("window.__notReloaded") is True
+
+
+def test_the_revisions_panel_follows_a_deploy_and_a_traffic_change(
+        page, relay, live_trigger, running_watcher, alice, tenant_a):  # noqa: F811
+    """Issue 16 item 2: the Route's result is shown live. The Revisions panel is re-read when a deployment of
+    the trigger settles: a new revision appears, then a split's shares, without a reload."""
+    trigger = live_trigger(min_scale=1)
+    open_page(page, relay)
+    panel = page.locator("#revisions")
+    expect(panel.locator("tbody tr")).to_have_count(1)
+
+    trigger.env = [{"name": "V", "value": "2"}]
+    trigger.spec_version += 1
+    trigger.save()
+    deploy(trigger, alice)
+    expect(panel.locator("tbody tr")).to_have_count(2, timeout=20_000)
+    expect(panel).to_contain_text("hello-00002")
+
+    split = [{"revision": "hello-00001", "percent": 30}, {"latest": True, "percent": 70}]
+    deployment = services.trigger_set_traffic(trigger=trigger, targets=split, user=alice)
+    in_thread(deploys.deployment_apply, deployment.pk)
+    expect(panel.locator("tbody tr", has_text="hello-00001").locator("td.traffic-percent")).to_have_text(
+        "30 %", timeout=20_000)
+    expect(panel.locator("tbody tr", has_text="hello-00002").locator("td.traffic-percent")).to_have_text("70 %")
+    assert page.evaluate("window.__notReloaded") is True

@@ -194,3 +194,18 @@ def test_deploy_needs_no_body_an_empty_form_is_none_and_a_filled_form_is_refused
     assert client.post(url).status_code == 202
     assert client.post(url, "", content_type="application/x-www-form-urlencoded").status_code == 202
     assert client.post(url, {"candidate": "true"}).status_code == 415
+
+
+def test_a_deployment_says_whether_it_changed_the_spec_or_only_the_traffic(alice, tenant_a):
+    from django.test import Client
+
+    from triggers.models import Deployment, Trigger
+
+    trigger = Trigger.objects.create(tenant=tenant_a, name="hello", image="kubesim/echo")
+    Deployment.objects.create(trigger=trigger, spec_version=1, kind="traffic", status="ready")
+    client = Client()
+    client.force_login(alice)
+    response = client.post("/api/v1/tenants/acme/triggers/hello/deploy/")
+    assert (response.status_code, response.json()["kind"]) == (202, "deploy")
+    listed = client.get("/api/v1/tenants/acme/triggers/hello/deployments/").json()["results"]
+    assert [d["kind"] for d in listed] == ["deploy", "traffic"]

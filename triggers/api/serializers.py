@@ -24,7 +24,7 @@ class DeploymentSerializer(serializers.ModelSerializer):
 
     class Meta:
         model = Deployment
-        fields = ["id", "trigger", "spec_version", "redeploy", "status", "reason", "message", "generation",
+        fields = ["id", "trigger", "kind", "spec_version", "redeploy", "status", "reason", "message", "generation",
                   "revision", "attempts", "created_by", "created_at", "applied_at", "finished_at"]
         read_only_fields = fields
 

@@ -81,7 +81,7 @@ class Trigger(models.Model):
     previous_token = models.CharField(max_length=64, blank=True, default="", db_index=True, editable=False)
     previous_token_expires_at = models.DateTimeField(null=True, blank=True, editable=False)
     spec_version = models.PositiveIntegerField(default=0, editable=False)
-    # Traffic (issue 16): [] = Knative's default, 100 % to the latest ready revision; else the targets as the
+    # Traffic: [] = Knative's default, 100 % to the latest ready revision; else the targets as the
     # API takes them, [{"revision": "<name>-00001" | None, "latest": bool, "percent": int, "tag": str}], rendered
     # to the ksvc's spec.traffic (triggers/cluster/kube.py) and applied by the deploy task.
     traffic = models.JSONField(default=list, blank=True)
@@ -447,7 +447,7 @@ class LogLine(models.Model):
 
 
 class CandidateReplay(models.Model):
-    """Recorded deliveries sent again to a trigger's `candidate` tag (issue 16): never to the sender, never counted
+    """Recorded deliveries sent again to a trigger's `candidate` tag: never to the sender, never counted
     as deliveries; each result sits beside the delivery's original outcome."""
 
     class State(models.TextChoices):

@@ -1,4 +1,4 @@
-// The Logs panel (templates/triggers/_logs.html, issue 15): follows a trigger's new log lines over the page's
+// The Logs panel (templates/triggers/_logs.html): follows a trigger's new log lines over the page's
 // websocket (static/js/live.js: "relay:message" events, relayLive.send), pauses and resumes, loads older lines.
 //
 // - After each snapshot (each (re)connect) the panel sends logs.follow; once the server confirms (logs.following),

@@ -1,4 +1,4 @@
-"""API: candidate replays, /api/v1/tenants/<slug>/triggers/<name>/candidate-replays/ (issue 16). Recorded
+"""API: candidate replays, /api/v1/tenants/<slug>/triggers/<name>/candidate-replays/. Recorded
 deliveries sent again to the revision tagged `candidate`, each answer beside the original one; then promote
 the candidate to 100 % of the traffic. Viewers read; editors and owners start replays and promote.
 Bodies come back as text when they are UTF-8, else base64 (`*_encoding`)."""

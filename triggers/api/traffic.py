@@ -1,4 +1,4 @@
-"""API: a trigger's revisions and their traffic (issue 16), actions of TriggerViewSet.
+"""API: a trigger's revisions and their traffic, actions of TriggerViewSet.
 
 GET …/triggers/<name>/revisions/ (members): the revisions Knative keeps, with traffic and tags.
 PUT …/triggers/<name>/traffic/ (editors): split traffic between revisions, by Knative's rules.

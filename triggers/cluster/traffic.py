@@ -1,4 +1,4 @@
-"""Revisions and traffic (issue 16): Knative's rules for a traffic split, checked before we apply one, and a
+"""Revisions and traffic: Knative's rules for a traffic split, checked before we apply one, and a
 trigger's revision history as the pages and the API show it. Pure functions: the services read the cluster.
 
 Knative validates spec.traffic in its webhook (knative/serving knative-v1.23.0

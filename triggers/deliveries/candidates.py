@@ -1,4 +1,4 @@
-"""Candidate replays (issue 16): recorded deliveries sent again to the revision a trigger carries under the
+"""Candidate replays: recorded deliveries sent again to the revision a trigger carries under the
 `candidate` tag (0 % of the traffic, reached only through its tag host), each answer kept beside the
 delivery's original outcome, so a new handler can be compared with the one in service before it is promoted.
 

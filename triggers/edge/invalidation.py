@@ -1,4 +1,4 @@
-"""Route-cache invalidation across ingress processes and replicas, over Redis pub/sub (issue 17 item 3).
+"""Route-cache invalidation across ingress processes and replicas, over Redis pub/sub.
 
 Each ingress keeps token → Route for RELAY_INGRESS_CACHE_TTL seconds (ingress.RouteCache). Replicas share only
 PostgreSQL and Redis, so a trigger saved or deleted anywhere (suspend, resume, edit, rotate, delete: every

@@ -1,2 +1,2 @@
-"""Handler logs kept after their pods: queries, correlation with deliveries, retention (issue 15).
+"""Handler logs kept after their pods: queries, correlation with deliveries, retention.
 The collector that writes them follows the pods' logs through the cluster seam: triggers/cluster/logs.py."""

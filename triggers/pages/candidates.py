@@ -1,4 +1,4 @@
-"""Browser UI for candidate replays (issue 16): the list with "Replay the last N to the candidate", one replay's
+"""Browser UI for candidate replays: the list with "Replay the last N to the candidate", one replay's
 deliveries with the original and the candidate's answer side by side and a line diff of the bodies (difflib,
 server-side; rendered escaped, no script), and Promote. Viewers read; editors and owners replay and promote."""
 

@@ -1,4 +1,4 @@
-"""Browser UI for a trigger's handler logs (issue 15): the Logs panel of the trigger page, the same panel on its
+"""Browser UI for a trigger's handler logs: the Logs panel of the trigger page, the same panel on its
 own page with filters (`logs/?q=&pod=&revision=&since=&until=&delivery=`), the download of the filtered lines,
 and the last lines of a pod that crashed. Members read, viewers included.
 

@@ -1,4 +1,4 @@
-"""The Revisions panel of the trigger page (issue 16): revisions with traffic, tags and ready state; editors
+"""The Revisions panel of the trigger page: revisions with traffic, tags and ready state; editors
 roll back to one or set a split. Errors come back to the page inline, naming the field (post, redirect, get:
 the submitted values and the errors ride in the session for the next page view)."""
 

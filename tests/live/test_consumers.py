@@ -231,3 +231,26 @@ async def test_more_messages_than_the_layer_has_connections_are_all_sent(alice, 
     assert await broadcast.send_many(messages) == 0
     assert (await viewer.receive_json_from(timeout=2)) == {"type": "delivery", "payload": {"n": 1}}
     await viewer.disconnect()
+
+
+async def test_pushed_events_skip_the_connection_check_and_other_messages_keep_it(alice, tenant_a, monkeypatch):
+    """relay.event / relay.events go straight to the socket (no hop to the sync thread per message); connect,
+    receive and access checks still run channels' usual dispatch, which closes stale database connections."""
+    from channels import consumer as channels_consumer
+
+    checks = []
+
+    async def counted():
+        checks.append(1)
+
+    monkeypatch.setattr(channels_consumer, "aclose_old_connections", counted)
+    viewer, _ = await connect("/ws/tenants/acme/", alice)
+    await viewer.receive_json_from(timeout=5)
+    before = len(checks)
+    assert before >= 1  # websocket.connect went through channels' dispatch
+    for n in range(3):
+        await _layer().group_send(broadcast.tenant_group(tenant_a.pk),
+                                  {"type": "relay.event", "event": "delivery", "payload": {"n": n}})
+    assert [(await viewer.receive_json_from(timeout=2))["payload"]["n"] for _ in range(3)] == [0, 1, 2]
+    assert len(checks) == before
+    await viewer.disconnect()

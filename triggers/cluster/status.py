@@ -127,13 +127,15 @@ def observed_values(ksvc: dict | None) -> dict:
 
 
 def observe_ksvc(
-    trigger: Trigger, ksvc: dict | None, *, revision_reason=None, settled: list | None = None
+    trigger: Trigger, ksvc: dict | None, *, revision_reason=None, settled: list | None = None,
+    waiting: bool | None = None,
 ) -> list[str]:
     """Write the trigger's observed state when it changed and settle its waiting deployments.
 
     `revision_reason(name) -> (reason, message)` looks up a failed revision's own condition (e.g.
     ContainerMissing, ImagePullBackOff, ExitCode1); it is only called for failures.
-    Returns the names of the trigger fields that changed (empty: nothing was written).
+    `waiting=False` says the caller knows the trigger has no deployment waiting (a relist loads them all at
+    once), so none is looked for. Returns the names of the trigger fields that changed (empty: nothing written).
     """
     values = observed_values(ksvc)
     changed = [name for name, value in values.items() if getattr(trigger, name) != value]
@@ -144,7 +146,7 @@ def observe_ksvc(
             trigger.observed_at = timezone.now()
             updates = {name: values[name] for name in changed}
             Trigger.objects.filter(pk=trigger.pk).update(observed_at=trigger.observed_at, **updates)
-        for deployment in trigger.deployments.filter(status=Deployment.Status.WAITING):
+        for deployment in () if waiting is False else trigger.deployments.filter(status=Deployment.Status.WAITING):
             if settle(deployment, ksvc, revision_reason=revision_reason) and settled is not None:
                 settled.append(deployment)
     return changed

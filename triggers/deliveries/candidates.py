@@ -33,7 +33,7 @@ from django.utils import timezone
 
 from tenants.audit import audit_record
 from triggers.deliveries.filters import DeliveryFilter
-from triggers.deliveries.retries import read_capped
+from triggers.deliveries.retries import read_capped, wake_host
 from triggers.edge import wakeup
 from triggers.edge.headers import HOP_BY_HOP, sender_headers
 from triggers.enqueue import enqueue, lease_redis
@@ -262,27 +262,13 @@ def _why_stop(replay: CandidateReplay) -> str:
 
 
 def _wake(host: str, label: str) -> str:
-    """Wait until a pod of the candidate serves (wakeup.py): "" then, else why not."""
-    headers = dict(wakeup.wake_headers(host, label))
-    now = time.monotonic()
-    deadline, unrouted = now + settings.RELAY_ACTIVATION_TIMEOUT, now + wakeup.ROUTE_GRACE
-    while (left := deadline - time.monotonic()) > 0:
-        try:
-            response = _pool.request("GET", f"{settings.RELAY_GATEWAY_URL}/", headers=headers, redirect=False,
-                                     timeout=urllib3.Timeout(total=min(wakeup.attempt_timeout(), left)),
-                                     preload_content=False)
-            body = read_capped(response, 1024)
-        except urllib3.exceptions.TimeoutError:
-            continue
-        except urllib3.exceptions.HTTPError as e:
-            return f"The gateway is unreachable: {type(e).__name__}."
-        if wakeup.awake(response.status, response.headers.items(), body):
-            return ""
-        if response.status == 404 and time.monotonic() > unrouted:
-            return f"The gateway has no route for the candidate's host {host} (its `{TAG}` tag was removed?)."
-        time.sleep(min(wakeup.RETRY_PAUSE, max(0.0, deadline - time.monotonic())))
-    return (f"The candidate did not start within {settings.RELAY_ACTIVATION_TIMEOUT:g} s "
-            "(RELAY_ACTIVATION_TIMEOUT).")
+    """Wait until a pod of the candidate serves: "" then, else why not."""
+    failed = wake_host(
+        host, label,
+        unrouted=f"The gateway has no route for the candidate's host {host} (its `{TAG}` tag was removed?).",
+        timed_out=f"The candidate did not start within {settings.RELAY_ACTIVATION_TIMEOUT:g} s "
+                  "(RELAY_ACTIVATION_TIMEOUT).")
+    return failed[1] if failed else ""
 
 
 class _Unrouted(Exception):

@@ -128,9 +128,19 @@ def _forward(delivery: Delivery, secrets: dict[int, str]) -> tuple[int | None, b
 
 def _wake(trigger: Trigger) -> tuple[int, str] | None:
     """Wait until a pod of the trigger serves (wakeup.py): None then, else (status, error) of the attempt."""
-    headers = dict(wakeup.wake_headers(trigger.gateway_host, f"{trigger.tenant.slug}/{trigger.name}"))
+    return wake_host(trigger.gateway_host, f"{trigger.tenant.slug}/{trigger.name}",
+                     unrouted=f"The gateway has no route to trigger {trigger.name} yet.",
+                     timed_out=f"The handler did not answer within {settings.RELAY_ACTIVATION_TIMEOUT:g} s: it did not "
+                               "start in time (RELAY_ACTIVATION_TIMEOUT).")
+
+
+def wake_host(host: str, label: str, *, unrouted: str, timed_out: str) -> tuple[int, str] | None:
+    """Wake the pods behind `host` through the gateway and wait until one serves (wakeup.py): None then, else
+    (status, error): 502 the gateway unreachable, 503 `unrouted` (still no route after ROUTE_GRACE), 504
+    `timed_out` (RELAY_ACTIVATION_TIMEOUT passed). Async attempts and candidate replays both wait this way."""
+    headers = dict(wakeup.wake_headers(host, label))
     now = time.monotonic()
-    deadline, unrouted = now + settings.RELAY_ACTIVATION_TIMEOUT, now + wakeup.ROUTE_GRACE
+    deadline, route_grace = now + settings.RELAY_ACTIVATION_TIMEOUT, now + wakeup.ROUTE_GRACE
     while (left := deadline - time.monotonic()) > 0:
         try:
             response = _pool.request("GET", f"{settings.RELAY_GATEWAY_URL}/", headers=headers, redirect=False,
@@ -143,11 +153,10 @@ def _wake(trigger: Trigger) -> tuple[int, str] | None:
             return 502, f"The gateway is unreachable: {type(e).__name__}."
         if wakeup.awake(response.status, response.headers.items(), body):
             return None
-        if response.status == 404 and time.monotonic() > unrouted:
-            return 503, f"The gateway has no route to trigger {trigger.name} yet."
+        if response.status == 404 and time.monotonic() > route_grace:
+            return 503, unrouted
         time.sleep(min(wakeup.RETRY_PAUSE, max(0.0, deadline - time.monotonic())))
-    return 504, (f"The handler did not answer within {settings.RELAY_ACTIVATION_TIMEOUT:g} s: it did not start in "
-                 "time (RELAY_ACTIVATION_TIMEOUT).")
+    return 504, timed_out
 
 
 def read_capped(response: urllib3.BaseHTTPResponse, cap: int) -> bytes:

@@ -231,13 +231,17 @@ def relay_env(sim: KubeSim, **extra: str) -> dict:
             "RELAY_INGRESS_CACHE_TTL": "2.0", **extra}
 
 
-def start_uvicorn(stack: ExitStack, tmp: Path, env: dict) -> tuple[Proc, str]:
-    """relayweb.asgi under uvicorn in its own process; returns it and its base URL once /healthz answers."""
+def start_uvicorn(stack: ExitStack, tmp: Path, env: dict, command=None) -> tuple[Proc, str]:
+    """relayweb.asgi under uvicorn in its own process; returns it and its base URL once /healthz answers.
+    `command(port)`, when given, is the argv to run instead (with RELAY_PORT set to the port)."""
     port = free_port()
-    proc = start(stack, "uvicorn", [sys.executable, "-m", "uvicorn", "relayweb.asgi:application", "--host", "127.0.0.1",
-                                    "--http", "relayweb.protocol:HttpProtocol",
-                                    "--port", str(port), "--log-level", "warning", "--no-access-log",
-                                    "--lifespan", "on"], env, tmp)
+    if command is not None:
+        argv, env = command(port), {**env, "RELAY_PORT": str(port)}
+    else:
+        argv = [sys.executable, "-m", "uvicorn", "relayweb.asgi:application", "--host", "127.0.0.1",
+                "--http", "relayweb.protocol:HttpProtocol", "--port", str(port), "--log-level", "warning",
+                "--no-access-log", "--lifespan", "on"]
+    proc = start(stack, "uvicorn", argv, env, tmp)
     base = f"http://127.0.0.1:{port}"
 
     def healthy() -> bool:

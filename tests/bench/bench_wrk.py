@@ -180,19 +180,8 @@ def http_ok(url: str, headers: dict | None = None) -> bool:
 
 
 def start_uvicorn(stack: ExitStack, tmp: Path, env: dict) -> tuple[_setup.Proc, str]:
-    port = _setup.free_port()
-    proc = _setup.start(stack, "uvicorn", procfile("web", port), {**env, "RELAY_PORT": str(port)}, tmp)
-    base = f"http://127.0.0.1:{port}"
-
-    def healthy() -> bool:
-        try:
-            with urllib.request.urlopen(f"{base}/healthz", timeout=2) as r:
-                return r.status == 200
-        except OSError:
-            return False
-
-    proc.wait_for(healthy, 60, "/healthz answering")
-    return proc, base
+    """The Procfile's web line, as `make run` starts it."""
+    return _setup.start_uvicorn(stack, tmp, env, command=lambda port: procfile("web", port))
 
 
 def start_worker(stack: ExitStack, tmp: Path, env: dict) -> _setup.Proc:
